@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* agentd.h - the server: configuration, broker, supervisor, transports and connections. */
+#ifndef AGENTD_AGENTD_H
+#define AGENTD_AGENTD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "broker.h"
+#include "config.h"
+#include "paths.h"
+#include "supervisor.h"
+
+typedef struct Conn Conn;
+typedef struct Listener Listener;
+
+/* Default bound on one client message (a JSON line or a websocket message). */
+#define AGENTD_DEFAULT_MAX_MESSAGE_BYTES (8u * 1024u * 1024u)
+/* Bytes queued towards one client before it counts as not reading and is disconnected. */
+#define AGENTD_DEFAULT_MAX_WRITE_QUEUE_BYTES (64u * 1024u * 1024u)
+#define AGENTD_MAX_LISTENERS 8
+
+typedef struct Agentd {
+	uv_loop_t *loop;
+	Config config;
+	char runtime_dir[AGENTD_PATH_MAX];
+	Broker *broker;
+	Supervisor *supervisor;
+	Listener *listeners[AGENTD_MAX_LISTENERS];
+	size_t listener_count;
+	Conn *conns; /* doubly linked list of live connections */
+	size_t conn_count;
+	uint64_t next_conn_id;
+	size_t max_message_bytes;
+	size_t max_write_queue_bytes;
+	/* The first initializing client names the process (the reference's originator rule). */
+	char originator[128];
+	bool has_originator;
+	bool is_ready;
+	bool is_stopping;
+	bool is_stdio_only;
+	unsigned helpers_registered;
+	uv_timer_t ready_timer;
+	uv_signal_t sigterm, sigint, sighup;
+} Agentd;
+
+/* Services agentd supervises and routes to, in start order. */
+extern const char *const agentd_services[];
+extern const size_t agentd_service_count;
+
+/** agentd_shutdown() - begin an orderly stop (helpers, listeners, connections, sockets). */
+void agentd_shutdown(Agentd *server);
+
+/** agentd_on_last_stdio_closed() - the stdio client went away; the reference exits then. */
+void agentd_on_stdio_closed(Agentd *server);
+
+#endif

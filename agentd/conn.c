@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/* conn.c - connection registry and the JSON shapes agentd sends (no "jsonrpc" field, as the reference). */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rpc.h"
+
+Conn *conn_new(Agentd *server, const ConnOps *ops, void *transport)
+{
+	Conn *conn = calloc(1, sizeof(*conn));
+	if (!conn)
+		return NULL;
+	conn->server = server;
+	conn->ops = ops;
+	conn->transport = transport;
+	conn->id = ++server->next_conn_id;
+	conn->next = server->conns;
+	if (server->conns)
+		server->conns->prev = conn;
+	server->conns = conn;
+	server->conn_count++;
+	log_info("connection %llu (%s) opened", (unsigned long long)conn->id, ops->kind);
+	return conn;
+}
+
+void conn_free(Conn *conn)
+{
+	if (!conn)
+		return;
+	Agentd *server = conn->server;
+	if (conn->prev)
+		conn->prev->next = conn->next;
+	else
+		server->conns = conn->next;
+	if (conn->next)
+		conn->next->prev = conn->prev;
+	server->conn_count--;
+	log_info("connection %llu (%s) closed", (unsigned long long)conn->id, conn->ops->kind);
+	json_decref(conn->opted_out);
+	free(conn);
+}
+
+Conn *conn_find(Agentd *server, uint64_t id)
+{
+	for (Conn *c = server->conns; c; c = c->next) {
+		if (c->id == id)
+			return c->is_closing ? NULL : c;
+	}
+	return NULL;
+}
+
+void conn_close(Conn *conn, const char *why)
+{
+	if (conn->is_closing)
+		return;
+	conn->is_closing = true;
+	log_info("connection %llu: closing: %s", (unsigned long long)conn->id, why);
+	conn->ops->close(conn);
+}
+
+int conn_send(Conn *conn, json_t *msg)
+{
+	if (!msg)
+		return -ENOMEM;
+	if (conn->is_closing) {
+		json_decref(msg);
+		return -EPIPE;
+	}
+	char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	json_decref(msg);
+	if (!text)
+		return -ENOMEM;
+	size_t len = strlen(text);
+	if (conn->queued_bytes + len > conn->server->max_write_queue_bytes) {
+		free(text);
+		conn_close(conn, "client is not reading its messages");
+		return -ENOBUFS;
+	}
+	int rc = conn->ops->write(conn, text, len);
+	free(text);
+	if (rc < 0) {
+		conn_close(conn, "write failed");
+		return rc;
+	}
+	conn->queued_bytes += len;
+	return 0;
+}
+
+void conn_on_written(Conn *conn, size_t len)
+{
+	conn->queued_bytes = len > conn->queued_bytes ? 0 : conn->queued_bytes - len;
+}
+
+int conn_reply(Conn *conn, json_t *id, json_t *result)
+{
+	json_t *msg = json_object();
+	if (!msg || !result) {
+		json_decref(msg);
+		json_decref(result);
+		return -ENOMEM;
+	}
+	json_object_set(msg, "id", id);
+	json_object_set_new(msg, "result", result);
+	return conn_send(conn, msg);
+}
+
+int conn_reply_error(Conn *conn, json_t *id, int code, const char *fmt, ...)
+{
+	char message[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	json_t *msg = json_pack("{s:{s:i,s:s}}", "error", "code", code, "message", message);
+	if (!msg)
+		return -ENOMEM;
+	json_object_set_new(msg, "id", id ? json_incref(id) : json_null());
+	return conn_send(conn, msg);
+}
+
+int conn_notify(Conn *conn, const char *method, json_t *params)
+{
+	if (conn->opted_out && json_object_get(conn->opted_out, method)) {
+		json_decref(params);
+		return 0;
+	}
+	json_t *msg = json_pack("{s:s}", "method", method);
+	if (!msg) {
+		json_decref(params);
+		return -ENOMEM;
+	}
+	if (params)
+		json_object_set_new(msg, "params", params);
+	return conn_send(conn, msg);
+}
+
+void conn_on_message(Conn *conn, const char *text, size_t len)
+{
+	if (!conn->is_closing)
+		rpc_handle_text(conn, text, len);
+}
+
+void conn_on_oversize(Conn *conn, size_t len)
+{
+	log_warn("connection %llu: skipped a %zu-byte message over the %zu-byte limit", (unsigned long long)conn->id,
+		 len, conn->server->max_message_bytes);
+	conn_reply_error(conn, NULL, RPC_INVALID_REQUEST,
+			 "Invalid request: message of %zu bytes exceeds the limit of %zu bytes", len,
+			 conn->server->max_message_bytes);
+}

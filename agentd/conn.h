@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* conn.h - one client connection, whatever its transport: state, sending, and its id. */
+#ifndef AGENTD_CONN_H
+#define AGENTD_CONN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agentd.h"
+
+typedef struct ConnOps {
+	const char *kind; /* "stdio", "unix", "ws" for logs */
+	/* Queue @len bytes of one serialized message; the transport adds its framing. */
+	int (*write)(Conn *conn, const char *data, size_t len);
+	/* Begin closing the transport; it calls conn_free() once its handles are closed. */
+	void (*close)(Conn *conn);
+} ConnOps;
+
+struct Conn {
+	Conn *prev, *next;
+	Agentd *server;
+	uint64_t id; /* never reused; helpers refer to connections by it */
+	const ConnOps *ops;
+	void *transport;
+	bool is_initialized;
+	bool is_closing;
+	json_t *opted_out; /* object used as a set of notification methods */
+	char client_name[128];
+	size_t queued_bytes; /* written to the transport, not yet flushed to the socket */
+};
+
+/** conn_new() - register a connection for @transport. Return it, or NULL on allocation failure. */
+Conn *conn_new(Agentd *server, const ConnOps *ops, void *transport);
+/** conn_free() - unregister and free; only the transport calls this, after its handles closed. */
+void conn_free(Conn *conn);
+/** conn_find() - the live connection with @id, or NULL (it may have closed meanwhile). */
+Conn *conn_find(Agentd *server, uint64_t id);
+/** conn_close() - close because of a transport failure or a client that is not reading. */
+void conn_close(Conn *conn, const char *why);
+
+/** conn_send() - serialize @msg (reference stolen) and queue it. Return 0 or negative errno. */
+int conn_send(Conn *conn, json_t *msg);
+/** conn_reply() - {"id":…,"result":…}; steals @result. */
+int conn_reply(Conn *conn, json_t *id, json_t *result);
+/** conn_reply_error() - {"error":{"code":…,"message":…},"id":…}; @id may be NULL for null. */
+int conn_reply_error(Conn *conn, json_t *id, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/** conn_notify() - {"method":…,"params":…} unless the client opted out of @method; steals @params. */
+int conn_notify(Conn *conn, const char *method, json_t *params);
+
+/** conn_on_message() - a complete client message arrived (JSON text). */
+void conn_on_message(Conn *conn, const char *text, size_t len);
+/** conn_on_oversize() - a client message over the limit was skipped. */
+void conn_on_oversize(Conn *conn, size_t len);
+/** conn_on_written() - the transport flushed @len bytes of queued output. */
+void conn_on_written(Conn *conn, size_t len);
+
+#endif

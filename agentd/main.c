@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/* agentd - the Codex app-server front door, broker and supervisor of the helper daemons. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agentd.h"
+#include "conn.h"
+#include "daemon.h"
+#include "log.h"
+#include "transport.h"
+
+#ifndef LIBEXECDIR
+#define LIBEXECDIR "/usr/local/libexec"
+#endif
+
+const char *const agentd_services[] = { "execd", "sandboxd", "authd", "watchd" };
+const size_t agentd_service_count = sizeof(agentd_services) / sizeof(agentd_services[0]);
+
+/* How long clients wait for the helpers at start-up before being served regardless. */
+#define AGENTD_READY_TIMEOUT_MS 5000u
+
+typedef struct AgentdFlags {
+	const char *listen[AGENTD_MAX_LISTENERS];
+	size_t listen_count;
+	bool is_debug;
+	bool is_check_only;
+	bool is_no_spawn;
+} AgentdFlags;
+
+static void agentd_usage(FILE *out)
+{
+	fprintf(out, "usage: agentd [--listen URL]... [--no-spawn] [-d] [-n] [--version]\n"
+		     "  --listen URL  stdio:// (default), unix://PATH or ws://IP:PORT; may repeat\n"
+		     "  --no-spawn    do not start the helpers (systemd units run them)\n"
+		     "  -d            log at debug level\n"
+		     "  -n            check the configuration and exit\n"
+		     "  --version     print the version and exit\n");
+}
+
+static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
+{
+	static const struct option options[] = {
+		{ "listen", required_argument, NULL, 'l' }, { "no-spawn", no_argument, NULL, 'N' },
+		{ "version", no_argument, NULL, 'V' },      { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "dnh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'l':
+			if (flags->listen_count == AGENTD_MAX_LISTENERS) {
+				fprintf(stderr, "agentd: at most %d --listen values\n", AGENTD_MAX_LISTENERS);
+				return -EINVAL;
+			}
+			flags->listen[flags->listen_count++] = optarg;
+			break;
+		case 'N':
+			flags->is_no_spawn = true;
+			break;
+		case 'd':
+			flags->is_debug = true;
+			break;
+		case 'n':
+			flags->is_check_only = true;
+			break;
+		case 'V':
+			printf("agentd %s\n", PACKAGE_VERSION);
+			exit(0);
+		case 'h':
+			agentd_usage(stdout);
+			exit(0);
+		default:
+			agentd_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc) {
+		agentd_usage(stderr);
+		return -EINVAL;
+	}
+	if (flags->listen_count == 0)
+		flags->listen[flags->listen_count++] = "stdio://";
+	return 0;
+}
+
+static int agentd_apply_config(Agentd *server)
+{
+	int64_t max_message, max_queue;
+	const char *level_text;
+	LogLevel level;
+	if (config_get_int(&server->config, "agentd.max_message_bytes", 1024, 1 << 30,
+			   AGENTD_DEFAULT_MAX_MESSAGE_BYTES, &max_message) < 0 ||
+	    config_get_int(&server->config, "agentd.max_write_queue_bytes", 1 << 20, (int64_t)1 << 34,
+			   AGENTD_DEFAULT_MAX_WRITE_QUEUE_BYTES, &max_queue) < 0 ||
+	    config_get_string(&server->config, "agentd.log_level", NULL, &level_text) < 0 ||
+	    (level_text && log_level_parse(level_text, &level) < 0)) {
+		log_error("%s: [agentd] max_message_bytes (1024..2^30), max_write_queue_bytes (2^20..2^34) and "
+			  "log_level (error|warn|info|debug) are the keys this table accepts",
+			  server->config.path);
+		return -EINVAL;
+	}
+	if (level_text)
+		log_set_level(level);
+	server->max_message_bytes = (size_t)max_message;
+	server->max_write_queue_bytes = (size_t)max_queue;
+	return 0;
+}
+
+static void agentd_start_listeners(Agentd *server, const AgentdFlags *flags);
+
+static const AgentdFlags *agentd_pending_flags;
+
+static void agentd_become_ready(Agentd *server)
+{
+	if (server->is_ready || server->is_stopping)
+		return;
+	server->is_ready = true;
+	uv_timer_stop(&server->ready_timer);
+	agentd_start_listeners(server, agentd_pending_flags);
+}
+
+static void agentd_on_registered(void *ctx, const char *service, int pid)
+{
+	Agentd *server = ctx;
+	server->helpers_registered++;
+	size_t registered = 0;
+	for (size_t i = 0; i < agentd_service_count; i++)
+		registered += broker_is_registered(server->broker, agentd_services[i]);
+	if (registered == agentd_service_count)
+		agentd_become_ready(server);
+}
+
+static void agentd_on_unregistered(void *ctx, const char *service)
+{
+	log_warn("%s is down: its clients get errors until it is back", service);
+}
+
+static void agentd_on_broker_event(void *ctx, const Envelope *env)
+{
+	log_debug("event %s from %s for connection %llu", env->method, env->source,
+		  (unsigned long long)env->connection_id);
+}
+
+static void agentd_on_helper_exit(void *ctx, const char *service, int64_t status, int term_signal)
+{
+	Agentd *server = ctx;
+	broker_mark_down(server->broker, service);
+}
+
+static void agentd_close_walk(uv_handle_t *handle, void *arg)
+{
+	if (!uv_is_closing(handle))
+		uv_close(handle, NULL);
+}
+
+static void agentd_on_helpers_stopped(void *ctx)
+{
+	Agentd *server = ctx;
+	broker_free(server->broker);
+	server->broker = NULL;
+	uv_stop(server->loop);
+}
+
+void agentd_shutdown(Agentd *server)
+{
+	if (server->is_stopping)
+		return;
+	server->is_stopping = true;
+	log_info("shutting down");
+	uv_timer_stop(&server->ready_timer);
+	for (size_t i = 0; i < server->listener_count; i++)
+		listener_free(server->listeners[i]);
+	server->listener_count = 0;
+	for (Conn *c = server->conns; c; c = c->next)
+		conn_close(c, "server shutting down");
+	if (server->supervisor)
+		supervisor_stop(server->supervisor);
+	else
+		agentd_on_helpers_stopped(server);
+}
+
+void agentd_on_stdio_closed(Agentd *server)
+{
+	if (server->is_stdio_only)
+		agentd_shutdown(server);
+}
+
+static void agentd_on_signal(uv_signal_t *sig, int signum)
+{
+	log_info("%s received", strsignal(signum));
+	agentd_shutdown(sig->data);
+}
+
+static void agentd_on_hup(uv_signal_t *sig, int signum)
+{
+	Agentd *server = sig->data;
+	char err[512];
+	Config fresh;
+	if (config_load(&fresh, err, sizeof(err)) < 0) {
+		log_error("SIGHUP: keeping the old configuration: %s", err);
+		config_free(&fresh);
+		return;
+	}
+	config_free(&server->config);
+	server->config = fresh;
+	if (agentd_apply_config(server) == 0)
+		log_info("SIGHUP: configuration reloaded from %s", server->config.path);
+}
+
+static void agentd_on_ready_timeout(uv_timer_t *timer)
+{
+	Agentd *server = timer->data;
+	log_warn("helpers not all registered after %u ms: serving clients anyway", AGENTD_READY_TIMEOUT_MS);
+	agentd_become_ready(server);
+}
+
+static void agentd_start_listeners(Agentd *server, const AgentdFlags *flags)
+{
+	for (size_t i = 0; i < flags->listen_count; i++) {
+		ListenSpec spec;
+		char err[256];
+		Listener *listener;
+		int rc = listen_spec_parse(flags->listen[i], server->runtime_dir, &spec, err, sizeof(err));
+		if (rc == 0)
+			rc = listener_start(server, &spec, &listener);
+		else
+			log_error("%s", err);
+		if (rc < 0) {
+			log_error("cannot listen on %s: %s", flags->listen[i], strerror(-rc));
+			agentd_shutdown(server);
+			return;
+		}
+		server->listeners[server->listener_count++] = listener;
+	}
+}
+
+static int agentd_start_signals(Agentd *server)
+{
+	uv_signal_t *sigs[] = { &server->sigterm, &server->sigint, &server->sighup };
+	int nums[] = { SIGTERM, SIGINT, SIGHUP };
+	for (int i = 0; i < 3; i++) {
+		uv_signal_init(server->loop, sigs[i]);
+		sigs[i]->data = server;
+		int rc = uv_signal_start(sigs[i], nums[i] == SIGHUP ? agentd_on_hup : agentd_on_signal, nums[i]);
+		if (rc < 0)
+			return rc;
+	}
+	/* A client closing its socket must be an error return, never a process kill. */
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static int agentd_start_helpers(Agentd *server, const AgentdFlags *flags)
+{
+	static const BrokerEvents broker_events = { agentd_on_registered, agentd_on_unregistered,
+						    agentd_on_broker_event };
+	static const SupervisorEvents supervisor_events = { agentd_on_helper_exit, agentd_on_helpers_stopped };
+	int rc = paths_runtime_dir(server->runtime_dir, sizeof(server->runtime_dir));
+	if (rc == 0)
+		rc = paths_ensure_private_dir(server->runtime_dir);
+	if (rc < 0) {
+		log_error("runtime directory %s: %s", server->runtime_dir, strerror(-rc));
+		return rc;
+	}
+	rc = broker_new(server->loop, server->runtime_dir, agentd_services, agentd_service_count, &broker_events,
+			server, &server->broker);
+	if (rc < 0)
+		return rc;
+	if (flags->is_no_spawn)
+		return 0;
+	rc = supervisor_new(server->loop, agentd_services, agentd_service_count, LIBEXECDIR, flags->is_debug,
+			    &supervisor_events, server, &server->supervisor);
+	if (rc == 0)
+		rc = supervisor_start(server->supervisor);
+	return rc;
+}
+
+static bool agentd_is_stdio_only(const AgentdFlags *flags)
+{
+	for (size_t i = 0; i < flags->listen_count; i++) {
+		if (strncmp(flags->listen[i], "stdio", 5) != 0)
+			return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	static Agentd server;
+	static AgentdFlags flags;
+	uv_loop_t loop;
+	char err[512];
+	int status = 1;
+
+	if (agentd_parse_flags(argc, argv, &flags) < 0)
+		return 2;
+	log_init("agentd", flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+	if (config_load(&server.config, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		config_free(&server.config);
+		return 1;
+	}
+	if (agentd_apply_config(&server) < 0) {
+		config_free(&server.config);
+		return 1;
+	}
+	if (flags.is_check_only) {
+		printf("agentd: configuration %s OK\n", server.config.path);
+		config_free(&server.config);
+		return 0;
+	}
+	/*
+	 * agentd keeps no capability: it talks to clients and the model API and reads its
+	 * configuration. Spawning helpers needs none, and they drop their own.
+	 */
+	if (daemon_keep_capabilities("agentd", NULL, 0) < 0)
+		goto out_config;
+	uv_loop_init(&loop);
+	server.loop = &loop;
+	server.is_stdio_only = agentd_is_stdio_only(&flags);
+	agentd_pending_flags = &flags;
+	uv_timer_init(&loop, &server.ready_timer);
+	server.ready_timer.data = &server;
+	if (agentd_start_signals(&server) < 0 || agentd_start_helpers(&server, &flags) < 0) {
+		agentd_shutdown(&server);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		goto out_loop;
+	}
+	log_info("started (pid %ld), runtime directory %s", (long)getpid(), server.runtime_dir);
+	if (flags.is_no_spawn)
+		agentd_become_ready(&server);
+	else
+		uv_timer_start(&server.ready_timer, agentd_on_ready_timeout, AGENTD_READY_TIMEOUT_MS, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	status = 0;
+out_loop:
+	supervisor_free(server.supervisor);
+	broker_free(server.broker);
+	uv_walk(&loop, agentd_close_walk, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+out_config:
+	config_free(&server.config);
+	log_info("stopped");
+	return status;
+}

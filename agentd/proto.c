@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* proto.c - the client method table and the notifications agentd accepts. */
+#include "proto.h"
+
+#include <string.h>
+
+#include "log.h"
+
+/*
+ * The allow-list. Methods of later features join this table as they are built; a method
+ * not listed is answered with -32601, never forwarded.
+ */
+static const ProtoMethod proto_methods[] = {
+	{ "initialize", true, PROTO_PARAMS_REQUIRED, proto_initialize },
+	{ "agentd/health", false, PROTO_PARAMS_OPTIONAL, proto_health },
+};
+
+const ProtoMethod *proto_find_method(const char *name)
+{
+	for (size_t i = 0; i < sizeof(proto_methods) / sizeof(proto_methods[0]); i++) {
+		if (strcmp(proto_methods[i].name, name) == 0)
+			return &proto_methods[i];
+	}
+	return NULL;
+}
+
+void proto_on_notification(Conn *conn, const char *method, json_t *params)
+{
+	if (strcmp(method, "initialized") == 0) {
+		log_debug("connection %llu: client initialized", (unsigned long long)conn->id);
+		return;
+	}
+	/* JSON-RPC forbids answering a notification, so an unknown one can only be logged. */
+	log_debug("connection %llu: ignoring unknown notification %s", (unsigned long long)conn->id, method);
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* proto.h - the client method allow-list: every method agentd answers is a row here. */
+#ifndef AGENTD_PROTO_H
+#define AGENTD_PROTO_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "conn.h"
+
+typedef enum ProtoParams {
+	PROTO_PARAMS_REQUIRED, /* an object must be present */
+	PROTO_PARAMS_OPTIONAL, /* absent, null or an object */
+} ProtoParams;
+
+/* Answers (now or later) with conn_reply()/conn_reply_error(). @params is an object or NULL. */
+typedef void (*ProtoHandler)(Conn *conn, json_t *id, json_t *params);
+
+typedef struct ProtoMethod {
+	const char *name;
+	bool is_allowed_before_initialize;
+	ProtoParams params;
+	ProtoHandler handler;
+} ProtoMethod;
+
+/** proto_find_method() - the row for @name, or NULL. */
+const ProtoMethod *proto_find_method(const char *name);
+
+/** proto_on_notification() - a client notification ("initialized", …); unknown ones are ignored. */
+void proto_on_notification(Conn *conn, const char *method, json_t *params);
+
+/* Handlers, one file per area. */
+void proto_initialize(Conn *conn, json_t *id, json_t *params);
+void proto_health(Conn *conn, json_t *id, json_t *params);
+
+#endif

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/* transport_stream.c - newline-delimited JSON over stdio and over unix sockets. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "lines.h"
+#include "log.h"
+#include "transport.h"
+
+typedef union StreamHandle {
+	uv_handle_t handle;
+	uv_stream_t stream;
+	uv_pipe_t pipe;
+	uv_tty_t tty;
+} StreamHandle;
+
+typedef struct StreamConn {
+	Conn *conn;
+	Listener *listener;
+	StreamHandle in;
+	StreamHandle out; /* stdio only: unix sockets read and write one handle */
+	bool has_separate_out;
+	bool is_stdio;
+	int out_file_fd; /* stdout redirected to a regular file: written synchronously, -1 otherwise */
+	int open_handles;
+	LineReader reader;
+} StreamConn;
+
+typedef struct StreamWrite {
+	uv_write_t req;
+	StreamConn *sc;
+	size_t len;
+	char data[];
+} StreamWrite;
+
+static void stream_on_write(uv_write_t *req, int status)
+{
+	StreamWrite *w = (StreamWrite *)req;
+	StreamConn *sc = w->sc;
+	conn_on_written(sc->conn, w->len);
+	if (status < 0 && status != UV_ECANCELED)
+		conn_close(sc->conn, uv_strerror(status));
+	free(w);
+}
+
+static uv_stream_t *stream_out(StreamConn *sc)
+{
+	return sc->has_separate_out ? &sc->out.stream : &sc->in.stream;
+}
+
+/* Regular files never block for long and epoll cannot watch them: plain write(2). */
+static int stream_write_file(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int stream_write(Conn *conn, const char *data, size_t len)
+{
+	StreamConn *sc = conn->transport;
+	if (sc->out_file_fd >= 0) {
+		int rc = stream_write_file(sc->out_file_fd, data, len);
+		return rc < 0 ? rc : stream_write_file(sc->out_file_fd, "\n", 1);
+	}
+	StreamWrite *w = malloc(sizeof(*w) + len + 1);
+	if (!w)
+		return -ENOMEM;
+	memcpy(w->data, data, len);
+	w->data[len] = '\n';
+	w->len = len;
+	w->sc = sc;
+	uv_buf_t buf = uv_buf_init(w->data, (unsigned)(len + 1));
+	int rc = uv_write(&w->req, stream_out(sc), &buf, 1, stream_on_write);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	return 0;
+}
+
+static void stream_on_closed(uv_handle_t *handle)
+{
+	StreamConn *sc = handle->data;
+	if (--sc->open_handles > 0)
+		return;
+	bool was_stdio = sc->is_stdio;
+	Agentd *server = sc->conn->server;
+	line_reader_free(&sc->reader);
+	conn_free(sc->conn);
+	free(sc);
+	if (was_stdio)
+		agentd_on_stdio_closed(server);
+}
+
+static void stream_close(Conn *conn)
+{
+	StreamConn *sc = conn->transport;
+	uv_close(&sc->in.handle, stream_on_closed);
+	if (sc->has_separate_out)
+		uv_close(&sc->out.handle, stream_on_closed);
+}
+
+static const ConnOps stdio_ops = { "stdio", stream_write, stream_close };
+static const ConnOps unix_ops = { "unix", stream_write, stream_close };
+
+static void stream_on_line(void *ctx, const char *line, size_t len)
+{
+	StreamConn *sc = ctx;
+	conn_on_message(sc->conn, line, len);
+}
+
+static void stream_on_oversize(void *ctx, size_t len)
+{
+	StreamConn *sc = ctx;
+	conn_on_oversize(sc->conn, len);
+}
+
+static bool stream_should_stop(void *ctx)
+{
+	StreamConn *sc = ctx;
+	return sc->conn->is_closing;
+}
+
+static void stream_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	static char chunk[64 * 1024];
+	/* One loop thread and the data is consumed before the next read: a static buffer is enough. */
+	*buf = uv_buf_init(chunk, sizeof(chunk));
+}
+
+static void stream_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	StreamConn *sc = stream->data;
+	if (nread == UV_EOF) {
+		conn_close(sc->conn, "end of input");
+		return;
+	}
+	if (nread < 0) {
+		conn_close(sc->conn, uv_strerror((int)nread));
+		return;
+	}
+	if (sc->conn->is_closing)
+		return;
+	if (line_reader_feed(&sc->reader, buf->base, (size_t)nread, stream_should_stop) < 0)
+		conn_close(sc->conn, "out of memory");
+}
+
+static StreamConn *stream_conn_new(Agentd *server, Listener *listener, const ConnOps *ops)
+{
+	StreamConn *sc = calloc(1, sizeof(*sc));
+	if (!sc)
+		return NULL;
+	sc->conn = conn_new(server, ops, sc);
+	if (!sc->conn) {
+		free(sc);
+		return NULL;
+	}
+	sc->listener = listener;
+	sc->is_stdio = ops == &stdio_ops;
+	sc->out_file_fd = -1;
+	static const LineReaderEvents events = { stream_on_line, stream_on_oversize };
+	line_reader_init(&sc->reader, server->max_message_bytes, &events, sc);
+	return sc;
+}
+
+static int stream_open_fd(uv_loop_t *loop, StreamHandle *h, int fd, bool is_readable)
+{
+	uv_handle_type type = uv_guess_handle(fd);
+	int rc;
+	if (type == UV_TTY) {
+		rc = uv_tty_init(loop, &h->tty, fd, is_readable);
+	} else if (type == UV_NAMED_PIPE || type == UV_TCP) {
+		rc = uv_pipe_init(loop, &h->pipe, 0);
+		if (rc == 0 && (rc = uv_pipe_open(&h->pipe, fd)) < 0)
+			uv_close(&h->handle, NULL);
+	} else {
+		log_error("stdio transport: fd %d is neither a pipe, a socket nor a terminal", fd);
+		return -ENOTSUP;
+	}
+	return rc;
+}
+
+int transport_stdio_start(Agentd *server, Listener *listener)
+{
+	StreamConn *sc = stream_conn_new(server, listener, &stdio_ops);
+	if (!sc)
+		return -ENOMEM;
+	int rc = stream_open_fd(server->loop, &sc->in, STDIN_FILENO, true);
+	if (rc < 0)
+		goto fail;
+	sc->in.handle.data = sc;
+	sc->open_handles = 1;
+	if (uv_guess_handle(STDOUT_FILENO) == UV_FILE) {
+		sc->out_file_fd = STDOUT_FILENO;
+	} else {
+		rc = stream_open_fd(server->loop, &sc->out, STDOUT_FILENO, false);
+		if (rc < 0) {
+			conn_close(sc->conn, "cannot open stdout");
+			return rc;
+		}
+		sc->out.handle.data = sc;
+		sc->has_separate_out = true;
+		sc->open_handles = 2;
+	}
+	if ((rc = uv_read_start(&sc->in.stream, stream_alloc, stream_on_read)) < 0) {
+		conn_close(sc->conn, "cannot read stdin");
+		return rc;
+	}
+	/* The stdio connection belongs to the process; the listener holds nothing to free. */
+	listener->free_transport = NULL;
+	return 0;
+fail:
+	conn_free(sc->conn);
+	free(sc);
+	return rc;
+}
+
+/* Another user on a shared dev box must not drive our agent through the socket. */
+static bool unix_peer_is_allowed(uv_pipe_t *client)
+{
+	uv_os_fd_t fd;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (uv_fileno((uv_handle_t *)client, &fd) < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	if (cred.uid == geteuid() || cred.uid == 0)
+		return true;
+	log_warn("unix transport: refusing client uid %u (pid %d)", (unsigned)cred.uid, (int)cred.pid);
+	return false;
+}
+
+static void unix_on_connection(uv_stream_t *server_stream, int status)
+{
+	Listener *listener = server_stream->data;
+	Agentd *server = listener->server;
+	if (status < 0) {
+		log_warn("unix transport: accept failed: %s", uv_strerror(status));
+		return;
+	}
+	StreamConn *sc = stream_conn_new(server, listener, &unix_ops);
+	if (!sc)
+		return;
+	uv_pipe_init(server->loop, &sc->in.pipe, 0);
+	sc->in.handle.data = sc;
+	sc->open_handles = 1;
+	if (uv_accept(server_stream, &sc->in.stream) < 0 || !unix_peer_is_allowed(&sc->in.pipe)) {
+		conn_close(sc->conn, "refused");
+		return;
+	}
+	if (uv_read_start(&sc->in.stream, stream_alloc, stream_on_read) < 0)
+		conn_close(sc->conn, "cannot read");
+}
+
+static void unix_on_listener_closed(uv_handle_t *handle)
+{
+	Listener *listener = handle->data;
+	unlink(listener->spec.path);
+	free(listener->transport);
+	free(listener);
+}
+
+static void unix_free(Listener *listener)
+{
+	uv_close(listener->handle, unix_on_listener_closed);
+}
+
+int transport_unix_start(Agentd *server, Listener *listener)
+{
+	struct stat st;
+	/* Replace a stale socket, never a regular file someone pointed us at. */
+	if (lstat(listener->spec.path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_error("unix transport: %s exists and is not a socket", listener->spec.path);
+			return -EEXIST;
+		}
+		unlink(listener->spec.path);
+	}
+	uv_pipe_t *pipe = calloc(1, sizeof(*pipe));
+	if (!pipe)
+		return -ENOMEM;
+	uv_pipe_init(server->loop, pipe, 0);
+	pipe->data = listener;
+	listener->transport = pipe;
+	listener->handle = (uv_handle_t *)pipe;
+	listener->free_transport = unix_free;
+	mode_t old_mask = umask(0177);
+	int rc = uv_pipe_bind(pipe, listener->spec.path);
+	umask(old_mask);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)pipe, 128, unix_on_connection);
+	if (rc < 0) {
+		log_error("unix transport: cannot listen on %s: %s", listener->spec.path, uv_strerror(rc));
+		return rc;
+	}
+	log_info("listening on unix://%s", listener->spec.path);
+	return 0;
+}

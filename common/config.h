@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* config.h - $CODEX_HOME/config.toml, parsed once into a jansson tree. */
+#ifndef AGENTD_CONFIG_H
+#define AGENTD_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Config {
+	char codex_home[4096];
+	char path[4096]; /* the config.toml that was read (may not exist) */
+	json_t *root;    /* always an object; empty when the file is absent */
+} Config;
+
+/**
+ * config_load() - read <CODEX_HOME>/config.toml (CODEX_HOME: $CODEX_HOME, else ~/.codex).
+ * A missing file is an empty configuration. A syntax error is reported in @err as
+ * "<path>:<line>:<column>: <message>".
+ * Return: 0, or a negative errno (-EINVAL for a syntax error).
+ */
+int config_load(Config *cfg, char *err, size_t err_len);
+
+/** config_load_text() - parse TOML text (for tests and `-n`). Same errors as config_load(). */
+int config_load_text(Config *cfg, const char *name, const char *text, size_t len, char *err, size_t err_len);
+
+void config_free(Config *cfg);
+
+/** config_lookup() - the value at dotted @key ("agentd.log_level"), or NULL. Borrowed. */
+json_t *config_lookup(const Config *cfg, const char *key);
+
+/**
+ * config_get_int() / config_get_string() - typed lookups with a default for absent keys.
+ * Return: 0; -EINVAL when present with another type or outside [@min, @max].
+ */
+int config_get_int(const Config *cfg, const char *key, int64_t min, int64_t max, int64_t fallback, int64_t *out);
+int config_get_string(const Config *cfg, const char *key, const char *fallback, const char **out);
+
+#endif

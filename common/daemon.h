@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* daemon.h - the shape every helper daemon shares: flags, link to the broker, allow-list dispatch. */
+#ifndef AGENTD_DAEMON_H
+#define AGENTD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/capability.h>
+#include <uv.h>
+
+#include "envelope.h"
+#include "mp.h"
+
+typedef struct Daemon Daemon;
+
+/*
+ * Handler for one allowed internal method. It answers with daemon_reply() now or later
+ * (keeping a copy of what it needs from @req). Return 0, or a negative errno to have the
+ * caller answer with that status.
+ */
+typedef int (*DaemonHandler)(Daemon *d, const Envelope *req, const msgpack_object *params, void *ctx);
+
+typedef struct DaemonMethod {
+	const char *name;
+	size_t max_body_bytes; /* larger bodies are refused before parsing */
+	DaemonHandler handler;
+} DaemonMethod;
+
+typedef struct DaemonSpec {
+	const char *name; /* service name, also the socket name */
+	const char *summary;
+	const DaemonMethod *methods; /* the allow-list; "health" is built in */
+	size_t method_count;
+	void *ctx;
+	/* Adds fields to the health reply (a map being packed: call msgpack_pack_* key/value pairs). */
+	int (*health_fields)(Daemon *d, msgpack_packer *pk, void *ctx);
+	size_t health_field_count;
+	/* Set-up after flags and logging, before the link: privilege drops live here. */
+	int (*setup)(Daemon *d, void *ctx);
+	/* Called on SIGTERM/SIGINT before the loop stops. */
+	void (*teardown)(Daemon *d, void *ctx);
+} DaemonSpec;
+
+/** daemon_main() - run a helper from argv to exit. Return: the process exit status. */
+int daemon_main(const DaemonSpec *spec, int argc, char **argv);
+
+/** daemon_reply() - answer @req with @status and a msgpack @body (may be NULL/0). Return 0 or negative errno. */
+int daemon_reply(Daemon *d, const Envelope *req, int32_t status, const void *body, size_t body_len);
+
+/** daemon_loop() - the daemon's libuv loop. */
+uv_loop_t *daemon_loop(Daemon *d);
+
+/** daemon_keep_capabilities() - clear every capability but @keep from all sets. Return 0 or negative errno. */
+int daemon_keep_capabilities(const char *name, const cap_value_t *keep, size_t keep_count);
+
+/** daemon_drop_privileges() - no_new_privs and an empty capability set (see the comment inside). */
+int daemon_drop_privileges(const char *name);
+
+#endif
