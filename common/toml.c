@@ -914,6 +914,14 @@ static int float_tail_parse(TomlParser *p, size_t *i, size_t end, TomlBuf *text,
 	return 0;
 }
 
+/* Starts the text handed to strtod: an optional '-', then the integer digits. */
+static int float_text_start(TomlBuf *text, bool negative, const TomlBuf *digits)
+{
+	if (negative && buf_push_byte(text, '-') < 0)
+		return -ENOMEM;
+	return buf_push(text, digits->data, digits->len);
+}
+
 /* Decimal integer or float; [start, end) is the whole token, sign included. */
 static int decimal_parse(TomlParser *p, size_t start, size_t end, json_t **out)
 {
@@ -928,7 +936,7 @@ static int decimal_parse(TomlParser *p, size_t start, size_t end, json_t **out)
 
 	if (rc == 0 && digits.len > 1 && digits.data[0] == '0')
 		rc = parser_fail(p, int_start, "invalid number: leading zeros are not allowed");
-	if (rc == 0 && (buf_push(&text, negative ? "-" : "", negative) < 0 || buf_push(&text, digits.data, digits.len) < 0))
+	if (rc == 0 && float_text_start(&text, negative, &digits) < 0)
 		rc = parser_oom(p);
 	if (rc == 0)
 		rc = float_tail_parse(p, &i, end, &text, &is_float);
@@ -1537,7 +1545,7 @@ static int header_syntax_parse(TomlParser *p, TomlKey *key, bool *is_array)
 	if (rc < 0)
 		return rc;
 	if (peek(p) != ']' || (*is_array && peek_at(p, 1) != ']'))
-		return parser_fail(p, p->pos, *is_array ? "expected ']]' after table name" : "expected ']' after table name");
+		return parser_fail(p, p->pos, "expected '%s' after table name", *is_array ? "]]" : "]");
 	p->pos += *is_array ? 2 : 1;
 	return 0;
 }
