@@ -154,3 +154,23 @@ void conn_on_oversize(Conn *conn, size_t len)
 			 "Invalid request: message of %zu bytes exceeds the limit of %zu bytes", len,
 			 conn->server->max_message_bytes);
 }
+
+void conn_on_input_end(Conn *conn)
+{
+	conn->is_input_done = true;
+	if (conn->pending_calls == 0)
+		conn_close(conn, "end of input");
+}
+
+void conn_call_started(Conn *conn)
+{
+	conn->pending_calls++;
+}
+
+void conn_call_finished(Conn *conn)
+{
+	if (conn->pending_calls > 0)
+		conn->pending_calls--;
+	if (conn->is_input_done && conn->pending_calls == 0)
+		conn_close(conn, "end of input");
+}

@@ -29,6 +29,8 @@ struct Conn {
 	json_t *opted_out; /* object used as a set of notification methods */
 	char client_name[128];
 	size_t queued_bytes; /* written to the transport, not yet flushed to the socket */
+	unsigned pending_calls; /* requests answered later (through the broker) */
+	bool is_input_done;     /* the client finished sending; close once pending_calls drain */
 };
 
 /** conn_new() - register a connection for @transport. Return it, or NULL on allocation failure. */
@@ -53,6 +55,11 @@ int conn_notify(Conn *conn, const char *method, json_t *params);
 void conn_on_message(Conn *conn, const char *text, size_t len);
 /** conn_on_oversize() - a client message over the limit was skipped. */
 void conn_on_oversize(Conn *conn, size_t len);
+/** conn_on_input_end() - the client closed its sending side: answer what is pending, then close. */
+void conn_on_input_end(Conn *conn);
+/** conn_call_started() / conn_call_finished() - bracket a request answered asynchronously. */
+void conn_call_started(Conn *conn);
+void conn_call_finished(Conn *conn);
 /** conn_on_written() - the transport flushed @len bytes of queued output. */
 void conn_on_written(Conn *conn, size_t len);
 

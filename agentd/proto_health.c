@@ -58,6 +58,7 @@ static void health_on_reply(void *ctx, int32_t status, const uint8_t *body, size
 			conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "service %s sent a malformed answer",
 					 call->service);
 	}
+	conn_call_finished(conn);
 out:
 	json_decref(call->id);
 	free(call);
@@ -88,9 +89,11 @@ void proto_health(Conn *conn, json_t *id, json_t *params)
 	call->conn_id = conn->id;
 	call->id = json_incref(id);
 	snprintf(call->service, sizeof(call->service), "%s", name);
+	conn_call_started(conn);
 	int rc = broker_call(server->broker, name, "health", conn->id, NULL, 0, 5000, health_on_reply, call);
 	if (rc < 0) {
 		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "cannot reach service %s: %s", name, strerror(-rc));
+		conn_call_finished(conn);
 		json_decref(call->id);
 		free(call);
 	}

@@ -105,12 +105,34 @@ static void stream_on_closed(uv_handle_t *handle)
 		agentd_on_stdio_closed(server);
 }
 
-static void stream_close(Conn *conn)
+static void stream_close_handles(StreamConn *sc)
 {
-	StreamConn *sc = conn->transport;
 	uv_close(&sc->in.handle, stream_on_closed);
 	if (sc->has_separate_out)
 		uv_close(&sc->out.handle, stream_on_closed);
+}
+
+static void stream_on_shutdown(uv_shutdown_t *req, int status)
+{
+	StreamConn *sc = req->data;
+	free(req);
+	stream_close_handles(sc);
+}
+
+/* Answers already queued still reach the client: shut the write side down after them, then close. */
+static void stream_close(Conn *conn)
+{
+	StreamConn *sc = conn->transport;
+	uv_read_stop(&sc->in.stream);
+	uv_stream_t *out = stream_out(sc);
+	uv_shutdown_t *req = sc->out_file_fd < 0 && uv_is_writable(out) ? malloc(sizeof(*req)) : NULL;
+	if (req) {
+		req->data = sc;
+		if (uv_shutdown(req, out, stream_on_shutdown) == 0)
+			return;
+		free(req);
+	}
+	stream_close_handles(sc);
 }
 
 static const ConnOps stdio_ops = { "stdio", stream_write, stream_close };
@@ -145,7 +167,8 @@ static void stream_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
 {
 	StreamConn *sc = stream->data;
 	if (nread == UV_EOF) {
-		conn_close(sc->conn, "end of input");
+		uv_read_stop(stream);
+		conn_on_input_end(sc->conn);
 		return;
 	}
 	if (nread < 0) {
