@@ -29,6 +29,8 @@
 #define MSG_BYTES 100u
 #define IO_TIMEOUT_MS 10000
 #define TARGET_RATIO 2.0
+/* Raw and suite alternate in this many blocks, so both see the same background load. */
+#define ROUNDS 10u
 
 extern char **environ;
 
@@ -41,17 +43,26 @@ typedef struct Figures {
 	double rps;
 } Figures;
 
-/* Everything that must be undone on any exit path, error or not. */
-static struct {
-	pid_t child;
-	char tmpdir[64];
-} cleanup_state = { .child = -1 };
-
 typedef struct LineReader {
 	int fd;
 	size_t off, len;
 	char buf[1 << 16];
 } LineReader;
+
+/* The two systems under test, both running at once. */
+typedef struct Peers {
+	nng_socket raw;
+	pid_t echo_pid, agentd_pid;
+	LineReader *client;
+	long next_id;
+} Peers;
+
+/* Everything that must be undone on any exit path, error or not. */
+static struct {
+	pid_t children[2];
+	size_t child_count;
+	char tmpdir[64];
+} cleanup_state;
 
 static double now_us(void)
 {
@@ -89,13 +100,27 @@ static int child_reap(pid_t pid, int ms)
 	return status;
 }
 
-static void child_stop(void)
+static void child_forget(pid_t pid)
 {
-	if (cleanup_state.child <= 0)
-		return;
-	kill(cleanup_state.child, SIGTERM);
-	child_reap(cleanup_state.child, 5000);
-	cleanup_state.child = -1;
+	for (size_t i = 0; i < cleanup_state.child_count; i++) {
+		if (cleanup_state.children[i] == pid)
+			cleanup_state.children[i] = cleanup_state.children[--cleanup_state.child_count];
+	}
+}
+
+/* SIGTERM and reap @pid. Return its wait status. */
+static int child_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	int status = child_reap(pid, 5000);
+	child_forget(pid);
+	return status;
+}
+
+static void children_stop(void)
+{
+	while (cleanup_state.child_count > 0)
+		child_stop(cleanup_state.children[cleanup_state.child_count - 1]);
 }
 
 static void die(const char *fmt, ...)
@@ -106,7 +131,7 @@ static void die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
-	child_stop();
+	children_stop();
 	tmpdir_remove();
 	exit(1);
 }
@@ -144,7 +169,7 @@ static pid_t spawn(char *const argv[], char *const envp[])
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc != 0)
 		die("posix_spawn %s: %s", argv[0], strerror(rc));
-	cleanup_state.child = pid;
+	cleanup_state.children[cleanup_state.child_count++] = pid;
 	return pid;
 }
 
@@ -196,18 +221,16 @@ static void raw_roundtrip(nng_socket s, const char *msg)
 		die("echo returned %zu bytes", size);
 }
 
-static Stats raw_latency(nng_socket s, size_t n, double *samples)
+static void raw_latency(nng_socket s, double *samples, size_t n)
 {
 	char msg[MSG_BYTES];
 	memset(msg, 'x', sizeof(msg));
-	for (size_t i = 0; i < WARMUP; i++)
-		raw_roundtrip(s, msg);
 	for (size_t i = 0; i < n; i++) {
 		double t0 = now_us();
 		raw_roundtrip(s, msg);
-		samples[i] = now_us() - t0;
+		if (samples)
+			samples[i] = now_us() - t0;
 	}
-	return stats_of(samples, n);
 }
 
 /* pair0 keeps order, so DEPTH sends ahead and one send per receive keeps DEPTH in flight. */
@@ -230,26 +253,25 @@ static double raw_pipelined(nng_socket s, size_t n)
 	return (double)n / ((now_us() - t0) / 1e6);
 }
 
-static Figures raw_bench(const char *self, size_t n, double *samples)
+static pid_t raw_start(const char *self, nng_socket *s)
 {
 	char url[96];
-	tmpdir_create();
 	snprintf(url, sizeof(url), "ipc://%s/echo.sock", cleanup_state.tmpdir);
-	nng_socket s = pair_open();
-	nng_check(nng_listen(s, url, NULL, 0), "nng_listen");
+	*s = pair_open();
+	nng_check(nng_listen(*s, url, NULL, 0), "nng_listen");
 	char *argv[] = { (char *)self, "--echo", url, NULL };
-	pid_t pid = spawn(argv, environ);
-	Figures f;
-	f.lat = raw_latency(s, n, samples);
-	f.rps = raw_pipelined(s, n);
+	return spawn(argv, environ);
+}
+
+/* An empty message tells the echo child to exit on its own. */
+static void raw_stop(nng_socket s, pid_t pid)
+{
 	nng_check(nng_send(s, "", 0, 0), "nng_send quit");
 	int status = child_reap(pid, 5000);
-	cleanup_state.child = -1;
+	child_forget(pid);
 	nng_close(s);
-	tmpdir_remove();
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("echo child failed (status %#x)", status);
-	return f;
 }
 
 /* ---- the agentd suite ---- */
@@ -330,23 +352,20 @@ static void health_roundtrip(LineReader *r, long id)
 		die("answer to id %ld while waiting for %ld", got, id);
 }
 
-static Stats suite_latency(LineReader *r, size_t n, double *samples)
+static void suite_latency(LineReader *r, long *next_id, double *samples, size_t n)
 {
-	long id = 1;
-	for (size_t i = 0; i < WARMUP; i++)
-		health_roundtrip(r, id++);
 	for (size_t i = 0; i < n; i++) {
 		double t0 = now_us();
-		health_roundtrip(r, id++);
-		samples[i] = now_us() - t0;
+		health_roundtrip(r, (*next_id)++);
+		if (samples)
+			samples[i] = now_us() - t0;
 	}
-	return stats_of(samples, n);
 }
 
 /* DEPTH requests stay outstanding; answers may come in any order and are matched by id. */
-static double suite_pipelined(LineReader *r, size_t n)
+static double suite_pipelined(LineReader *r, long *next_id, size_t n)
 {
-	const long base = 1000000;
+	const long base = *next_id;
 	bool *is_outstanding = calloc(n, sizeof(*is_outstanding));
 	if (!is_outstanding)
 		die("out of memory");
@@ -368,6 +387,7 @@ static double suite_pipelined(LineReader *r, size_t n)
 	}
 	double rps = (double)n / ((now_us() - t0) / 1e6);
 	free(is_outstanding);
+	*next_id += (long)n;
 	return rps;
 }
 
@@ -429,7 +449,7 @@ static int agentd_connect(pid_t pid, const char *sock_path)
 			return fd;
 		close(fd);
 		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			cleanup_state.child = -1;
+			child_forget(pid);
 			die("agentd exited before listening");
 		}
 		usleep(250);
@@ -447,28 +467,78 @@ static void agentd_initialize(LineReader *r)
 		die("initialize answered with another id");
 }
 
-static Figures suite_bench(const char *agentd, size_t n, double *samples)
+static LineReader *suite_start(const char *agentd, pid_t *pid)
 {
 	char sock_path[96];
-	tmpdir_create();
 	snprintf(sock_path, sizeof(sock_path), "%s/agentd.sock", cleanup_state.tmpdir);
-	pid_t pid = agentd_spawn(agentd, sock_path);
+	*pid = agentd_spawn(agentd, sock_path);
 	LineReader *r = calloc(1, sizeof(*r));
 	if (!r)
 		die("out of memory");
-	r->fd = agentd_connect(pid, sock_path);
+	r->fd = agentd_connect(*pid, sock_path);
 	agentd_initialize(r);
-	Figures f;
-	f.lat = suite_latency(r, n, samples);
-	f.rps = suite_pipelined(r, n);
+	return r;
+}
+
+static void suite_stop(LineReader *r, pid_t pid)
+{
 	close(r->fd);
 	free(r);
-	child_stop();
-	tmpdir_remove();
-	return f;
+	child_stop(pid);
 }
 
 /* ---- driver ---- */
+
+static double median_of(double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+static void measure_latency(Peers *p, size_t n, Figures *raw, Figures *suite)
+{
+	double *raw_us = calloc(n, sizeof(*raw_us)), *suite_us = calloc(n, sizeof(*suite_us));
+	if (!raw_us || !suite_us)
+		die("out of memory");
+	raw_latency(p->raw, NULL, WARMUP);
+	suite_latency(p->client, &p->next_id, NULL, WARMUP);
+	size_t block = (n + ROUNDS - 1) / ROUNDS;
+	for (size_t off = 0; off < n; off += block) {
+		size_t count = n - off < block ? n - off : block;
+		raw_latency(p->raw, raw_us + off, count);
+		suite_latency(p->client, &p->next_id, suite_us + off, count);
+	}
+	raw->lat = stats_of(raw_us, n);
+	suite->lat = stats_of(suite_us, n);
+	free(raw_us);
+	free(suite_us);
+}
+
+/* Each side runs ROUNDS blocks of n/ROUNDS requests; the figure is the median block rate. */
+static void measure_pipelined(Peers *p, size_t n, Figures *raw, Figures *suite)
+{
+	double raw_rps[ROUNDS], suite_rps[ROUNDS];
+	size_t block = n / ROUNDS > DEPTH ? n / ROUNDS : DEPTH;
+	for (size_t i = 0; i < ROUNDS; i++) {
+		raw_rps[i] = raw_pipelined(p->raw, block);
+		suite_rps[i] = suite_pipelined(p->client, &p->next_id, block);
+	}
+	raw->rps = median_of(raw_rps, ROUNDS);
+	suite->rps = median_of(suite_rps, ROUNDS);
+}
+
+static void bench(const char *self, const char *agentd, size_t n, Figures *raw, Figures *suite)
+{
+	Peers p = { .next_id = 1 };
+	tmpdir_create();
+	p.echo_pid = raw_start(self, &p.raw);
+	p.client = suite_start(agentd, &p.agentd_pid);
+	measure_latency(&p, n, raw, suite);
+	measure_pipelined(&p, n, raw, suite);
+	raw_stop(p.raw, p.echo_pid);
+	suite_stop(p.client, p.agentd_pid);
+	tmpdir_remove();
+}
 
 static void self_path(char *out, size_t len)
 {
@@ -491,8 +561,9 @@ static void default_agentd(const char *self, char *out, size_t len)
 static void report(size_t n, const Figures *raw, const Figures *suite)
 {
 	double ratio = suite->lat.p50_us / raw->lat.p50_us;
-	printf("broker round trips: N=%zu sequential (after %u warm-up), pipelined with %u in flight\n", n, WARMUP,
-	       DEPTH);
+	printf("broker round trips: N=%zu sequential (after %u warm-up), pipelined with %u in flight;\n"
+	       "raw and suite interleaved in %u blocks; pipelined rate = median block\n",
+	       n, WARMUP, DEPTH, ROUNDS);
 	printf("%-44s %10s %10s %14s\n", "path", "p50 us", "p99 us", "pipelined/s");
 	printf("%-44s %10.1f %10.1f %14.0f\n", "raw nng ipc pair0 (100 B echo, 2 procs)", raw->lat.p50_us,
 	       raw->lat.p99_us, raw->rps);
@@ -535,12 +606,8 @@ int main(int argc, char **argv)
 	if (access(agentd, X_OK) < 0)
 		die("%s: %s (build it first, or pass its path)", agentd, strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
-	double *samples = calloc(n, sizeof(*samples));
-	if (!samples)
-		die("out of memory");
-	Figures raw = raw_bench(self, n, samples);
-	Figures suite = suite_bench(agentd, n, samples);
-	free(samples);
+	Figures raw, suite;
+	bench(self, agentd, n, &raw, &suite);
 	report(n, &raw, &suite);
 	return 0;
 }

@@ -133,9 +133,12 @@ static int read_text(const msgpack_object *obj, char *out, size_t max_len)
 		return -EBADMSG;
 	if (obj->via.str.size > max_len)
 		return -EINVAL;
-	if (memchr(obj->via.str.ptr, '\0', obj->via.str.size))
-		return -EINVAL;
-	memcpy(out, obj->via.str.ptr, obj->via.str.size);
+	/* msgpack-c may give an empty str a NULL ptr: memchr/memcpy must not see it. */
+	if (obj->via.str.size > 0) {
+		if (memchr(obj->via.str.ptr, '\0', obj->via.str.size))
+			return -EINVAL;
+		memcpy(out, obj->via.str.ptr, obj->via.str.size);
+	}
 	out[obj->via.str.size] = '\0';
 	return 0;
 }
@@ -201,12 +204,33 @@ static size_t scan_flat_element(const uint8_t *p, size_t avail)
 	return head + body;
 }
 
+/* Size a complete bin header at @p declares, or 0 when @p holds no complete bin header. */
+static size_t scan_bin_declared_size(const uint8_t *p, size_t avail)
+{
+	size_t head, size = 0;
+	switch (p[0]) {
+	case 0xc4: head = 2; break;
+	case 0xc5: head = 3; break;
+	case 0xc6: head = 5; break;
+	default: return 0;
+	}
+	if (avail < head)
+		return 0;
+	for (size_t i = 1; i < head; i++)
+		size = (size << 8) | p[i];
+	return size;
+}
+
 static int scan_flat_array(const uint8_t *data, size_t len)
 {
 	size_t offset = 1;
 	for (unsigned i = 0; i < ENVELOPE_FIELDS; i++) {
 		if (offset >= len)
 			return -EBADMSG;
+		/* A body declared over the limit is too large whether or not its bytes follow. */
+		if (i == ENVELOPE_FIELDS - 1 &&
+		    scan_bin_declared_size(data + offset, len - offset) > ENVELOPE_MAX_BODY_BYTES)
+			return -EMSGSIZE;
 		size_t n = scan_flat_element(data + offset, len - offset);
 		if (n == 0)
 			return -EBADMSG;
@@ -222,12 +246,13 @@ int envelope_decode(const uint8_t *data, size_t len, Envelope *out)
 	/* Cheap structural check before msgpack-c allocates anything: a fixarray of 10. */
 	if (len == 0 || data[0] != (0x90 | ENVELOPE_FIELDS))
 		return -EBADMSG;
-	if (scan_flat_array(data, len) < 0)
-		return -EBADMSG;
+	int rc = scan_flat_array(data, len);
+	if (rc < 0)
+		return rc;
 	msgpack_unpacked unpacked;
 	msgpack_unpacked_init(&unpacked);
 	size_t offset = 0;
-	int rc = -EBADMSG;
+	rc = -EBADMSG;
 	msgpack_unpack_return ret = msgpack_unpack_next(&unpacked, (const char *)data, len, &offset);
 	if (ret == MSGPACK_UNPACK_SUCCESS && offset == len && unpacked.data.type == MSGPACK_OBJECT_ARRAY &&
 	    unpacked.data.via.array.size == ENVELOPE_FIELDS) {
