@@ -41,6 +41,8 @@ typedef struct Agentd {
 	bool is_ready;
 	bool is_stopping;
 	bool is_stdio_only;
+	int exit_status; /* non-zero once start-up failed */
+	bool is_debug;   /* -d: wins over [agentd] log_level */
 	unsigned helpers_registered;
 	uv_timer_t ready_timer;
 	uv_signal_t sigterm, sigint, sighup;

@@ -99,12 +99,12 @@ static int agentd_apply_config(Agentd *server)
 			   AGENTD_DEFAULT_MAX_WRITE_QUEUE_BYTES, &max_queue) < 0 ||
 	    config_get_string(&server->config, "agentd.log_level", NULL, &level_text) < 0 ||
 	    (level_text && log_level_parse(level_text, &level) < 0)) {
-		log_error("%s: [agentd] max_message_bytes (1024..2^30), max_write_queue_bytes (2^20..2^34) and "
-			  "log_level (error|warn|info|debug) are the keys this table accepts",
+		log_error("%s: invalid [agentd] value: max_message_bytes must be an integer in 1024..2^30, "
+			  "max_write_queue_bytes in 2^20..2^34, log_level one of error|warn|info|debug",
 			  server->config.path);
 		return -EINVAL;
 	}
-	if (level_text)
+	if (level_text && !server->is_debug)
 		log_set_level(level);
 	server->max_message_bytes = (size_t)max_message;
 	server->max_write_queue_bytes = (size_t)max_queue;
@@ -219,6 +219,27 @@ static void agentd_on_ready_timeout(uv_timer_t *timer)
 	agentd_become_ready(server);
 }
 
+/* Refuse bad --listen values before any helper is spawned. */
+static int agentd_check_listen(const AgentdFlags *flags, const char *runtime_dir)
+{
+	for (size_t i = 0; i < flags->listen_count; i++) {
+		ListenSpec spec;
+		char err[256];
+		if (listen_spec_parse(flags->listen[i], runtime_dir, &spec, err, sizeof(err)) < 0) {
+			log_error("%s", err);
+			return -EINVAL;
+		}
+		if (spec.kind == LISTEN_WS && !spec.is_loopback) {
+			log_error("refusing to start non-loopback websocket listener %s:%d without auth; this "
+				  "version has no websocket client authentication: listen on a loopback address "
+				  "and forward it (for example over SSH)",
+				  spec.host, spec.port);
+			return -EACCES;
+		}
+	}
+	return 0;
+}
+
 static void agentd_start_listeners(Agentd *server, const AgentdFlags *flags)
 {
 	for (size_t i = 0; i < flags->listen_count; i++) {
@@ -232,6 +253,7 @@ static void agentd_start_listeners(Agentd *server, const AgentdFlags *flags)
 			log_error("%s", err);
 		if (rc < 0) {
 			log_error("cannot listen on %s: %s", flags->listen[i], strerror(-rc));
+			server->exit_status = 1;
 			agentd_shutdown(server);
 			return;
 		}
@@ -300,6 +322,7 @@ int main(int argc, char **argv)
 	if (agentd_parse_flags(argc, argv, &flags) < 0)
 		return 2;
 	log_init("agentd", flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+	server.is_debug = flags.is_debug;
 	if (config_load(&server.config, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		config_free(&server.config);
@@ -320,6 +343,9 @@ int main(int argc, char **argv)
 	 */
 	if (daemon_keep_capabilities("agentd", NULL, 0) < 0)
 		goto out_config;
+	if (paths_runtime_dir(server.runtime_dir, sizeof(server.runtime_dir)) < 0 ||
+	    agentd_check_listen(&flags, server.runtime_dir) < 0)
+		goto out_config;
 	uv_loop_init(&loop);
 	server.loop = &loop;
 	server.is_stdio_only = agentd_is_stdio_only(&flags);
@@ -327,6 +353,7 @@ int main(int argc, char **argv)
 	uv_timer_init(&loop, &server.ready_timer);
 	server.ready_timer.data = &server;
 	if (agentd_start_signals(&server) < 0 || agentd_start_helpers(&server, &flags) < 0) {
+		server.exit_status = 1;
 		agentd_shutdown(&server);
 		uv_run(&loop, UV_RUN_DEFAULT);
 		goto out_loop;
@@ -337,7 +364,7 @@ int main(int argc, char **argv)
 	else
 		uv_timer_start(&server.ready_timer, agentd_on_ready_timeout, AGENTD_READY_TIMEOUT_MS, 0);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	status = 0;
+	status = server.exit_status;
 out_loop:
 	supervisor_free(server.supervisor);
 	broker_free(server.broker);

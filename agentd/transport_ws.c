@@ -321,8 +321,9 @@ int transport_ws_start(Agentd *server, Listener *listener)
 	const ListenSpec *spec = &listener->spec;
 	/* Fail closed: client authentication arrives with authd, so only loopback may listen now. */
 	if (!spec->is_loopback) {
-		log_error("refusing to start non-loopback websocket listener %s:%d without auth; configure "
-			  "`--ws-auth capability-token` or `--ws-auth signed-bearer-token`",
+		log_error("refusing to start non-loopback websocket listener %s:%d without auth; this version "
+			  "has no websocket client authentication: listen on a loopback address and forward it "
+			  "(for example over SSH)",
 			  spec->host, spec->port);
 		return -EACCES;
 	}

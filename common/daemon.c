@@ -380,6 +380,11 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv)
 		config_free(&d.config);
 		return 1;
 	}
+	const char *level_text = NULL;
+	LogLevel level;
+	if (!flags.is_debug && config_get_string(&d.config, "agentd.log_level", NULL, &level_text) == 0 &&
+	    level_text && log_level_parse(level_text, &level) == 0)
+		log_set_level(level);
 	if (flags.is_check_only) {
 		printf("%s: configuration %s OK\n", spec->name, d.config.path);
 		config_free(&d.config);

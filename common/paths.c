@@ -52,8 +52,10 @@ static int path_push_all(char *out, size_t *used, size_t out_len, const char *pa
 
 int path_normalize(const char *base, const char *path, char *out, size_t out_len)
 {
-	if (!path || !*path || out_len < 2)
+	if (!path || !*path)
 		return -EINVAL;
+	if (out_len < 2) /* not even "/" fits */
+		return -ENAMETOOLONG;
 	out[0] = '/';
 	out[1] = '\0';
 	size_t used = 1;

@@ -107,8 +107,8 @@ static void parser_locate(const TomlParser *p, size_t offset, int *line, int *co
 	*column = c;
 }
 
-__attribute__((format(printf, 3, 4)))
-static int parser_fail(TomlParser *p, size_t offset, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int parser_fail(TomlParser *p, size_t offset, const char *fmt,
+							     ...)
 {
 	va_list ap;
 
@@ -141,14 +141,14 @@ static void key_describe(const TomlKeyPart *part, char *buf, size_t cap)
 			o += 3;
 			break;
 		}
-		buf[o++] = (b < 0x20 || b == 0x7F) ? '?' : (char)b;
+		buf[o++] = (char)((b < 0x20 || b == 0x7F) ? '?' : b);
 	}
 	buf[o] = '\0';
 }
 
 /* fmt has exactly one %s, which receives the key's name. */
-__attribute__((format(printf, 4, 0)))
-static int parser_fail_key_at(TomlParser *p, size_t offset, const TomlKeyPart *part, const char *fmt)
+__attribute__((format(printf, 4, 0))) static int parser_fail_key_at(TomlParser *p, size_t offset,
+								    const TomlKeyPart *part, const char *fmt)
 {
 	char name[72];
 
@@ -156,8 +156,8 @@ static int parser_fail_key_at(TomlParser *p, size_t offset, const TomlKeyPart *p
 	return parser_fail(p, offset, fmt, name);
 }
 
-__attribute__((format(printf, 3, 0)))
-static int parser_fail_key(TomlParser *p, const TomlKeyPart *part, const char *fmt)
+__attribute__((format(printf, 3, 0))) static int parser_fail_key(TomlParser *p, const TomlKeyPart *part,
+								 const char *fmt)
 {
 	return parser_fail_key_at(p, part->offset, part, fmt);
 }
@@ -170,8 +170,11 @@ static size_t meta_hash(const json_t *node, size_t cap)
 {
 	uint64_t h = (uint64_t)(uintptr_t)node;
 
+	/* 64-bit finaliser from MurmurHash3: malloc'd addresses differ mostly in a few middle bits */
 	h ^= h >> 33;
 	h *= 0xFF51AFD7ED558CCDull;
+	h ^= h >> 33;
+	h *= 0xC4CEB9FE1A85EC53ull;
 	h ^= h >> 33;
 	return (size_t)h & (cap - 1);
 }
@@ -188,7 +191,7 @@ static TomlMetaSlot *meta_find(const TomlMeta *meta, const json_t *node)
 static int meta_grow(TomlMeta *meta)
 {
 	size_t cap = meta->cap ? meta->cap * 2 : 64;
-	TomlMeta bigger = { calloc(cap, sizeof(TomlMetaSlot)), cap, meta->used };
+	TomlMeta bigger = {calloc(cap, sizeof(TomlMetaSlot)), cap, meta->used};
 
 	if (!bigger.slots)
 		return -ENOMEM;
@@ -499,7 +502,8 @@ static int unicode_escape_parse(TomlParser *p, size_t start, int digits, TomlBuf
 		int c = peek(p);
 
 		if (!is_hex_digit(c))
-			return parser_fail(p, start, "invalid unicode escape: expected %d hex digits", digits);
+			return parser_fail(p, start, "invalid unicode escape: expected %d hex digits",
+					   digits);
 		cp = cp * 16 + (uint32_t)hex_value(c);
 		p->pos++;
 	}
@@ -706,7 +710,7 @@ static int string_parse(TomlParser *p, bool allow_multiline, TomlBuf *out)
 
 static int string_value_parse(TomlParser *p, json_t **out)
 {
-	TomlBuf buf = { 0 };
+	TomlBuf buf = {0};
 	int rc = string_parse(p, true, &buf);
 
 	if (rc == 0) {
@@ -751,7 +755,7 @@ static int bare_key_parse(TomlParser *p, TomlBuf *out)
 
 static int key_part_parse(TomlParser *p, TomlKey *key)
 {
-	TomlBuf buf = { 0 };
+	TomlBuf buf = {0};
 	size_t start = p->pos;
 	int c = peek(p);
 	int rc;
@@ -765,7 +769,7 @@ static int key_part_parse(TomlParser *p, TomlKey *key)
 		free(buf.data);
 		return rc;
 	}
-	key->parts[key->count++] = (TomlKeyPart){ buf.data, buf.len, start };
+	key->parts[key->count++] = (TomlKeyPart){buf.data, buf.len, start};
 	return 0;
 }
 
@@ -814,7 +818,8 @@ static int digits_parse(TomlParser *p, size_t *i, size_t end, TomlDigitClass is_
 		(*i)++;
 		if (*i < end && s[*i] == '_') {
 			if (*i + 1 >= end || !is_ok((unsigned char)s[*i + 1]))
-				return parser_fail(p, *i, "invalid number: underscore must be between digits");
+				return parser_fail(p, *i,
+						   "invalid number: underscore must be between digits");
 			(*i)++;
 		} else if (*i >= end || !is_ok((unsigned char)s[*i])) {
 			return 0;
@@ -849,7 +854,7 @@ static int prefixed_integer_parse(TomlParser *p, size_t start, size_t end, json_
 	char kind = p->src[start + 1];
 	TomlDigitClass is_ok = kind == 'x' ? is_hex_digit : kind == 'o' ? is_octal_digit : is_binary_digit;
 	int base = kind == 'x' ? 16 : kind == 'o' ? 8 : 2;
-	TomlBuf digits = { 0 };
+	TomlBuf digits = {0};
 	size_t i = start + 2;
 	int rc = digits_parse(p, &i, end, is_ok, &digits);
 
@@ -929,8 +934,8 @@ static int decimal_parse(TomlParser *p, size_t start, size_t end, json_t **out)
 	bool negative = s[start] == '-';
 	size_t i = start + (s[start] == '-' || s[start] == '+');
 	size_t int_start = i;
-	TomlBuf text = { 0 };
-	TomlBuf digits = { 0 };
+	TomlBuf text = {0};
+	TomlBuf digits = {0};
 	bool is_float = false;
 	int rc = digits_parse(p, &i, end, is_digit, &digits);
 
@@ -971,10 +976,13 @@ static int number_parse(TomlParser *p, size_t start, size_t end, json_t **out)
 
 	if (span_equals(p, body, end, "inf") || span_equals(p, body, end, "nan"))
 		return text_value(p, start, end, out);
-	if (end - body >= 2 && s[body] == '0' && (s[body + 1] == 'x' || s[body + 1] == 'o' || s[body + 1] == 'b')) {
+	if (end - body >= 2 && s[body] == '0' &&
+	    (s[body + 1] == 'x' || s[body + 1] == 'o' || s[body + 1] == 'b')) {
 		if (body != start)
 			return parser_fail(p, start, "invalid number: sign not allowed on %s integer",
-					   s[body + 1] == 'x' ? "hexadecimal" : s[body + 1] == 'o' ? "octal" : "binary");
+					   s[body + 1] == 'x'	? "hexadecimal"
+					   : s[body + 1] == 'o' ? "octal"
+								: "binary");
 		return prefixed_integer_parse(p, start, end, out);
 	}
 	return decimal_parse(p, start, end, out);
@@ -1017,9 +1025,11 @@ static int field_parse(TomlParser *p, size_t *i, size_t end, int min, int max, c
 
 static int days_in_month(int year, int month)
 {
-	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 
+	if (month < 1 || month > 12)
+		return 0;
 	return month == 2 && leap ? 29 : days[month - 1];
 }
 
@@ -1435,7 +1445,7 @@ static int keyval_assign(TomlParser *p, json_t *table, int depth, const TomlKey 
 
 static int keyval_parse(TomlParser *p, json_t *table, int depth)
 {
-	TomlKey key = { .count = 0 };
+	TomlKey key = {.count = 0};
 	int rc = key_parse(p, &key);
 
 	if (rc == 0 && peek(p) != '=')
@@ -1447,7 +1457,8 @@ static int keyval_parse(TomlParser *p, json_t *table, int depth)
 		ws_skip(p);
 		c = peek(p);
 		if (c == -1 || is_newline_start(c) || c == '#')
-			rc = parser_fail_key_at(p, p->pos, &key.parts[key.count - 1], "missing value for key \"%s\"");
+			rc = parser_fail_key_at(p, p->pos, &key.parts[key.count - 1],
+						"missing value for key \"%s\"");
 	}
 	if (rc == 0)
 		rc = keyval_assign(p, table, depth, &key);
@@ -1552,7 +1563,7 @@ static int header_syntax_parse(TomlParser *p, TomlKey *key, bool *is_array)
 
 static int header_parse(TomlParser *p, json_t *root)
 {
-	TomlKey key = { .count = 0 };
+	TomlKey key = {.count = 0};
 	json_t *table = root;
 	int depth = 0;
 	bool is_array;
@@ -1563,7 +1574,8 @@ static int header_parse(TomlParser *p, json_t *root)
 	if (rc == 0) {
 		const TomlKeyPart *last = &key.parts[key.count - 1];
 
-		rc = is_array ? array_table_append(p, &table, &depth, last) : table_define(p, &table, &depth, last);
+		rc = is_array ? array_table_append(p, &table, &depth, last)
+			      : table_define(p, &table, &depth, last);
 	}
 	if (rc == 0) {
 		p->current = table;
@@ -1613,7 +1625,7 @@ static void parser_release(TomlParser *p)
 int toml_parse(const char *text, size_t len, json_t **out, TomlError *err)
 {
 	TomlError scratch;
-	TomlParser p = { .src = text ? text : "", .len = len };
+	TomlParser p = {.src = text ? text : "", .len = len};
 	json_t *root;
 	int rc;
 
