@@ -107,8 +107,10 @@ static void parser_locate(const TomlParser *p, size_t offset, int *line, int *co
 	*column = c;
 }
 
-__attribute__((format(printf, 3, 4))) static int parser_fail(TomlParser *p, size_t offset, const char *fmt,
-							     ...)
+static int parser_fail(TomlParser *p, size_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int parser_fail(TomlParser *p, size_t offset, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -147,8 +149,10 @@ static void key_describe(const TomlKeyPart *part, char *buf, size_t cap)
 }
 
 /* fmt has exactly one %s, which receives the key's name. */
-__attribute__((format(printf, 4, 0))) static int parser_fail_key_at(TomlParser *p, size_t offset,
-								    const TomlKeyPart *part, const char *fmt)
+static int parser_fail_key_at(TomlParser *p, size_t offset, const TomlKeyPart *part, const char *fmt)
+    __attribute__((format(printf, 4, 0)));
+
+static int parser_fail_key_at(TomlParser *p, size_t offset, const TomlKeyPart *part, const char *fmt)
 {
 	char name[72];
 
@@ -156,8 +160,10 @@ __attribute__((format(printf, 4, 0))) static int parser_fail_key_at(TomlParser *
 	return parser_fail(p, offset, fmt, name);
 }
 
-__attribute__((format(printf, 3, 0))) static int parser_fail_key(TomlParser *p, const TomlKeyPart *part,
-								 const char *fmt)
+static int parser_fail_key(TomlParser *p, const TomlKeyPart *part, const char *fmt)
+    __attribute__((format(printf, 3, 0)));
+
+static int parser_fail_key(TomlParser *p, const TomlKeyPart *part, const char *fmt)
 {
 	return parser_fail_key_at(p, part->offset, part, fmt);
 }
@@ -969,6 +975,21 @@ static int text_value(TomlParser *p, size_t start, size_t end, json_t **out)
 	return *out ? 0 : parser_oom(p);
 }
 
+/* Name of the base a 0x / 0o / 0b prefix letter selects, or NULL. */
+static const char *radix_name(char kind)
+{
+	switch (kind) {
+	case 'x':
+		return "hexadecimal";
+	case 'o':
+		return "octal";
+	case 'b':
+		return "binary";
+	default:
+		return NULL;
+	}
+}
+
 static int number_parse(TomlParser *p, size_t start, size_t end, json_t **out)
 {
 	const char *s = p->src;
@@ -976,13 +997,10 @@ static int number_parse(TomlParser *p, size_t start, size_t end, json_t **out)
 
 	if (span_equals(p, body, end, "inf") || span_equals(p, body, end, "nan"))
 		return text_value(p, start, end, out);
-	if (end - body >= 2 && s[body] == '0' &&
-	    (s[body + 1] == 'x' || s[body + 1] == 'o' || s[body + 1] == 'b')) {
+	if (end - body >= 2 && s[body] == '0' && radix_name(s[body + 1])) {
 		if (body != start)
 			return parser_fail(p, start, "invalid number: sign not allowed on %s integer",
-					   s[body + 1] == 'x'	? "hexadecimal"
-					   : s[body + 1] == 'o' ? "octal"
-								: "binary");
+					   radix_name(s[body + 1]));
 		return prefixed_integer_parse(p, start, end, out);
 	}
 	return decimal_parse(p, start, end, out);
