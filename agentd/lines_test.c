@@ -78,14 +78,14 @@ static void recorder_clear(Recorder *rec)
 	memset(rec, 0, sizeof(*rec));
 }
 
-static const LineReaderEvents events = {on_line, on_oversize};
+static const LineReaderEvents events = { on_line, on_oversize };
 
 /* ---- table ----------------------------------------------------------------------------------- */
 
 typedef struct Expect {
 	char kind;
 	const char *text; /* 'L': the line's bytes */
-	size_t len;	  /* 'L': its length (text may hold NUL); 'O': the reported length */
+	size_t len;       /* 'L': its length (text may hold NUL); 'O': the reported length */
 } Expect;
 
 typedef struct LineCase {
@@ -100,86 +100,51 @@ typedef struct LineCase {
 			      * LINES_TEST_RUN_PENDING is defined */
 } LineCase;
 
-#define L(s)                                                                                                 \
-	{                                                                                                    \
-		'L', s, sizeof(s) - 1                                                                        \
-	}
-#define O(n)                                                                                                 \
-	{                                                                                                    \
-		'O', NULL, n                                                                                 \
-	}
+#define L(s) { 'L', s, sizeof(s) - 1 }
+#define O(n) { 'O', NULL, n }
 
 static const LineCase line_cases[] = {
-    /* delivered */
-    {"single line", 64, "hello\n", 0, 0, {L("hello")}, 1, NULL},
-    {"two lines", 64, "a\nbc\n", 0, 0, {L("a"), L("bc")}, 2, NULL},
-    {"CRLF stripped", 64, "one\r\ntwo\r\n", 0, 0, {L("one"), L("two")}, 2, NULL},
-    {"LF and CRLF mixed", 64, "a\r\nb\nc\r\n", 0, 0, {L("a"), L("b"), L("c")}, 3, NULL},
-    {"empty lines skipped", 64, "\n\n\nx\n\n", 0, 0, {L("x")}, 1, NULL},
-    {"CRLF-only lines skipped", 64, "\r\n\r\nx\r\n\r\n", 0, 0, {L("x")}, 1, NULL},
-    {"only one CR stripped", 64, "a\r\r\n", 0, 0, {L("a\r")}, 1, NULL},
-    {"inner CR kept", 64, "a\rb\n", 0, 0, {L("a\rb")}, 1, NULL},
-    {"NUL bytes kept", 64, "a\0b\n", 4, 0, {L("a\0b")}, 1, NULL},
-    {"unterminated tail held back", 64, "a\nbcd", 0, 0, {L("a")}, 1, NULL},
-    {"line exactly max_bytes", 8, "12345678\n", 0, 0, {L("12345678")}, 1, NULL},
-    {"lines exactly max_bytes back to back",
-     4,
-     "abcd\nefgh\nij\n",
-     0,
-     0,
-     {L("abcd"), L("efgh"), L("ij")},
-     3,
-     NULL},
-    {"max_bytes 1", 1, "a\nb\n\nc\n", 0, 0, {L("a"), L("b"), L("c")}, 3, NULL},
-    /* oversize */
-    {"max_bytes + 1", 8, "123456789\n", 0, 0, {O(9)}, 1, NULL},
-    {"max_bytes + 1, then a line", 8, "123456789\nok\n", 0, 0, {O(9), L("ok")}, 2, NULL},
-    {"line after oversize exactly max", 4, "abcdefgh\nwxyz\n", 0, 0, {O(8), L("wxyz")}, 2, NULL},
-    {"oversize between lines", 3, "ab\nabcdef\ncd\n", 0, 0, {L("ab"), O(6), L("cd")}, 3, NULL},
-    {"two oversize in a row", 4, "aaaaa\nbbbbbb\nc\n", 0, 0, {O(5), O(6), L("c")}, 3, NULL},
-    {"oversize with max_bytes 1", 1, "ab\nc\n", 0, 0, {O(2), L("c")}, 2, NULL},
-    {"unterminated oversize not reported yet", 4, "ok\nabcdefgh", 0, 0, {L("ok")}, 1, NULL},
-    {"oversize NUL-filled line", 2, "\0\0\0\nz\n", 6, 0, {O(3), L("z")}, 2, NULL},
-    /* should_stop */
-    {"stop after first line", 64, "a\nb\nc\n", 0, 1, {L("a")}, 1, NULL},
-    {"stop after second line", 64, "a\nb\nc\n", 0, 2, {L("a"), L("b")}, 2, NULL},
-    {"stop after oversize", 2, "abc\nd\n", 0, 1, {O(3)}, 1, NULL},
-    {"stop after line following empties", 64, "\n\na\nb\n", 0, 1, {L("a")}, 1, NULL},
-    /* CR handling at the bound: only the CR of a final CRLF is not part of the line */
-    {"CR then content past the bound", 4, "abcd\rx\n", 0, 0, {O(6)}, 1, NULL},
-    {"inner CR counts toward the bound", 4, "ab\rcd\n", 0, 0, {O(5)}, 1, NULL},
-    {"CRLF line exactly max_bytes",
-     8,
-     "12345678\r\n",
-     0,
-     0,
-     {L("12345678")},
-     1,
-     "the CR of a CRLF is counted against max_bytes"},
-    {"CRLF lines exactly max_bytes back to back",
-     4,
-     "abcd\r\nefgh\r\n",
-     0,
-     0,
-     {L("abcd"), L("efgh")},
-     2,
-     "the CR of a CRLF is counted against max_bytes"},
-    {"line ending in CR, CRLF-terminated, exactly max",
-     4,
-     "abc\r\r\n",
-     0,
-     0,
-     {L("abc\r")},
-     1,
-     "the CR of a CRLF is counted against max_bytes"},
-    {"CRLF oversize length excludes the CR",
-     8,
-     "123456789\r\nok\r\n",
-     0,
-     0,
-     {O(9), L("ok")},
-     2,
-     "on_oversize's length includes the CR of a CRLF"},
+	/* delivered */
+	{ "single line", 64, "hello\n", 0, 0, { L("hello") }, 1, NULL },
+	{ "two lines", 64, "a\nbc\n", 0, 0, { L("a"), L("bc") }, 2, NULL },
+	{ "CRLF stripped", 64, "one\r\ntwo\r\n", 0, 0, { L("one"), L("two") }, 2, NULL },
+	{ "LF and CRLF mixed", 64, "a\r\nb\nc\r\n", 0, 0, { L("a"), L("b"), L("c") }, 3, NULL },
+	{ "empty lines skipped", 64, "\n\n\nx\n\n", 0, 0, { L("x") }, 1, NULL },
+	{ "CRLF-only lines skipped", 64, "\r\n\r\nx\r\n\r\n", 0, 0, { L("x") }, 1, NULL },
+	{ "only one CR stripped", 64, "a\r\r\n", 0, 0, { L("a\r") }, 1, NULL },
+	{ "inner CR kept", 64, "a\rb\n", 0, 0, { L("a\rb") }, 1, NULL },
+	{ "NUL bytes kept", 64, "a\0b\n", 4, 0, { L("a\0b") }, 1, NULL },
+	{ "unterminated tail held back", 64, "a\nbcd", 0, 0, { L("a") }, 1, NULL },
+	{ "line exactly max_bytes", 8, "12345678\n", 0, 0, { L("12345678") }, 1, NULL },
+	{ "lines exactly max_bytes back to back", 4, "abcd\nefgh\nij\n", 0, 0,
+	  { L("abcd"), L("efgh"), L("ij") }, 3, NULL },
+	{ "max_bytes 1", 1, "a\nb\n\nc\n", 0, 0, { L("a"), L("b"), L("c") }, 3, NULL },
+	/* oversize */
+	{ "max_bytes + 1", 8, "123456789\n", 0, 0, { O(9) }, 1, NULL },
+	{ "max_bytes + 1, then a line", 8, "123456789\nok\n", 0, 0, { O(9), L("ok") }, 2, NULL },
+	{ "line after oversize exactly max", 4, "abcdefgh\nwxyz\n", 0, 0, { O(8), L("wxyz") }, 2, NULL },
+	{ "oversize between lines", 3, "ab\nabcdef\ncd\n", 0, 0, { L("ab"), O(6), L("cd") }, 3, NULL },
+	{ "two oversize in a row", 4, "aaaaa\nbbbbbb\nc\n", 0, 0, { O(5), O(6), L("c") }, 3, NULL },
+	{ "oversize with max_bytes 1", 1, "ab\nc\n", 0, 0, { O(2), L("c") }, 2, NULL },
+	{ "unterminated oversize not reported yet", 4, "ok\nabcdefgh", 0, 0, { L("ok") }, 1, NULL },
+	{ "oversize NUL-filled line", 2, "\0\0\0\nz\n", 6, 0, { O(3), L("z") }, 2, NULL },
+	/* should_stop */
+	{ "stop after first line", 64, "a\nb\nc\n", 0, 1, { L("a") }, 1, NULL },
+	{ "stop after second line", 64, "a\nb\nc\n", 0, 2, { L("a"), L("b") }, 2, NULL },
+	{ "stop after oversize", 2, "abc\nd\n", 0, 1, { O(3) }, 1, NULL },
+	{ "stop after line following empties", 64, "\n\na\nb\n", 0, 1, { L("a") }, 1, NULL },
+	/* CR handling at the bound: only the CR of a final CRLF is not part of the line */
+	{ "CR then content past the bound", 4, "abcd\rx\n", 0, 0, { O(6) }, 1, NULL },
+	{ "inner CR counts toward the bound", 4, "ab\rcd\n", 0, 0, { O(5) }, 1, NULL },
+	{ "CRLF line exactly max_bytes", 8, "12345678\r\n", 0, 0, { L("12345678") }, 1,
+	  "the CR of a CRLF is counted against max_bytes" },
+	{ "CRLF lines exactly max_bytes back to back", 4, "abcd\r\nefgh\r\n", 0, 0,
+	  { L("abcd"), L("efgh") }, 2,
+	  "the CR of a CRLF is counted against max_bytes" },
+	{ "line ending in CR, CRLF-terminated, exactly max", 4, "abc\r\r\n", 0, 0, { L("abc\r") }, 1,
+	  "the CR of a CRLF is counted against max_bytes" },
+	{ "CRLF oversize length excludes the CR", 8, "123456789\r\nok\r\n", 0, 0, { O(9), L("ok") }, 2,
+	  "on_oversize's length includes the CR of a CRLF" },
 };
 
 /* Feeds @c in chunks of @chunk bytes (0: all at once), checking the buffer bound after each. */
@@ -248,8 +213,8 @@ static void test_line_cases(void **state)
 static void test_huge_oversize_never_buffered(void **state)
 {
 	(void)state;
-	static const size_t maxes[] = {16, 5000, 70000};
-	static const size_t chunks[] = {1, 7, 4096, 65536, 0};
+	static const size_t maxes[] = { 16, 5000, 70000 };
+	static const size_t chunks[] = { 1, 7, 4096, 65536, 0 };
 	const size_t line_len = 200000;
 	size_t total = line_len + 1 + 5;
 	char *input = malloc(total);
@@ -288,7 +253,7 @@ static void test_huge_oversize_never_buffered(void **state)
 static void test_large_line_exactly_max(void **state)
 {
 	(void)state;
-	static const size_t maxes[] = {4097, 10000, 100000};
+	static const size_t maxes[] = { 4097, 10000, 100000 };
 	for (size_t m = 0; m < sizeof(maxes) / sizeof(maxes[0]); m++) {
 		size_t max = maxes[m];
 		char *input = malloc(max + 1);
@@ -296,7 +261,7 @@ static void test_large_line_exactly_max(void **state)
 		for (size_t i = 0; i < max; i++)
 			input[i] = (char)('a' + i % 26);
 		input[max] = '\n';
-		static const size_t chunks[] = {1, 1000, 0};
+		static const size_t chunks[] = { 1, 1000, 0 };
 		for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
 			Recorder rec;
 			memset(&rec, 0, sizeof(rec));
@@ -365,10 +330,10 @@ static void test_should_stop_polled_per_line(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_line_cases),
-	    cmocka_unit_test(test_huge_oversize_never_buffered),
-	    cmocka_unit_test(test_large_line_exactly_max),
-	    cmocka_unit_test(test_should_stop_polled_per_line),
+		cmocka_unit_test(test_line_cases),
+		cmocka_unit_test(test_huge_oversize_never_buffered),
+		cmocka_unit_test(test_large_line_exactly_max),
+		cmocka_unit_test(test_should_stop_polled_per_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,28 +208,28 @@ typedef struct IntCase {
 } IntCase;
 
 static const IntCase int_cases[] = {
-    /* happy */
-    {"in range", "agentd.max_message_bytes", 1024, 1 << 30, 1, 0, 4096},
-    {"equal to min", "agentd.max_message_bytes", 4096, 1 << 30, 1, 0, 4096},
-    {"equal to max", "agentd.max_message_bytes", 0, 4096, 1, 0, 4096},
-    {"negative in range", "agentd.negative", -10, 0, 1, 0, -5},
-    {"INT64_MAX", "agentd.huge", 0, INT64_MAX, 1, 0, INT64_MAX},
-    {"top-level key", "top", 0, 10, 5, 0, 1},
-    {"nested table", "agentd.nested.depth", 0, 10, 5, 0, 2},
-    {"absent key: fallback", "agentd.max_write_queue_bytes", 0, 10, 7, 0, 7},
-    {"absent table: fallback", "execd.max", 0, 10, -3, 0, -3},
-    /* failures */
-    {"one above max", "agentd.max_message_bytes", 0, 4095, 1, -EINVAL, 0},
-    {"one below min", "agentd.max_message_bytes", 4097, 1 << 30, 1, -EINVAL, 0},
-    {"negative below min 0", "agentd.negative", 0, 100, 1, -EINVAL, 0},
-    {"INT64_MAX above max", "agentd.huge", 0, INT64_MAX - 1, 1, -EINVAL, 0},
-    {"string", "agentd.log_level", 0, 100, 1, -EINVAL, 0},
-    {"numeric string", "agentd.quoted_number", 0, 1 << 30, 1, -EINVAL, 0},
-    {"float", "agentd.ratio", 0, 100, 1, -EINVAL, 0},
-    {"float with integral value", "agentd.whole_float", 0, 1 << 30, 1, -EINVAL, 0},
-    {"boolean", "agentd.enabled", 0, 100, 1, -EINVAL, 0},
-    {"array", "agentd.list", 0, 100, 1, -EINVAL, 0},
-    {"table", "agentd", 0, 100, 1, -EINVAL, 0},
+	/* happy */
+	{ "in range", "agentd.max_message_bytes", 1024, 1 << 30, 1, 0, 4096 },
+	{ "equal to min", "agentd.max_message_bytes", 4096, 1 << 30, 1, 0, 4096 },
+	{ "equal to max", "agentd.max_message_bytes", 0, 4096, 1, 0, 4096 },
+	{ "negative in range", "agentd.negative", -10, 0, 1, 0, -5 },
+	{ "INT64_MAX", "agentd.huge", 0, INT64_MAX, 1, 0, INT64_MAX },
+	{ "top-level key", "top", 0, 10, 5, 0, 1 },
+	{ "nested table", "agentd.nested.depth", 0, 10, 5, 0, 2 },
+	{ "absent key: fallback", "agentd.max_write_queue_bytes", 0, 10, 7, 0, 7 },
+	{ "absent table: fallback", "execd.max", 0, 10, -3, 0, -3 },
+	/* failures */
+	{ "one above max", "agentd.max_message_bytes", 0, 4095, 1, -EINVAL, 0 },
+	{ "one below min", "agentd.max_message_bytes", 4097, 1 << 30, 1, -EINVAL, 0 },
+	{ "negative below min 0", "agentd.negative", 0, 100, 1, -EINVAL, 0 },
+	{ "INT64_MAX above max", "agentd.huge", 0, INT64_MAX - 1, 1, -EINVAL, 0 },
+	{ "string", "agentd.log_level", 0, 100, 1, -EINVAL, 0 },
+	{ "numeric string", "agentd.quoted_number", 0, 1 << 30, 1, -EINVAL, 0 },
+	{ "float", "agentd.ratio", 0, 100, 1, -EINVAL, 0 },
+	{ "float with integral value", "agentd.whole_float", 0, 1 << 30, 1, -EINVAL, 0 },
+	{ "boolean", "agentd.enabled", 0, 100, 1, -EINVAL, 0 },
+	{ "array", "agentd.list", 0, 100, 1, -EINVAL, 0 },
+	{ "table", "agentd", 0, 100, 1, -EINVAL, 0 },
 };
 
 typedef struct StringCase {
@@ -241,16 +241,16 @@ typedef struct StringCase {
 } StringCase;
 
 static const StringCase string_cases[] = {
-    {"present", "agentd.log_level", "info", 0, "debug"},
-    {"numeric text stays text", "agentd.quoted_number", NULL, 0, "4096"},
-    {"absent: fallback", "agentd.missing", "info", 0, NULL},
-    {"absent: NULL fallback", "agentd.missing", NULL, 0, NULL},
-    {"absent table: fallback", "nope.log_level", "warn", 0, NULL},
-    {"integer", "agentd.max_message_bytes", "info", -EINVAL, NULL},
-    {"float", "agentd.ratio", "info", -EINVAL, NULL},
-    {"boolean", "agentd.enabled", "info", -EINVAL, NULL},
-    {"array", "agentd.list", "info", -EINVAL, NULL},
-    {"table", "agentd.nested", "info", -EINVAL, NULL},
+	{ "present", "agentd.log_level", "info", 0, "debug" },
+	{ "numeric text stays text", "agentd.quoted_number", NULL, 0, "4096" },
+	{ "absent: fallback", "agentd.missing", "info", 0, NULL },
+	{ "absent: NULL fallback", "agentd.missing", NULL, 0, NULL },
+	{ "absent table: fallback", "nope.log_level", "warn", 0, NULL },
+	{ "integer", "agentd.max_message_bytes", "info", -EINVAL, NULL },
+	{ "float", "agentd.ratio", "info", -EINVAL, NULL },
+	{ "boolean", "agentd.enabled", "info", -EINVAL, NULL },
+	{ "array", "agentd.list", "info", -EINVAL, NULL },
+	{ "table", "agentd.nested", "info", -EINVAL, NULL },
 };
 
 static void test_typed_lookups(void **state)
@@ -295,27 +295,27 @@ typedef struct LookupCase {
 } LookupCase;
 
 static const LookupCase lookup_cases[] = {
-    {"agentd", JSON_OBJECT},
-    {"agentd.nested", JSON_OBJECT},
-    {"agentd.list", JSON_ARRAY},
-    {"agentd.ratio", JSON_REAL},
-    {"agentd.enabled", JSON_TRUE},
-    {"agentd.nope", JSON_NULL},
-    {"agentd.max_message_bytes.deeper", JSON_NULL}, /* a scalar has no children */
-    {"agentd.log_level.x", JSON_NULL},
-    {"agent", JSON_NULL},  /* a prefix of a table name */
-    {"AGENTD", JSON_NULL}, /* keys are case-sensitive */
-    {"top.x", JSON_NULL},
+	{ "agentd", JSON_OBJECT },
+	{ "agentd.nested", JSON_OBJECT },
+	{ "agentd.list", JSON_ARRAY },
+	{ "agentd.ratio", JSON_REAL },
+	{ "agentd.enabled", JSON_TRUE },
+	{ "agentd.nope", JSON_NULL },
+	{ "agentd.max_message_bytes.deeper", JSON_NULL }, /* a scalar has no children */
+	{ "agentd.log_level.x", JSON_NULL },
+	{ "agent", JSON_NULL },                          /* a prefix of a table name */
+	{ "AGENTD", JSON_NULL },                         /* keys are case-sensitive */
+	{ "top.x", JSON_NULL },
 };
 
 static void test_lookup_paths(void **state)
 {
 	(void)state;
-	Config cfg = {0};
+	Config cfg = { 0 };
 	char err[256] = "";
 	cfg.root = json_object();
-	assert_int_equal(config_load_text(&cfg, "inline", lookup_toml, strlen(lookup_toml), err, sizeof(err)),
-			 0);
+	int rc = config_load_text(&cfg, "inline", lookup_toml, strlen(lookup_toml), err, sizeof(err));
+	assert_int_equal(rc, 0);
 	for (size_t i = 0; i < sizeof(lookup_cases) / sizeof(lookup_cases[0]); i++) {
 		const LookupCase *c = &lookup_cases[i];
 		json_t *v = config_lookup(&cfg, c->key);
@@ -338,13 +338,13 @@ typedef struct SyntaxCase {
 } SyntaxCase;
 
 static const SyntaxCase syntax_cases[] = {
-    {"missing value", "[agentd]\nmax_message_bytes = 4096\nlog_level =\n", 3},
-    {"unclosed table header", "a = 1\n[agentd\n", 2},
-    {"bare word value", "[agentd]\nlog_level = debug\n", 2},
-    {"duplicate key", "[agentd]\nx = 1\n\n# comment\nx = 2\n", 5},
-    {"unterminated string", "a = \"open\n", 1},
-    {"key without value on line 1", "= 1\n", 1},
-    {"duplicate table", "[agentd]\n[execd]\n[agentd]\n", 3},
+	{ "missing value", "[agentd]\nmax_message_bytes = 4096\nlog_level =\n", 3 },
+	{ "unclosed table header", "a = 1\n[agentd\n", 2 },
+	{ "bare word value", "[agentd]\nlog_level = debug\n", 2 },
+	{ "duplicate key", "[agentd]\nx = 1\n\n# comment\nx = 2\n", 5 },
+	{ "unterminated string", "a = \"open\n", 1 },
+	{ "key without value on line 1", "= 1\n", 1 },
+	{ "duplicate table", "[agentd]\n[execd]\n[agentd]\n", 3 },
 };
 
 /* err must read "<name>:<line>:<column>: <message>" with the given name and line, a column >= 1
@@ -381,12 +381,12 @@ static void test_syntax_errors(void **state)
 		config_free(&cfg);
 
 		/* config_load_text reports the name it is given the same way */
-		Config text_cfg = {0};
+		Config text_cfg = { 0 };
 		text_cfg.root = json_object();
 		char err2[512] = "";
-		assert_int_equal(
-		    config_load_text(&text_cfg, "inline.toml", c->toml, strlen(c->toml), err2, sizeof(err2)),
-		    -EINVAL);
+		assert_int_equal(config_load_text(&text_cfg, "inline.toml", c->toml, strlen(c->toml), err2,
+						  sizeof(err2)),
+				 -EINVAL);
 		assert_error_location(err2, "inline.toml", c->line);
 		config_free(&text_cfg);
 	}
@@ -396,16 +396,16 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, home_setup, home_teardown)
 	const struct CMUnitTest tests[] = {
-	    T(test_missing_file_is_empty),
-	    T(test_empty_file_is_empty),
-	    T(test_codex_home_trailing_slash),
-	    T(test_codex_home_from_home),
-	    T(test_relative_codex_home_refused),
-	    T(test_directory_in_place_of_file),
-	    T(test_oversized_file_refused),
-	    T(test_typed_lookups),
-	    T(test_lookup_paths),
-	    T(test_syntax_errors),
+		T(test_missing_file_is_empty),
+		T(test_empty_file_is_empty),
+		T(test_codex_home_trailing_slash),
+		T(test_codex_home_from_home),
+		T(test_relative_codex_home_refused),
+		T(test_directory_in_place_of_file),
+		T(test_oversized_file_refused),
+		T(test_typed_lookups),
+		T(test_lookup_paths),
+		T(test_syntax_errors),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,69 +16,49 @@ typedef enum OpKind { OP_END = 0, OP_CONSUME, OP_GRANT } OpKind;
 
 typedef struct Op {
 	OpKind kind;
-	uint32_t n;	    /* credits granted (OP_GRANT) */
-	int rc;		    /* expected return */
+	uint32_t n;         /* credits granted (OP_GRANT) */
+	int rc;             /* expected return */
 	uint32_t available; /* expected after the step */
 } Op;
 
 typedef struct CreditCase {
 	const char *name;
-	uint32_t init;	/* credit_init()'s limit argument */
+	uint32_t init;  /* credit_init()'s limit argument */
 	uint32_t limit; /* the limit the window must end up with */
 	Op ops[12];
 } CreditCase;
 
-#define CONSUME(rc, avail)                                                                                   \
-	{                                                                                                    \
-		OP_CONSUME, 0, rc, avail                                                                     \
-	}
-#define GRANT(n, rc, avail)                                                                                  \
-	{                                                                                                    \
-		OP_GRANT, n, rc, avail                                                                       \
-	}
+#define CONSUME(rc, avail) { OP_CONSUME, 0, rc, avail }
+#define GRANT(n, rc, avail) { OP_GRANT, n, rc, avail }
 
 static const CreditCase credit_cases[] = {
-    /* happy paths */
-    {"init 0 becomes a window of 1", 0, 1, {CONSUME(0, 0), GRANT(1, 0, 1), CONSUME(0, 0)}},
-    {"init 1", 1, 1, {CONSUME(0, 0), GRANT(1, 0, 1)}},
-    {"consume to empty, refill",
-     3,
-     3,
-     {CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), GRANT(3, 0, 3), CONSUME(0, 2)}},
-    {"partial grants back to full",
-     3,
-     3,
-     {CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), GRANT(1, 0, 1), GRANT(2, 0, 3)}},
-    {"grant 0 is a no-op", 2, 2, {GRANT(0, 0, 2), CONSUME(0, 1), GRANT(0, 0, 1)}},
-    {"largest window",
-     UINT32_MAX,
-     UINT32_MAX,
-     {CONSUME(0, UINT32_MAX - 1), CONSUME(0, UINT32_MAX - 2), GRANT(2, 0, UINT32_MAX)}},
-    /* failures */
-    {"empty after one (init 0)", 0, 1, {CONSUME(0, 0), CONSUME(-EAGAIN, 0), CONSUME(-EAGAIN, 0)}},
-    {"empty after limit",
-     3,
-     3,
-     {CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), CONSUME(-EAGAIN, 0), GRANT(1, 0, 1), CONSUME(0, 0),
-      CONSUME(-EAGAIN, 0)}},
-    {"grant on a full window", 4, 4, {GRANT(1, -EPROTO, 4), CONSUME(0, 3), GRANT(1, 0, 4)}},
-    {"grant more than in flight", 4, 4, {CONSUME(0, 3), CONSUME(0, 2), GRANT(3, -EPROTO, 2), GRANT(2, 0, 4)}},
-    {"grant one too many after refill",
-     3,
-     3,
-     {CONSUME(0, 2), CONSUME(0, 1), GRANT(1, 0, 2), GRANT(1, 0, 3), GRANT(1, -EPROTO, 3)}},
-    {"grant that would wrap uint32",
-     4,
-     4,
-     {CONSUME(0, 3), GRANT(UINT32_MAX, -EPROTO, 3), GRANT(UINT32_MAX - 1, -EPROTO, 3), GRANT(1, 0, 4)}},
-    {"grant on the largest full window",
-     UINT32_MAX,
-     UINT32_MAX,
-     {GRANT(1, -EPROTO, UINT32_MAX), GRANT(UINT32_MAX, -EPROTO, UINT32_MAX)}},
-    {"grant the limit on an empty window of 1, then more",
-     0,
-     1,
-     {CONSUME(0, 0), GRANT(2, -EPROTO, 0), GRANT(1, 0, 1), GRANT(1, -EPROTO, 1)}},
+	/* happy paths */
+	{ "init 0 becomes a window of 1", 0, 1, { CONSUME(0, 0), GRANT(1, 0, 1), CONSUME(0, 0) } },
+	{ "init 1", 1, 1, { CONSUME(0, 0), GRANT(1, 0, 1) } },
+	{ "consume to empty, refill", 3, 3,
+	  { CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), GRANT(3, 0, 3), CONSUME(0, 2) } },
+	{ "partial grants back to full", 3, 3,
+	  { CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), GRANT(1, 0, 1), GRANT(2, 0, 3) } },
+	{ "grant 0 is a no-op", 2, 2, { GRANT(0, 0, 2), CONSUME(0, 1), GRANT(0, 0, 1) } },
+	{ "largest window", UINT32_MAX, UINT32_MAX,
+	  { CONSUME(0, UINT32_MAX - 1), CONSUME(0, UINT32_MAX - 2), GRANT(2, 0, UINT32_MAX) } },
+	/* failures */
+	{ "empty after one (init 0)", 0, 1, { CONSUME(0, 0), CONSUME(-EAGAIN, 0), CONSUME(-EAGAIN, 0) } },
+	{ "empty after limit", 3, 3,
+	  { CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), CONSUME(-EAGAIN, 0), GRANT(1, 0, 1), CONSUME(0, 0),
+	    CONSUME(-EAGAIN, 0) } },
+	{ "grant on a full window", 4, 4, { GRANT(1, -EPROTO, 4), CONSUME(0, 3), GRANT(1, 0, 4) } },
+	{ "grant more than in flight", 4, 4,
+	  { CONSUME(0, 3), CONSUME(0, 2), GRANT(3, -EPROTO, 2), GRANT(2, 0, 4) } },
+	{ "grant one too many after refill", 3, 3,
+	  { CONSUME(0, 2), CONSUME(0, 1), GRANT(1, 0, 2), GRANT(1, 0, 3), GRANT(1, -EPROTO, 3) } },
+	{ "grant that would wrap uint32", 4, 4,
+	  { CONSUME(0, 3), GRANT(UINT32_MAX, -EPROTO, 3), GRANT(UINT32_MAX - 1, -EPROTO, 3),
+	    GRANT(1, 0, 4) } },
+	{ "grant on the largest full window", UINT32_MAX, UINT32_MAX,
+	  { GRANT(1, -EPROTO, UINT32_MAX), GRANT(UINT32_MAX, -EPROTO, UINT32_MAX) } },
+	{ "grant the limit on an empty window of 1, then more", 0, 1,
+	  { CONSUME(0, 0), GRANT(2, -EPROTO, 0), GRANT(1, 0, 1), GRANT(1, -EPROTO, 1) } },
 };
 
 static void test_credit_scripts(void **state)
@@ -112,7 +92,7 @@ static void test_credit_scripts(void **state)
 static void test_can_send_matches_consume(void **state)
 {
 	(void)state;
-	static const uint32_t limits[] = {0, 1, 2, 7, 64};
+	static const uint32_t limits[] = { 0, 1, 2, 7, 64 };
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		CreditWindow w;
 		credit_init(&w, limits[i]);
@@ -133,8 +113,8 @@ static void test_can_send_matches_consume(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_credit_scripts),
-	    cmocka_unit_test(test_can_send_matches_consume),
+		cmocka_unit_test(test_credit_scripts),
+		cmocka_unit_test(test_can_send_matches_consume),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

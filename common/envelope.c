@@ -147,7 +147,8 @@ static int read_fields(const msgpack_object *f, Envelope *out)
 {
 	uint64_t version, kind;
 	int rc;
-	if ((rc = read_uint(&f[0], UINT32_MAX, &version)) < 0)
+	/* Any other unsigned version, however large, is a version mismatch (agentd-ipc(7)). */
+	if ((rc = read_uint(&f[0], UINT64_MAX, &version)) < 0)
 		return rc;
 	if (version != ENVELOPE_VERSION)
 		return -EPROTONOSUPPORT;
@@ -227,11 +228,12 @@ static int scan_flat_array(const uint8_t *data, size_t len)
 	for (unsigned i = 0; i < ENVELOPE_FIELDS; i++) {
 		if (offset >= len)
 			return -EBADMSG;
-		/* A body declared over the limit is too large whether or not its bytes follow. */
-		if (i == ENVELOPE_FIELDS - 1 &&
+		size_t n = scan_flat_element(data + offset, len - offset);
+		/* A body cut short is too large rather than truncated when its header declares more than
+		 * the limit (a whole oversized body is caught in field order, after the version). */
+		if (n == 0 && i == ENVELOPE_FIELDS - 1 &&
 		    scan_bin_declared_size(data + offset, len - offset) > ENVELOPE_MAX_BODY_BYTES)
 			return -EMSGSIZE;
-		size_t n = scan_flat_element(data + offset, len - offset);
 		if (n == 0)
 			return -EBADMSG;
 		offset += n;

@@ -30,48 +30,48 @@ typedef struct NormalizeCase {
 } NormalizeCase;
 
 static const NormalizeCase normalize_cases[] = {
-    /* happy */
-    {"root", NULL, "/", 0, 0, "/"},
-    {"already normal", NULL, "/a/b", 0, 0, "/a/b"},
-    {"relative joined onto base", "/base", "rel", 0, 0, "/base/rel"},
-    {"relative multi-component", "/srv/www", "x/y/z", 0, 0, "/srv/www/x/y/z"},
-    {"base and path with trailing slashes", "/base/", "rel/", 0, 0, "/base/rel"},
-    {"dotdot onto base", "/a/b", "..", 0, 0, "/a"},
-    {"dotdot then name", "/a/b", "../c", 0, 0, "/a/c"},
-    {"dot components", NULL, "/a/./b/.", 0, 0, "/a/b"},
-    {"dot alone onto base", "/a", ".", 0, 0, "/a"},
-    {"double slashes", NULL, "//a//b///", 0, 0, "/a/b"},
-    {"trailing slash", NULL, "/a/b/", 0, 0, "/a/b"},
-    {"only slashes", NULL, "////", 0, 0, "/"},
-    {"dotdot at root", NULL, "/..", 0, 0, "/"},
-    {"dotdot past root then name", NULL, "/../../x", 0, 0, "/x"},
-    {"relative dotdot past root", "/a", "../../..", 0, 0, "/"},
-    {"dotdot in the middle", NULL, "/a/b/../../c/d/..", 0, 0, "/c"},
-    {"base is normalised too", "/a//b/../", "./c", 0, 0, "/a/c"},
-    {"absolute path ignores relative base", "not/absolute", "/abs", 0, 0, "/abs"},
-    {"absolute path ignores NULL base", NULL, "/abs/x", 0, 0, "/abs/x"},
-    {"three dots is a name", NULL, "/.../x", 0, 0, "/.../x"},
-    {"dot-prefixed names kept", NULL, "/a/..b/.c/c.", 0, 0, "/a/..b/.c/c."},
-    {"exact fit: root in 2", NULL, "/", 2, 0, "/"},
-    {"exact fit: /abc in 5", NULL, "/abc", 5, 0, "/abc"},
-    {"exact fit: /a/b in 5", NULL, "/a/b", 5, 0, "/a/b"},
-    {"exact fit: joined /base/rel in 10", "/base", "rel", 10, 0, "/base/rel"},
-    {"exact fit after collapsing", NULL, "//a/./b//", 5, 0, "/a/b"},
-    /* failures */
-    {"empty path", NULL, "", 0, -EINVAL, NULL},
-    {"empty path with base", "/base", "", 0, -EINVAL, NULL},
-    {"NULL path", "/base", NULL, 0, -EINVAL, NULL},
-    {"relative path, NULL base", NULL, "rel", 0, -EINVAL, NULL},
-    {"relative path, relative base", "base", "rel", 0, -EINVAL, NULL},
-    {"relative path, dot base", "./base", "rel", 0, -EINVAL, NULL},
-    {"relative path, empty base", "", "rel", 0, -EINVAL, NULL},
-    {"dot path, relative base", "base", ".", 0, -EINVAL, NULL},
-    {"one short: /abc in 4", NULL, "/abc", 4, -ENAMETOOLONG, NULL},
-    {"one short: /a/b in 4", NULL, "/a/b", 4, -ENAMETOOLONG, NULL},
-    {"one short: joined in 9", "/base", "rel", 9, -ENAMETOOLONG, NULL},
-    {"base alone too long", "/basename", "x", 6, -ENAMETOOLONG, NULL},
-    {"one short: /a in 2", NULL, "/a", 2, -ENAMETOOLONG, NULL},
-    {"root in 1", NULL, "/", 1, -ENAMETOOLONG, NULL},
+	/* happy */
+	{ "root", NULL, "/", 0, 0, "/" },
+	{ "already normal", NULL, "/a/b", 0, 0, "/a/b" },
+	{ "relative joined onto base", "/base", "rel", 0, 0, "/base/rel" },
+	{ "relative multi-component", "/srv/www", "x/y/z", 0, 0, "/srv/www/x/y/z" },
+	{ "base and path with trailing slashes", "/base/", "rel/", 0, 0, "/base/rel" },
+	{ "dotdot onto base", "/a/b", "..", 0, 0, "/a" },
+	{ "dotdot then name", "/a/b", "../c", 0, 0, "/a/c" },
+	{ "dot components", NULL, "/a/./b/.", 0, 0, "/a/b" },
+	{ "dot alone onto base", "/a", ".", 0, 0, "/a" },
+	{ "double slashes", NULL, "//a//b///", 0, 0, "/a/b" },
+	{ "trailing slash", NULL, "/a/b/", 0, 0, "/a/b" },
+	{ "only slashes", NULL, "////", 0, 0, "/" },
+	{ "dotdot at root", NULL, "/..", 0, 0, "/" },
+	{ "dotdot past root then name", NULL, "/../../x", 0, 0, "/x" },
+	{ "relative dotdot past root", "/a", "../../..", 0, 0, "/" },
+	{ "dotdot in the middle", NULL, "/a/b/../../c/d/..", 0, 0, "/c" },
+	{ "base is normalised too", "/a//b/../", "./c", 0, 0, "/a/c" },
+	{ "absolute path ignores relative base", "not/absolute", "/abs", 0, 0, "/abs" },
+	{ "absolute path ignores NULL base", NULL, "/abs/x", 0, 0, "/abs/x" },
+	{ "three dots is a name", NULL, "/.../x", 0, 0, "/.../x" },
+	{ "dot-prefixed names kept", NULL, "/a/..b/.c/c.", 0, 0, "/a/..b/.c/c." },
+	{ "exact fit: root in 2", NULL, "/", 2, 0, "/" },
+	{ "exact fit: /abc in 5", NULL, "/abc", 5, 0, "/abc" },
+	{ "exact fit: /a/b in 5", NULL, "/a/b", 5, 0, "/a/b" },
+	{ "exact fit: joined /base/rel in 10", "/base", "rel", 10, 0, "/base/rel" },
+	{ "exact fit after collapsing", NULL, "//a/./b//", 5, 0, "/a/b" },
+	/* failures */
+	{ "empty path", NULL, "", 0, -EINVAL, NULL },
+	{ "empty path with base", "/base", "", 0, -EINVAL, NULL },
+	{ "NULL path", "/base", NULL, 0, -EINVAL, NULL },
+	{ "relative path, NULL base", NULL, "rel", 0, -EINVAL, NULL },
+	{ "relative path, relative base", "base", "rel", 0, -EINVAL, NULL },
+	{ "relative path, dot base", "./base", "rel", 0, -EINVAL, NULL },
+	{ "relative path, empty base", "", "rel", 0, -EINVAL, NULL },
+	{ "dot path, relative base", "base", ".", 0, -EINVAL, NULL },
+	{ "one short: /abc in 4", NULL, "/abc", 4, -ENAMETOOLONG, NULL },
+	{ "one short: /a/b in 4", NULL, "/a/b", 4, -ENAMETOOLONG, NULL },
+	{ "one short: joined in 9", "/base", "rel", 9, -ENAMETOOLONG, NULL },
+	{ "base alone too long", "/basename", "x", 6, -ENAMETOOLONG, NULL },
+	{ "one short: /a in 2", NULL, "/a", 2, -ENAMETOOLONG, NULL },
+	{ "root in 1", NULL, "/", 1, -ENAMETOOLONG, NULL },
 };
 
 static void test_normalize(void **state)
@@ -121,9 +121,9 @@ typedef struct NormalCase {
 } NormalCase;
 
 static const NormalCase normal_cases[] = {
-    {"/", 1},	   {"/a", 1},	   {"/a/b/c", 1}, {"/.../x", 1}, {"/a/.b", 1}, {NULL, 0},
-    {"", 0},	   {"a/b", 0},	   {"./a", 0},	  {"/a/", 0},	 {"//a", 0},   {"/a//b", 0},
-    {"/a/./b", 0}, {"/a/../b", 0}, {"/..", 0},	  {"/.", 0},	 {"/a/.", 0},
+	{ "/", 1 }, { "/a", 1 }, { "/a/b/c", 1 }, { "/.../x", 1 }, { "/a/.b", 1 },
+	{ NULL, 0 }, { "", 0 }, { "a/b", 0 }, { "./a", 0 }, { "/a/", 0 }, { "//a", 0 }, { "/a//b", 0 },
+	{ "/a/./b", 0 }, { "/a/../b", 0 }, { "/..", 0 }, { "/.", 0 }, { "/a/.", 0 },
 };
 
 static void test_is_normal_absolute(void **state)
@@ -140,7 +140,7 @@ static void test_is_normal_absolute(void **state)
 
 /* ---- environment lookups --------------------------------------------------------------------- */
 
-static const char *const env_names[] = {"AGENTD_RUNTIME_DIR", "XDG_RUNTIME_DIR", "CODEX_HOME", "HOME"};
+static const char *const env_names[] = { "AGENTD_RUNTIME_DIR", "XDG_RUNTIME_DIR", "CODEX_HOME", "HOME" };
 static char *saved_env[4];
 
 static int save_env(void **state)
@@ -179,28 +179,28 @@ typedef struct RuntimeCase {
 	const char *name;
 	const char *agentd; /* AGENTD_RUNTIME_DIR, NULL: unset */
 	const char *xdg;    /* XDG_RUNTIME_DIR, NULL: unset */
-	size_t out_len;	    /* 0: AGENTD_PATH_MAX */
+	size_t out_len;     /* 0: AGENTD_PATH_MAX */
 	int rc;
 	const char *want;
 } RuntimeCase;
 
 static const RuntimeCase runtime_cases[] = {
-    {"AGENTD_RUNTIME_DIR wins over XDG", "/srv/agentd", "/run/user/1000", 0, 0, "/srv/agentd"},
-    {"AGENTD_RUNTIME_DIR normalised", "/srv//x/../agentd/", NULL, 0, 0, "/srv/agentd"},
-    {"XDG_RUNTIME_DIR/agentd", NULL, "/run/user/1000", 0, 0, "/run/user/1000/agentd"},
-    {"XDG with trailing slash", NULL, "/run/user/1000/", 0, 0, "/run/user/1000/agentd"},
-    {"empty AGENTD_RUNTIME_DIR is unset", "", "/xdg", 0, 0, "/xdg/agentd"},
-    {"neither set", NULL, NULL, 0, 0, "/run/agentd"},
-    {"both empty", "", "", 0, 0, "/run/agentd"},
-    {"exact fit of /run/agentd", NULL, NULL, 12, 0, "/run/agentd"},
-    {"relative AGENTD_RUNTIME_DIR", "run/agentd", "/run/user/1000", 0, -EINVAL, NULL},
-    {"dot AGENTD_RUNTIME_DIR", ".", NULL, 0, -EINVAL, NULL},
-    {"relative XDG_RUNTIME_DIR", NULL, "run/user/1000", 0, -EINVAL, NULL},
-    {"tilde XDG_RUNTIME_DIR", NULL, "~/run", 0, -EINVAL, NULL},
-    {"relative AGENTD_RUNTIME_DIR with no XDG", "x", NULL, 0, -EINVAL, NULL},
-    {"default does not fit", NULL, NULL, 11, -ENAMETOOLONG, NULL},
-    {"XDG join does not fit", NULL, "/run/user/1000", 21, -ENAMETOOLONG, NULL},
-    {"AGENTD_RUNTIME_DIR does not fit", "/srv/agentd", NULL, 8, -ENAMETOOLONG, NULL},
+	{ "AGENTD_RUNTIME_DIR wins over XDG", "/srv/agentd", "/run/user/1000", 0, 0, "/srv/agentd" },
+	{ "AGENTD_RUNTIME_DIR normalised", "/srv//x/../agentd/", NULL, 0, 0, "/srv/agentd" },
+	{ "XDG_RUNTIME_DIR/agentd", NULL, "/run/user/1000", 0, 0, "/run/user/1000/agentd" },
+	{ "XDG with trailing slash", NULL, "/run/user/1000/", 0, 0, "/run/user/1000/agentd" },
+	{ "empty AGENTD_RUNTIME_DIR is unset", "", "/xdg", 0, 0, "/xdg/agentd" },
+	{ "neither set", NULL, NULL, 0, 0, "/run/agentd" },
+	{ "both empty", "", "", 0, 0, "/run/agentd" },
+	{ "exact fit of /run/agentd", NULL, NULL, 12, 0, "/run/agentd" },
+	{ "relative AGENTD_RUNTIME_DIR", "run/agentd", "/run/user/1000", 0, -EINVAL, NULL },
+	{ "dot AGENTD_RUNTIME_DIR", ".", NULL, 0, -EINVAL, NULL },
+	{ "relative XDG_RUNTIME_DIR", NULL, "run/user/1000", 0, -EINVAL, NULL },
+	{ "tilde XDG_RUNTIME_DIR", NULL, "~/run", 0, -EINVAL, NULL },
+	{ "relative AGENTD_RUNTIME_DIR with no XDG", "x", NULL, 0, -EINVAL, NULL },
+	{ "default does not fit", NULL, NULL, 11, -ENAMETOOLONG, NULL },
+	{ "XDG join does not fit", NULL, "/run/user/1000", 21, -ENAMETOOLONG, NULL },
+	{ "AGENTD_RUNTIME_DIR does not fit", "/srv/agentd", NULL, 8, -ENAMETOOLONG, NULL },
 };
 
 static void test_runtime_dir(void **state)
@@ -246,17 +246,17 @@ typedef struct CodexCase {
 } CodexCase;
 
 static const CodexCase codex_cases[] = {
-    {"CODEX_HOME wins over HOME", "/etc/codex", "/home/u", 0, "/etc/codex"},
-    {"CODEX_HOME normalised", "/etc//codex/./", "/home/u", 0, "/etc/codex"},
-    {"HOME/.codex", NULL, "/home/u", 0, "/home/u/.codex"},
-    {"empty CODEX_HOME is unset", "", "/home/u", 0, "/home/u/.codex"},
-    {"HOME with trailing slash", NULL, "/home/u/", 0, "/home/u/.codex"},
-    {"HOME is root", NULL, "/", 0, "/.codex"},
-    {"neither set: passwd entry", NULL, NULL, 0, NULL},
-    {"relative CODEX_HOME", "codex", "/home/u", -EINVAL, NULL},
-    {"tilde CODEX_HOME", "~/.codex", "/home/u", -EINVAL, NULL},
-    {"relative HOME", NULL, "home/u", -EINVAL, NULL},
-    {"dot HOME", "", ".", -EINVAL, NULL},
+	{ "CODEX_HOME wins over HOME", "/etc/codex", "/home/u", 0, "/etc/codex" },
+	{ "CODEX_HOME normalised", "/etc//codex/./", "/home/u", 0, "/etc/codex" },
+	{ "HOME/.codex", NULL, "/home/u", 0, "/home/u/.codex" },
+	{ "empty CODEX_HOME is unset", "", "/home/u", 0, "/home/u/.codex" },
+	{ "HOME with trailing slash", NULL, "/home/u/", 0, "/home/u/.codex" },
+	{ "HOME is root", NULL, "/", 0, "/.codex" },
+	{ "neither set: passwd entry", NULL, NULL, 0, NULL },
+	{ "relative CODEX_HOME", "codex", "/home/u", -EINVAL, NULL },
+	{ "tilde CODEX_HOME", "~/.codex", "/home/u", -EINVAL, NULL },
+	{ "relative HOME", NULL, "home/u", -EINVAL, NULL },
+	{ "dot HOME", "", ".", -EINVAL, NULL },
 };
 
 static void test_codex_home(void **state)
@@ -386,7 +386,7 @@ static void test_private_dir_trailing_slash(void **state)
 static void test_private_dir_fixes_mode(void **state)
 {
 	Scratch *s = *state;
-	static const mode_t modes[] = {0755, 0777, 0500, 01777, 02700};
+	static const mode_t modes[] = { 0755, 0777, 0500, 01777, 02700 };
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		char dir[256], rel[16];
 		snprintf(rel, sizeof(rel), "m%zu", i);
@@ -478,27 +478,26 @@ static void test_private_dir_too_long(void **state)
 
 int main(void)
 {
+#define SCRATCH(f) cmocka_unit_test_setup_teardown(f, scratch_setup, scratch_teardown)
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_normalize),
-	    cmocka_unit_test(test_normalize_long),
-	    cmocka_unit_test(test_is_normal_absolute),
-	    cmocka_unit_test_setup_teardown(test_runtime_dir, save_env, restore_env),
-	    cmocka_unit_test_setup_teardown(test_runtime_dir_env_too_long, save_env, restore_env),
-	    cmocka_unit_test_setup_teardown(test_codex_home, save_env, restore_env),
-	    cmocka_unit_test_setup_teardown(test_codex_home_too_small, save_env, restore_env),
-	    cmocka_unit_test(test_join),
-	    cmocka_unit_test_setup_teardown(test_private_dir_creates_nested, scratch_setup, scratch_teardown),
-	    cmocka_unit_test_setup_teardown(test_private_dir_trailing_slash, scratch_setup, scratch_teardown),
-	    cmocka_unit_test_setup_teardown(test_private_dir_fixes_mode, scratch_setup, scratch_teardown),
-	    cmocka_unit_test_setup_teardown(test_private_dir_despite_umask, scratch_setup, scratch_teardown),
-	    cmocka_unit_test_setup_teardown(test_private_dir_refuses_file, scratch_setup, scratch_teardown),
-	    cmocka_unit_test_setup_teardown(test_private_dir_refuses_file_parent, scratch_setup,
-					    scratch_teardown),
-	    cmocka_unit_test_setup_teardown(test_private_dir_refuses_symlink, scratch_setup,
-					    scratch_teardown),
-	    cmocka_unit_test_setup_teardown(test_private_dir_refuses_foreign_owner, scratch_setup,
-					    scratch_teardown),
-	    cmocka_unit_test(test_private_dir_too_long),
+		cmocka_unit_test(test_normalize),
+		cmocka_unit_test(test_normalize_long),
+		cmocka_unit_test(test_is_normal_absolute),
+		cmocka_unit_test_setup_teardown(test_runtime_dir, save_env, restore_env),
+		cmocka_unit_test_setup_teardown(test_runtime_dir_env_too_long, save_env, restore_env),
+		cmocka_unit_test_setup_teardown(test_codex_home, save_env, restore_env),
+		cmocka_unit_test_setup_teardown(test_codex_home_too_small, save_env, restore_env),
+		cmocka_unit_test(test_join),
+		SCRATCH(test_private_dir_creates_nested),
+		SCRATCH(test_private_dir_trailing_slash),
+		SCRATCH(test_private_dir_fixes_mode),
+		SCRATCH(test_private_dir_despite_umask),
+		SCRATCH(test_private_dir_refuses_file),
+		SCRATCH(test_private_dir_refuses_file_parent),
+		SCRATCH(test_private_dir_refuses_symlink),
+		SCRATCH(test_private_dir_refuses_foreign_owner),
+		cmocka_unit_test(test_private_dir_too_long),
 	};
+#undef SCRATCH
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
