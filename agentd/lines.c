@@ -23,6 +23,8 @@ void line_reader_free(LineReader *r)
 
 static int line_reader_append(LineReader *r, const char *data, size_t len)
 {
+	if (len == 0)
+		return 0;
 	if (r->len + len > r->cap) {
 		size_t cap = r->cap ? r->cap : 4096;
 		while (cap < r->len + len)
@@ -50,8 +52,7 @@ static void line_reader_shrink(LineReader *r)
 	}
 }
 
-/* Bytes of one line (up to, not including, a newline) arriving at @data. */
-static int line_reader_take(LineReader *r, const char *data, size_t len)
+static int line_reader_take_bytes(LineReader *r, const char *data, size_t len)
 {
 	if (r->is_discarding) {
 		r->discarded += len;
@@ -67,8 +68,28 @@ static int line_reader_take(LineReader *r, const char *data, size_t len)
 	return line_reader_append(r, data, len);
 }
 
+/* Bytes of one line (up to, not including, a newline) arriving at @data. A final '\r' is held
+ * aside: it is the CR of a CRLF (dropped) unless more of the line follows. */
+static int line_reader_take(LineReader *r, const char *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (r->has_pending_cr) {
+		r->has_pending_cr = false;
+		int rc = line_reader_take_bytes(r, "\r", 1);
+		if (rc < 0)
+			return rc;
+	}
+	if (data[len - 1] == '\r') {
+		r->has_pending_cr = true;
+		len--;
+	}
+	return line_reader_take_bytes(r, data, len);
+}
+
 static void line_reader_finish(LineReader *r)
 {
+	r->has_pending_cr = false;
 	if (r->is_discarding) {
 		r->is_discarding = false;
 		size_t total = r->discarded;
@@ -95,8 +116,6 @@ int line_reader_feed(LineReader *r, const char *data, size_t len, bool (*should_
 			return 0;
 		data += chunk + 1;
 		len -= chunk + 1;
-		if (!r->is_discarding && r->len > 0 && r->buf[r->len - 1] == '\r')
-			r->len--;
 		line_reader_finish(r);
 		if (should_stop && should_stop(r->ctx))
 			return 0;

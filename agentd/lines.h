@@ -17,6 +17,7 @@ typedef struct LineReader {
 	char *buf;
 	size_t len, cap, max_bytes;
 	bool is_discarding;
+	bool has_pending_cr; /* a '\r' ending the data so far, held until the next byte decides */
 	size_t discarded;
 	LineReaderEvents events;
 	void *ctx;

@@ -67,7 +67,10 @@ int envelope_validate(const Envelope *env)
 		return -EINVAL;
 	if (env->kind == ENVELOPE_RESPONSE && env->correlation_id == 0)
 		return -EINVAL;
-	if (env->kind != ENVELOPE_RESPONSE && env->status != 0)
+	/* Only responses correlate and carry a status; a status is 0 or a negative error code. */
+	if (env->kind != ENVELOPE_RESPONSE && (env->status != 0 || env->correlation_id != 0))
+		return -EINVAL;
+	if (env->status > 0)
 		return -EINVAL;
 	if (!envelope_name_is_valid(env->source) || !envelope_name_is_valid(env->destination))
 		return -EINVAL;

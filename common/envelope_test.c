@@ -498,6 +498,10 @@ static const RejectCase reject_cases[] = {
 	{ "request with status -1", { .f[8] = I(-1) }, -EINVAL },
 	{ "event with status -113", { KIND(ENVELOPE_EVENT), .f[8] = I(-113) }, -EINVAL },
 	{ "credit with status 5", { KIND(ENVELOPE_CREDIT), .f[6] = S(""), .f[8] = U(5) }, -EINVAL },
+	/* correlation only on responses, and a status is never positive */
+	{ "request with correlation 7", { .f[3] = U(7) }, -EINVAL },
+	{ "event with correlation 1", { KIND(ENVELOPE_EVENT), .f[3] = U(1) }, -EINVAL },
+	{ "response with status 1", { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[6] = S(""), .f[8] = U(1) }, -EINVAL },
 	/* a status that does not fit int32 is not a status at all */
 	{ "status above INT32_MAX", { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[8] = U(2147483648ull) },
 	  -EBADMSG },

@@ -72,6 +72,18 @@ static const NormalizeCase normalize_cases[] = {
 	{ "base alone too long", "/basename", "x", 6, -ENAMETOOLONG, NULL },
 	{ "one short: /a in 2", NULL, "/a", 2, -ENAMETOOLONG, NULL },
 	{ "root in 1", NULL, "/", 1, -ENAMETOOLONG, NULL },
+	{ "dotdot to root in 1", NULL, "/a/..", 1, -ENAMETOOLONG, NULL },
+	{ "one short after collapsing", NULL, "//a/./b//", 4, -ENAMETOOLONG, NULL },
+	{ "one short: long component", NULL, "/abcdefgh", 9, -ENAMETOOLONG, NULL },
+	{ "one short: joined with slashes", "/a/", "b/", 4, -ENAMETOOLONG, NULL },
+	{ "one short: joined dotdot result", "/abc/def", "../x", 6, -ENAMETOOLONG, NULL },
+	{ "NULL path and NULL base", NULL, NULL, 0, -EINVAL, NULL },
+	{ "empty path, relative base", "base", "", 0, -EINVAL, NULL },
+	{ "relative path, dotdot base", "..", "x", 0, -EINVAL, NULL },
+	{ "relative dotdot path, relative base", "a/b", "../c", 0, -EINVAL, NULL },
+	{ "relative path, tilde base", "~", "x", 0, -EINVAL, NULL },
+	{ "relative path, base that collapses", "x/..", "y", 0, -EINVAL, NULL },
+	{ "dotdot path, NULL base", NULL, "..", 0, -EINVAL, NULL },
 };
 
 static void test_normalize(void **state)
@@ -257,6 +269,9 @@ static const CodexCase codex_cases[] = {
 	{ "tilde CODEX_HOME", "~/.codex", "/home/u", -EINVAL, NULL },
 	{ "relative HOME", NULL, "home/u", -EINVAL, NULL },
 	{ "dot HOME", "", ".", -EINVAL, NULL },
+	{ "empty CODEX_HOME, relative HOME", "", "rel", -EINVAL, NULL },
+	{ "dot CODEX_HOME", ".", "/home/u", -EINVAL, NULL },
+	{ "dot-slash CODEX_HOME", "./codex", "/home/u", -EINVAL, NULL },
 };
 
 static void test_codex_home(void **state)
