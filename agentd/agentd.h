@@ -45,6 +45,7 @@ typedef struct Agentd {
 	bool is_debug;   /* -d: wins over [agentd] log_level */
 	unsigned helpers_registered;
 	uv_timer_t ready_timer;
+	uv_timer_t conn_sweep_timer; /* forces flushing closes past their deadline */
 	uv_signal_t sigterm, sigint, sighup;
 } Agentd;
 

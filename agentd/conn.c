@@ -57,11 +57,32 @@ Conn *conn_find(Agentd *server, uint64_t id)
 
 void conn_close(Conn *conn, const char *why)
 {
+	if (conn->is_closing && !conn->is_flushing)
+		return;
+	log_info("connection %llu: closing: %s", (unsigned long long)conn->id, why);
+	conn->is_closing = true;
+	conn->is_flushing = false;
+	conn->ops->close(conn, CONN_CLOSE_NOW);
+}
+
+void conn_finish(Conn *conn, const char *why)
+{
 	if (conn->is_closing)
 		return;
+	log_info("connection %llu: finishing: %s", (unsigned long long)conn->id, why);
 	conn->is_closing = true;
-	log_info("connection %llu: closing: %s", (unsigned long long)conn->id, why);
-	conn->ops->close(conn);
+	conn->is_flushing = true;
+	conn->flush_deadline_ms = uv_now(conn->server->loop) + CONN_FLUSH_DEADLINE_MS;
+	conn->ops->close(conn, CONN_CLOSE_FLUSH);
+}
+
+void conn_sweep(Agentd *server)
+{
+	uint64_t now = uv_now(server->loop);
+	for (Conn *c = server->conns; c; c = c->next) {
+		if (c->is_flushing && now >= c->flush_deadline_ms)
+			conn_close(c, "client did not read its last messages in time");
+	}
 }
 
 int conn_send(Conn *conn, json_t *msg)
@@ -159,7 +180,7 @@ void conn_on_input_end(Conn *conn)
 {
 	conn->is_input_done = true;
 	if (conn->pending_calls == 0)
-		conn_close(conn, "end of input");
+		conn_finish(conn, "end of input");
 }
 
 void conn_call_started(Conn *conn)
@@ -172,5 +193,5 @@ void conn_call_finished(Conn *conn)
 	if (conn->pending_calls > 0)
 		conn->pending_calls--;
 	if (conn->is_input_done && conn->pending_calls == 0)
-		conn_close(conn, "end of input");
+		conn_finish(conn, "end of input");
 }

@@ -10,12 +10,21 @@
 
 #include "agentd.h"
 
+typedef enum ConnCloseMode {
+	CONN_CLOSE_NOW,   /* drop queued output and close */
+	CONN_CLOSE_FLUSH, /* stop reading, let queued output reach the client, then close */
+} ConnCloseMode;
+
+/* How long a flushing close may wait for a client to read what is queued. */
+#define CONN_FLUSH_DEADLINE_MS 2000u
+
 typedef struct ConnOps {
 	const char *kind; /* "stdio", "unix", "ws" for logs */
 	/* Queue @len bytes of one serialized message; the transport adds its framing. */
 	int (*write)(Conn *conn, const char *data, size_t len);
-	/* Begin closing the transport; it calls conn_free() once its handles are closed. */
-	void (*close)(Conn *conn);
+	/* Begin closing the transport; it calls conn_free() once its handles are closed. A NOW
+	 * close may follow a FLUSH close that has not finished. */
+	void (*close)(Conn *conn, ConnCloseMode mode);
 } ConnOps;
 
 struct Conn {
@@ -26,6 +35,8 @@ struct Conn {
 	void *transport;
 	bool is_initialized;
 	bool is_closing;
+	bool is_flushing;          /* closing with CONN_CLOSE_FLUSH, not yet done */
+	uint64_t flush_deadline_ms; /* loop time after which a flushing close becomes NOW */
 	json_t *opted_out; /* object used as a set of notification methods */
 	char client_name[128];
 	size_t queued_bytes; /* written to the transport, not yet flushed to the socket */
@@ -39,8 +50,12 @@ Conn *conn_new(Agentd *server, const ConnOps *ops, void *transport);
 void conn_free(Conn *conn);
 /** conn_find() - the live connection with @id, or NULL (it may have closed meanwhile). */
 Conn *conn_find(Agentd *server, uint64_t id);
-/** conn_close() - close because of a transport failure or a client that is not reading. */
+/** conn_close() - close now: a transport failure, a client that is not reading, shutdown. */
 void conn_close(Conn *conn, const char *why);
+/** conn_finish() - close once what is queued reached the client (or the flush deadline passed). */
+void conn_finish(Conn *conn, const char *why);
+/** conn_sweep() - force the flushing closes whose deadline passed; called periodically. */
+void conn_sweep(Agentd *server);
 
 /** conn_send() - serialize @msg (reference stolen) and queue it. Return 0 or negative errno. */
 int conn_send(Conn *conn, json_t *msg);

@@ -161,6 +161,9 @@ static void agentd_close_walk(uv_handle_t *handle, void *arg)
 static void agentd_on_helpers_stopped(void *ctx)
 {
 	Agentd *server = ctx;
+	/* Clients had the helpers' stop time to read their last answers; now they are cut off. */
+	for (Conn *c = server->conns; c; c = c->next)
+		conn_close(c, "server stopped");
 	broker_free(server->broker);
 	server->broker = NULL;
 	uv_stop(server->loop);
@@ -177,7 +180,7 @@ void agentd_shutdown(Agentd *server)
 		listener_free(server->listeners[i]);
 	server->listener_count = 0;
 	for (Conn *c = server->conns; c; c = c->next)
-		conn_close(c, "server shutting down");
+		conn_finish(c, "server shutting down");
 	if (server->supervisor)
 		supervisor_stop(server->supervisor);
 	else
@@ -210,6 +213,11 @@ static void agentd_on_hup(uv_signal_t *sig, int signum)
 	server->config = fresh;
 	if (agentd_apply_config(server) == 0)
 		log_info("SIGHUP: configuration reloaded from %s", server->config.path);
+}
+
+static void agentd_on_conn_sweep(uv_timer_t *timer)
+{
+	conn_sweep(timer->data);
 }
 
 static void agentd_on_ready_timeout(uv_timer_t *timer)
@@ -352,6 +360,10 @@ int main(int argc, char **argv)
 	agentd_pending_flags = &flags;
 	uv_timer_init(&loop, &server.ready_timer);
 	server.ready_timer.data = &server;
+	uv_timer_init(&loop, &server.conn_sweep_timer);
+	server.conn_sweep_timer.data = &server;
+	uv_timer_start(&server.conn_sweep_timer, agentd_on_conn_sweep, 500, 500);
+	uv_unref((uv_handle_t *)&server.conn_sweep_timer);
 	if (agentd_start_signals(&server) < 0 || agentd_start_helpers(&server, &flags) < 0) {
 		server.exit_status = 1;
 		agentd_shutdown(&server);

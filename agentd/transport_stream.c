@@ -107,11 +107,13 @@ static void stream_on_closed(uv_handle_t *handle)
 
 static void stream_close_handles(StreamConn *sc)
 {
-	uv_close(&sc->in.handle, stream_on_closed);
-	if (sc->has_separate_out)
+	if (!uv_is_closing(&sc->in.handle))
+		uv_close(&sc->in.handle, stream_on_closed);
+	if (sc->has_separate_out && !uv_is_closing(&sc->out.handle))
 		uv_close(&sc->out.handle, stream_on_closed);
 }
 
+/* Also runs with UV_ECANCELED when a NOW close overtook the flush: the handles are closing then. */
 static void stream_on_shutdown(uv_shutdown_t *req, int status)
 {
 	StreamConn *sc = req->data;
@@ -119,18 +121,22 @@ static void stream_on_shutdown(uv_shutdown_t *req, int status)
 	stream_close_handles(sc);
 }
 
-/* Answers already queued still reach the client: shut the write side down after them, then close. */
-static void stream_close(Conn *conn)
+/* FLUSH: answers already queued still reach the client; shut the write side down after them. */
+static void stream_close(Conn *conn, ConnCloseMode mode)
 {
 	StreamConn *sc = conn->transport;
+	if (uv_is_closing(&sc->in.handle))
+		return;
 	uv_read_stop(&sc->in.stream);
 	uv_stream_t *out = stream_out(sc);
-	uv_shutdown_t *req = sc->out_file_fd < 0 && uv_is_writable(out) ? malloc(sizeof(*req)) : NULL;
-	if (req) {
-		req->data = sc;
-		if (uv_shutdown(req, out, stream_on_shutdown) == 0)
-			return;
-		free(req);
+	if (mode == CONN_CLOSE_FLUSH && sc->out_file_fd < 0 && uv_is_writable(out)) {
+		uv_shutdown_t *req = malloc(sizeof(*req));
+		if (req) {
+			req->data = sc;
+			if (uv_shutdown(req, out, stream_on_shutdown) == 0)
+				return;
+			free(req);
+		}
 	}
 	stream_close_handles(sc);
 }

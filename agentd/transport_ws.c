@@ -108,14 +108,17 @@ static void ws_send_close(WsConn *wc, uint16_t code)
 	if (wc->phase == WS_PHASE_CLOSING)
 		return;
 	wc->phase = WS_PHASE_CLOSING;
+	/* Nothing more may be queued behind the close frame. */
+	if (wc->conn)
+		wc->conn->is_closing = true;
 	if (ws_queue(wc, WS_OP_CLOSE, payload, sizeof(payload), true) < 0)
 		ws_close_socket(wc);
 }
 
-static void ws_conn_close(Conn *conn)
+static void ws_conn_close(Conn *conn, ConnCloseMode mode)
 {
 	WsConn *wc = conn->transport;
-	if (wc->phase == WS_PHASE_OPEN)
+	if (mode == CONN_CLOSE_FLUSH && wc->phase == WS_PHASE_OPEN)
 		ws_send_close(wc, 1001);
 	else
 		ws_close_socket(wc);
