@@ -1,0 +1,41 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# run.sh - run the broker and startup benchmarks against a build tree: bench/run.sh [BUILD_DIR]
+#
+# BUILD_DIR defaults to the directory above this script. Benchmarks not built yet (or older than
+# their source) are compiled by hand with $CC. Extra flags: BENCH_BROKER_ARGS (e.g. "-n 20000"),
+# BENCH_STARTUP_ARGS (e.g. "-r 20 -R"). A MISS against a target is reported, not an error; a
+# benchmark that cannot run is.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-$here/..}" && pwd)
+cc=${CC:-gcc}
+cflags="-std=gnu11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror"
+
+build_one() {
+	src="$here/$1.c"
+	bin="$build/bench/$1"
+	shift
+	if [ ! -x "$bin" ] || [ -n "$(find "$src" -newer "$bin")" ]; then
+		mkdir -p "$build/bench"
+		# shellcheck disable=SC2086 # cflags is a word list
+		"$cc" $cflags "$src" "$@" -o "$bin"
+	fi
+}
+
+if [ ! -x "$build/agentd/agentd" ]; then
+	echo "run.sh: $build/agentd/agentd is not built; run make first" >&2
+	exit 1
+fi
+build_one broker -lnng -lpthread
+build_one startup
+
+cd "$build"
+echo "== bench/broker"
+# shellcheck disable=SC2086 # the ARGS variables are word lists
+./bench/broker ${BENCH_BROKER_ARGS:-} "$build/agentd/agentd"
+echo
+echo "== bench/startup"
+# shellcheck disable=SC2086
+./bench/startup ${BENCH_STARTUP_ARGS:-} "$build/agentd/agentd"
