@@ -149,7 +149,8 @@ static void agentd_on_broker_event(void *ctx, const Envelope *env)
 static void agentd_on_helper_exit(void *ctx, const char *service, int64_t status, int term_signal)
 {
 	Agentd *server = ctx;
-	broker_mark_down(server->broker, service);
+	if (server->broker)
+		broker_mark_down(server->broker, service);
 }
 
 static void agentd_close_walk(uv_handle_t *handle, void *arg)
@@ -297,17 +298,18 @@ static int agentd_start_helpers(Agentd *server, const AgentdFlags *flags)
 		log_error("runtime directory %s: %s", server->runtime_dir, strerror(-rc));
 		return rc;
 	}
-	rc = broker_new(server->loop, server->runtime_dir, agentd_services, agentd_service_count, &broker_events,
-			server, &server->broker);
-	if (rc < 0)
-		return rc;
-	if (flags->is_no_spawn)
-		return 0;
-	rc = supervisor_new(server->loop, agentd_services, agentd_service_count, LIBEXECDIR, flags->is_debug,
-			    &supervisor_events, server, &server->supervisor);
-	if (rc == 0)
-		rc = supervisor_start(server->supervisor);
-	return rc;
+	/* Helpers first: their exec and library loading overlap with the broker's set-up, and
+	 * they dial until the broker listens. */
+	if (!flags->is_no_spawn) {
+		rc = supervisor_new(server->loop, agentd_services, agentd_service_count, LIBEXECDIR,
+				    flags->is_debug, &supervisor_events, server, &server->supervisor);
+		if (rc == 0)
+			rc = supervisor_start(server->supervisor);
+		if (rc < 0)
+			return rc;
+	}
+	return broker_new(server->loop, server->runtime_dir, agentd_services, agentd_service_count,
+			  &broker_events, server, &server->broker);
 }
 
 static bool agentd_is_stdio_only(const AgentdFlags *flags)

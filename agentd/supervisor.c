@@ -3,8 +3,11 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,7 @@ typedef struct SupervisedChild {
 	Supervisor *sup;
 	char name[32];
 	char path[AGENTD_PATH_MAX];
-	uv_process_t process;
+	pid_t pid;
 	uv_timer_t restart_timer;
 	bool is_running;
 	uint64_t started_ms;
@@ -34,8 +37,11 @@ struct Supervisor {
 	bool is_debug;
 	bool is_stopping;
 	uv_timer_t kill_timer;
+	uv_signal_t sigchld;
 	int open_handles;
 };
+
+extern char **environ;
 
 static SupervisedChild *supervisor_find(const Supervisor *sup, const char *name)
 {
@@ -77,8 +83,32 @@ static int supervisor_locate(const char *name, const char *libexec_dir, char *ou
 	return -ENOENT;
 }
 
-static void supervisor_on_exit(uv_process_t *process, int64_t exit_status, int term_signal);
+/* The child starts with default dispositions, an empty mask, /dev/null for stdin and stdout
+ * (stdout may be a client's stdio transport) and only stderr inherited. */
+static int supervisor_spawn_attrs(posix_spawnattr_t *attr, posix_spawn_file_actions_t *actions)
+{
+	sigset_t all, none;
+	sigfillset(&all);
+	sigemptyset(&none);
+	int rc = posix_spawnattr_init(attr);
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigdefault(attr, &all);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(attr, &none);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_init(actions);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addopen(actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addopen(actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addclosefrom_np(actions, STDERR_FILENO + 1);
+	return -rc;
+}
 
+/* posix_spawn is vfork-based in glibc: no copy of agentd's page tables, the parent waits only until exec. */
 static int supervisor_spawn(SupervisedChild *child)
 {
 	Supervisor *sup = child->sup;
@@ -89,30 +119,20 @@ static int supervisor_spawn(SupervisedChild *child)
 	if (sup->is_debug)
 		args[argc++] = "-d";
 	args[argc] = NULL;
-	/* stdout may be a client's stdio transport: helpers must never write into it. */
-	uv_stdio_container_t stdio[3] = {
-		{ .flags = UV_IGNORE },
-		{ .flags = UV_IGNORE },
-		{ .flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO },
-	};
-	uv_process_options_t options = {
-		.exit_cb = supervisor_on_exit,
-		.file = child->path,
-		.args = args,
-		.stdio_count = 3,
-		.stdio = stdio,
-	};
-	child->process.data = child;
-	int rc = uv_spawn(sup->loop, &child->process, &options);
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_t actions;
+	int rc = supervisor_spawn_attrs(&attr, &actions);
+	if (rc == 0)
+		rc = -posix_spawn(&child->pid, child->path, &actions, &attr, args, environ);
+	posix_spawn_file_actions_destroy(&actions);
+	posix_spawnattr_destroy(&attr);
 	if (rc < 0) {
-		log_error("cannot spawn %s: %s", child->path, uv_strerror(rc));
-		/* uv_spawn initialised the handle even on failure; it must still be closed. */
-		uv_close((uv_handle_t *)&child->process, NULL);
+		log_error("cannot spawn %s: %s", child->path, strerror(-rc));
 		return rc;
 	}
 	child->is_running = true;
 	child->started_ms = uv_now(sup->loop);
-	log_info("spawned %s (pid %d)", child->name, child->process.pid);
+	log_info("spawned %s (pid %d)", child->name, (int)child->pid);
 	return 0;
 }
 
@@ -151,16 +171,17 @@ static void supervisor_schedule_restart(SupervisedChild *child)
 	uv_timer_start(&child->restart_timer, supervisor_on_restart_timer, child->backoff_ms, 0);
 }
 
-static void supervisor_on_exit(uv_process_t *process, int64_t exit_status, int term_signal)
+static void supervisor_on_exit(SupervisedChild *child, int wait_status)
 {
-	SupervisedChild *child = process->data;
 	Supervisor *sup = child->sup;
+	int exit_status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 0;
+	int term_signal = WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0;
 	child->is_running = false;
-	uv_close((uv_handle_t *)process, NULL);
 	if (term_signal)
-		log_warn("%s (pid %d) killed by signal %d", child->name, process->pid, term_signal);
+		log_warn("%s (pid %d) killed by signal %d", child->name, (int)child->pid, term_signal);
 	else
-		log_info("%s (pid %d) exited with status %lld", child->name, process->pid, (long long)exit_status);
+		log_info("%s (pid %d) exited with status %d", child->name, (int)child->pid, exit_status);
+	child->pid = 0;
 	if (sup->events.on_exit)
 		sup->events.on_exit(sup->ctx, child->name, exit_status, term_signal);
 	if (!sup->is_stopping) {
@@ -171,6 +192,21 @@ static void supervisor_on_exit(uv_process_t *process, int64_t exit_status, int t
 		uv_timer_stop(&sup->kill_timer);
 		if (sup->events.on_stopped)
 			sup->events.on_stopped(sup->ctx);
+	}
+}
+
+/* Signals coalesce: one SIGCHLD may stand for several exits, so every child is polled. */
+static void supervisor_on_sigchld(uv_signal_t *sig, int signum)
+{
+	Supervisor *sup = sig->data;
+	for (size_t i = 0; i < sup->child_count; i++) {
+		SupervisedChild *child = &sup->children[i];
+		int wait_status;
+		if (!child->is_running)
+			continue;
+		pid_t pid = waitpid(child->pid, &wait_status, WNOHANG);
+		if (pid == child->pid)
+			supervisor_on_exit(child, wait_status);
 	}
 }
 
@@ -191,7 +227,7 @@ static void supervisor_on_kill_timer(uv_timer_t *timer)
 		SupervisedChild *child = &sup->children[i];
 		if (child->is_running) {
 			log_warn("%s did not stop within %u ms: SIGKILL", child->name, SUPERVISOR_STOP_GRACE_MS);
-			uv_process_kill(&child->process, SIGKILL);
+			kill(child->pid, SIGKILL);
 		}
 	}
 }
@@ -205,7 +241,7 @@ void supervisor_stop(Supervisor *sup)
 		SupervisedChild *child = &sup->children[i];
 		uv_timer_stop(&child->restart_timer);
 		if (child->is_running)
-			uv_process_kill(&child->process, SIGTERM);
+			kill(child->pid, SIGTERM);
 	}
 	if (supervisor_all_exited(sup)) {
 		if (sup->events.on_stopped)
@@ -224,7 +260,7 @@ unsigned supervisor_restarts(const Supervisor *sup, const char *service)
 int supervisor_pid(const Supervisor *sup, const char *service)
 {
 	const SupervisedChild *child = supervisor_find(sup, service);
-	return child && child->is_running ? child->process.pid : 0;
+	return child && child->is_running ? (int)child->pid : 0;
 }
 
 int supervisor_new(uv_loop_t *loop, const char *const *services, size_t service_count, const char *libexec_dir,
@@ -245,11 +281,19 @@ int supervisor_new(uv_loop_t *loop, const char *const *services, size_t service_
 	uv_timer_init(loop, &sup->kill_timer);
 	sup->kill_timer.data = sup;
 	sup->open_handles++;
+	uv_signal_init(loop, &sup->sigchld);
+	sup->sigchld.data = sup;
+	sup->open_handles++;
+	int rc = uv_signal_start(&sup->sigchld, supervisor_on_sigchld, SIGCHLD);
+	if (rc < 0) {
+		supervisor_free(sup);
+		return rc;
+	}
 	for (size_t i = 0; i < service_count; i++) {
 		SupervisedChild *child = &sup->children[i];
 		child->sup = sup;
 		snprintf(child->name, sizeof(child->name), "%s", services[i]);
-		int rc = supervisor_locate(services[i], libexec_dir, child->path, sizeof(child->path));
+		rc = supervisor_locate(services[i], libexec_dir, child->path, sizeof(child->path));
 		if (rc < 0) {
 			supervisor_free(sup);
 			return rc;
@@ -263,15 +307,23 @@ int supervisor_new(uv_loop_t *loop, const char *const *services, size_t service_
 	return 0;
 }
 
-static void supervisor_on_handle_closed(uv_handle_t *handle)
+static void supervisor_release(Supervisor *sup)
 {
-	Supervisor *sup = handle->data;
-	if (handle != (uv_handle_t *)&sup->kill_timer)
-		sup = ((SupervisedChild *)handle->data)->sup;
 	if (--sup->open_handles == 0) {
 		free(sup->children);
 		free(sup);
 	}
+}
+
+static void supervisor_on_handle_closed(uv_handle_t *handle)
+{
+	supervisor_release(handle->data);
+}
+
+static void supervisor_on_child_timer_closed(uv_handle_t *handle)
+{
+	SupervisedChild *child = handle->data;
+	supervisor_release(child->sup);
 }
 
 void supervisor_free(Supervisor *sup)
@@ -279,6 +331,7 @@ void supervisor_free(Supervisor *sup)
 	if (!sup)
 		return;
 	for (size_t i = 0; i < sup->child_count; i++)
-		uv_close((uv_handle_t *)&sup->children[i].restart_timer, supervisor_on_handle_closed);
+		uv_close((uv_handle_t *)&sup->children[i].restart_timer, supervisor_on_child_timer_closed);
 	uv_close((uv_handle_t *)&sup->kill_timer, supervisor_on_handle_closed);
+	uv_close((uv_handle_t *)&sup->sigchld, supervisor_on_handle_closed);
 }

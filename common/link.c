@@ -238,7 +238,7 @@ static int link_configure(Link *link)
 	if ((rv = nng_socket_set_size(link->sock, NNG_OPT_RECVMAXSZ, ENVELOPE_MAX_BYTES)) != 0 ||
 	    (rv = nng_socket_set_int(link->sock, NNG_OPT_SENDBUF, LINK_NNG_SENDBUF)) != 0 ||
 	    (rv = nng_socket_set_int(link->sock, NNG_OPT_RECVBUF, LINK_NNG_SENDBUF)) != 0 ||
-	    (rv = nng_socket_set_ms(link->sock, NNG_OPT_RECONNMINT, 10)) != 0 ||
+	    (rv = nng_socket_set_ms(link->sock, NNG_OPT_RECONNMINT, 2)) != 0 ||
 	    (rv = nng_socket_set_ms(link->sock, NNG_OPT_RECONNMAXT, 1000)) != 0)
 		return errno_from_nng(rv);
 	for (int ev = NNG_PIPE_EV_ADD_PRE; ev <= NNG_PIPE_EV_REM_POST; ev++) {

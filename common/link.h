@@ -29,7 +29,7 @@ typedef enum LinkMode { LINK_LISTEN, LINK_DIAL } LinkMode;
 
 /**
  * link_open() - listen on or dial @url ("ipc:///run/agentd/execd.sock").
- * Dialers reconnect on their own with backoff (10 ms doubling to 1 s). Peers whose uid is
+ * Dialers reconnect on their own with backoff (2 ms doubling to 1 s). Peers whose uid is
  * neither ours nor root are refused before their first message.
  * Return: 0 and *out, or a negative errno.
  */
