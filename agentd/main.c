@@ -137,6 +137,9 @@ static void agentd_on_registered(void *ctx, const char *service, int pid)
 
 static void agentd_on_unregistered(void *ctx, const char *service)
 {
+	const Agentd *server = ctx;
+	if (server->is_stopping)
+		return;
 	log_warn("%s is down: its clients get errors until it is back", service);
 }
 

@@ -402,6 +402,8 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv)
 	int status = 1;
 	if (spec->setup && spec->setup(&d, spec->ctx) < 0)
 		goto out;
+	if (seccomp_filter_apply(spec->name, &spec->seccomp) < 0)
+		goto out;
 	if (daemon_start_signals(&d) < 0 || daemon_connect(&d) < 0)
 		goto out;
 	log_info("started (pid %ld), runtime directory %s", (long)getpid(), d.runtime_dir);

@@ -10,6 +10,7 @@
 
 #include "envelope.h"
 #include "mp.h"
+#include "seccomp_filter.h"
 
 typedef struct Daemon Daemon;
 
@@ -37,6 +38,8 @@ typedef struct DaemonSpec {
 	size_t health_field_count;
 	/* Set-up after flags and logging, before the link: privilege drops live here. */
 	int (*setup)(Daemon *d, void *ctx);
+	/* The daemon's additions to the common seccomp allow-list, installed right after setup. */
+	SeccompProfile seccomp;
 	/* Called on SIGTERM/SIGINT before the loop stops. */
 	void (*teardown)(Daemon *d, void *ctx);
 } DaemonSpec;

@@ -769,6 +769,7 @@ def http_get(port, path, headers=None, timeout=RECV_TIMEOUT):
 
 SANITIZER_REPORT_RE = re.compile(
     r"ERROR: (?:AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)[^\n]*|runtime error: [^\n]*"
+    r"|Sanitizer has encountered a fatal error[^\n]*"
 )
 
 
