@@ -2,6 +2,7 @@
 /* agentd - the Codex app-server front door, broker and supervisor of the helper daemons. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +333,8 @@ int main(int argc, char **argv)
 	char err[512];
 	int status = 1;
 
+	/* Single-threaded loop; nng's workers allocate little: one malloc arena is enough. */
+	mallopt(M_ARENA_MAX, 1);
 	if (agentd_parse_flags(argc, argv, &flags) < 0)
 		return 2;
 	log_init("agentd", flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,6 +373,9 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv)
 	DaemonFlags flags = { 0 };
 	char err[512];
 
+	/* One loop thread does the work and nng's workers allocate little: one malloc arena
+	 * instead of one per thread keeps an idle helper small. */
+	mallopt(M_ARENA_MAX, 1);
 	if (daemon_parse_flags(spec, argc, argv, &flags) < 0)
 		return 2;
 	log_init(spec->name, flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
