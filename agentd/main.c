@@ -89,20 +89,22 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 	return 0;
 }
 
-static int agentd_apply_config(Agentd *server)
+/* Validates [agentd] in @fresh and only then puts its values to use (start-up and SIGHUP). */
+static int agentd_adopt_config(const Config *fresh, void *ctx)
 {
+	Agentd *server = ctx;
 	int64_t max_message, max_queue;
 	const char *level_text;
 	LogLevel level;
-	if (config_get_int(&server->config, "agentd.max_message_bytes", 1024, 1 << 30,
-			   AGENTD_DEFAULT_MAX_MESSAGE_BYTES, &max_message) < 0 ||
-	    config_get_int(&server->config, "agentd.max_write_queue_bytes", 1 << 20, (int64_t)1 << 34,
+	if (config_get_int(fresh, "agentd.max_message_bytes", 1024, 1 << 30, AGENTD_DEFAULT_MAX_MESSAGE_BYTES,
+			   &max_message) < 0 ||
+	    config_get_int(fresh, "agentd.max_write_queue_bytes", 1 << 20, (int64_t)1 << 34,
 			   AGENTD_DEFAULT_MAX_WRITE_QUEUE_BYTES, &max_queue) < 0 ||
-	    config_get_string(&server->config, "agentd.log_level", NULL, &level_text) < 0 ||
+	    config_get_string(fresh, "agentd.log_level", NULL, &level_text) < 0 ||
 	    (level_text && log_level_parse(level_text, &level) < 0)) {
 		log_error("%s: invalid [agentd] value: max_message_bytes must be an integer in 1024..2^30, "
 			  "max_write_queue_bytes in 2^20..2^34, log_level one of error|warn|info|debug",
-			  server->config.path);
+			  fresh->path);
 		return -EINVAL;
 	}
 	if (level_text && !server->is_debug)
@@ -207,17 +209,7 @@ static void agentd_on_signal(uv_signal_t *sig, int signum)
 static void agentd_on_hup(uv_signal_t *sig, int signum)
 {
 	Agentd *server = sig->data;
-	char err[512];
-	Config fresh;
-	if (config_load(&fresh, err, sizeof(err)) < 0) {
-		log_error("SIGHUP: keeping the old configuration: %s", err);
-		config_free(&fresh);
-		return;
-	}
-	config_free(&server->config);
-	server->config = fresh;
-	if (agentd_apply_config(server) == 0)
-		log_info("SIGHUP: configuration reloaded from %s", server->config.path);
+	config_reload(&server->config, agentd_adopt_config, server);
 }
 
 static void agentd_on_conn_sweep(uv_timer_t *timer)
@@ -344,7 +336,7 @@ int main(int argc, char **argv)
 		config_free(&server.config);
 		return 1;
 	}
-	if (agentd_apply_config(&server) < 0) {
+	if (agentd_adopt_config(&server.config, &server) < 0) {
 		config_free(&server.config);
 		return 1;
 	}

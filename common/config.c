@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "paths.h"
 #include "toml.h"
 
@@ -146,5 +147,24 @@ int config_get_string(const Config *cfg, const char *key, const char *fallback, 
 	if (!json_is_string(v))
 		return -EINVAL;
 	*out = json_string_value(v);
+	return 0;
+}
+
+int config_reload(Config *cfg, ConfigAdoptFn adopt, void *ctx)
+{
+	char err[512];
+	Config fresh;
+	int rc = config_load(&fresh, err, sizeof(err));
+	if (rc < 0)
+		log_error("configuration reload: keeping the old configuration: %s", err);
+	else if (adopt && (rc = adopt(&fresh, ctx)) < 0)
+		log_error("configuration reload: keeping the old configuration of %s", cfg->path);
+	if (rc < 0) {
+		config_free(&fresh);
+		return rc;
+	}
+	config_free(cfg);
+	*cfg = fresh;
+	log_info("configuration reloaded from %s", cfg->path);
 	return 0;
 }

@@ -26,6 +26,19 @@ int config_load_text(Config *cfg, const char *name, const char *text, size_t len
 
 void config_free(Config *cfg);
 
+/*
+ * Validates a freshly loaded configuration and puts its values to use; returns a negative
+ * errno (having logged why) to refuse it, in which case nothing of it may have been applied.
+ */
+typedef int (*ConfigAdoptFn)(const Config *fresh, void *ctx);
+
+/**
+ * config_reload() - read the file again (SIGHUP). When it parses and @adopt accepts it, it
+ * replaces @cfg; otherwise @cfg and everything derived from it stay as they were.
+ * Return: 0, or the negative errno of the failure (logged).
+ */
+int config_reload(Config *cfg, ConfigAdoptFn adopt, void *ctx);
+
 /** config_lookup() - the value at dotted @key ("agentd.log_level"), or NULL. Borrowed. */
 json_t *config_lookup(const Config *cfg, const char *key);
 

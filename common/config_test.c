@@ -392,6 +392,77 @@ static void test_syntax_errors(void **state)
 	}
 }
 
+/* ---- reload ---------------------------------------------------------------------------------- */
+
+static int adopt_calls;
+
+static int adopt_only_small(const Config *fresh, void *ctx)
+{
+	int64_t v = 0;
+	adopt_calls++;
+	if (config_get_int(fresh, "agentd.max_message_bytes", 0, 4096, 0, &v) < 0)
+		return -EINVAL;
+	*(int64_t *)ctx = v;
+	return 0;
+}
+
+static int64_t reloaded_value(const Config *cfg)
+{
+	int64_t v = -1;
+	assert_int_equal(config_get_int(cfg, "agentd.max_message_bytes", 0, INT64_MAX, -1, &v), 0);
+	return v;
+}
+
+static void test_reload_replaces_on_success(void **state)
+{
+	Home *h = *state;
+	Config cfg;
+	char err[256];
+	int64_t adopted = 0;
+	write_file(h->toml, "[agentd]\nmax_message_bytes = 1024\n");
+	assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
+	write_file(h->toml, "[agentd]\nmax_message_bytes = 2048\n");
+	adopt_calls = 0;
+	assert_int_equal(config_reload(&cfg, adopt_only_small, &adopted), 0);
+	assert_int_equal(adopt_calls, 1);
+	assert_int_equal(adopted, 2048);
+	assert_int_equal(reloaded_value(&cfg), 2048);
+	config_free(&cfg);
+}
+
+static void test_reload_keeps_old_on_syntax_error(void **state)
+{
+	Home *h = *state;
+	Config cfg;
+	char err[256];
+	int64_t adopted = 0;
+	write_file(h->toml, "[agentd]\nmax_message_bytes = 1024\n");
+	assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
+	write_file(h->toml, "[agentd\nmax_message_bytes = 2048\n");
+	adopt_calls = 0;
+	assert_int_equal(config_reload(&cfg, adopt_only_small, &adopted), -EINVAL);
+	assert_int_equal(adopt_calls, 0);
+	assert_int_equal(reloaded_value(&cfg), 1024);
+	config_free(&cfg);
+}
+
+static void test_reload_keeps_old_when_refused(void **state)
+{
+	Home *h = *state;
+	Config cfg;
+	char err[256];
+	int64_t adopted = 0;
+	write_file(h->toml, "[agentd]\nmax_message_bytes = 1024\n");
+	assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
+	write_file(h->toml, "[agentd]\nmax_message_bytes = 999999\n");
+	adopt_calls = 0;
+	assert_int_equal(config_reload(&cfg, adopt_only_small, &adopted), -EINVAL);
+	assert_int_equal(adopt_calls, 1);
+	assert_int_equal(adopted, 0);
+	assert_int_equal(reloaded_value(&cfg), 1024);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, home_setup, home_teardown)
@@ -406,6 +477,9 @@ int main(void)
 		T(test_typed_lookups),
 		T(test_lookup_paths),
 		T(test_syntax_errors),
+		T(test_reload_replaces_on_success),
+		T(test_reload_keeps_old_on_syntax_error),
+		T(test_reload_keeps_old_when_refused),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

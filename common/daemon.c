@@ -36,6 +36,7 @@ struct Daemon {
 	uint64_t started_ms;
 	bool is_registered;
 	bool is_supervised;
+	bool is_debug;
 };
 
 typedef struct DaemonFlags {
@@ -214,19 +215,26 @@ static void daemon_on_stop_signal(uv_signal_t *sig, int signum)
 	uv_stop(&d->loop);
 }
 
+/* The helpers use one key of their own today: [agentd] log_level (-d wins over it). */
+static int daemon_adopt_config(const Config *fresh, void *ctx)
+{
+	const Daemon *d = ctx;
+	const char *level_text = NULL;
+	LogLevel level;
+	if (config_get_string(fresh, "agentd.log_level", NULL, &level_text) < 0 ||
+	    (level_text && log_level_parse(level_text, &level) < 0)) {
+		log_error("%s: [agentd] log_level must be one of error|warn|info|debug", fresh->path);
+		return -EINVAL;
+	}
+	if (level_text && !d->is_debug)
+		log_set_level(level);
+	return 0;
+}
+
 static void daemon_on_hup(uv_signal_t *sig, int signum)
 {
 	Daemon *d = sig->data;
-	char err[512];
-	Config fresh;
-	if (config_load(&fresh, err, sizeof(err)) < 0) {
-		log_error("SIGHUP: keeping the old configuration: %s", err);
-		config_free(&fresh);
-		return;
-	}
-	config_free(&d->config);
-	d->config = fresh;
-	log_info("SIGHUP: configuration reloaded from %s", d->config.path);
+	config_reload(&d->config, daemon_adopt_config, d);
 }
 
 int daemon_keep_capabilities(const char *name, const cap_value_t *keep, size_t keep_count)
@@ -384,11 +392,11 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv)
 		config_free(&d.config);
 		return 1;
 	}
-	const char *level_text = NULL;
-	LogLevel level;
-	if (!flags.is_debug && config_get_string(&d.config, "agentd.log_level", NULL, &level_text) == 0 &&
-	    level_text && log_level_parse(level_text, &level) == 0)
-		log_set_level(level);
+	d.is_debug = flags.is_debug;
+	if (daemon_adopt_config(&d.config, &d) < 0) {
+		config_free(&d.config);
+		return 1;
+	}
 	if (flags.is_check_only) {
 		printf("%s: configuration %s OK\n", spec->name, d.config.path);
 		config_free(&d.config);
