@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "broker.h"
@@ -43,6 +44,8 @@ typedef struct Agentd {
 	bool is_stdio_only;
 	int exit_status; /* non-zero once start-up failed */
 	bool is_debug;   /* -d: wins over [agentd] log_level */
+	/* configWarning params sent to every connection right after its initialize response. */
+	json_t *config_warnings;
 	unsigned helpers_registered;
 	uv_timer_t ready_timer;
 	uv_timer_t conn_sweep_timer; /* forces flushing closes past their deadline */

@@ -158,6 +158,10 @@ int conn_notify(Conn *conn, const char *method, json_t *params)
 	}
 	if (params)
 		json_object_set_new(msg, "params", params);
+	/* The reference stamps every notification with its emission time (ServerNotification). */
+	uv_timeval64_t now;
+	if (uv_gettimeofday(&now) == 0)
+		json_object_set_new(msg, "emittedAtMs", json_integer(now.tv_sec * 1000 + now.tv_usec / 1000));
 	return conn_send(conn, msg);
 }
 

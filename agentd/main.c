@@ -89,6 +89,35 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 	return 0;
 }
 
+static const char *const agentd_config_keys[] = { "max_message_bytes", "max_write_queue_bytes", "log_level" };
+
+/* A typo in [agentd] would otherwise be silently ignored: clients are told, as configWarning. */
+static json_t *agentd_config_warnings(const Config *fresh)
+{
+	json_t *warnings = json_array();
+	json_t *table = config_lookup(fresh, "agentd");
+	const char *key;
+	json_t *value;
+	if (!warnings || !json_is_object(table))
+		return warnings;
+	json_object_foreach(table, key, value)
+	{
+		bool is_known = false;
+		for (size_t i = 0; i < sizeof(agentd_config_keys) / sizeof(agentd_config_keys[0]); i++)
+			is_known = is_known || strcmp(key, agentd_config_keys[i]) == 0;
+		if (is_known)
+			continue;
+		char summary[512];
+		snprintf(summary, sizeof(summary), "Unknown key `%s` in [agentd] is ignored", key);
+		log_warn("%s: %s", fresh->path, summary);
+		json_array_append_new(warnings,
+				      json_pack("{s:s,s:s,s:s,s:n}", "summary", summary, "details",
+						"[agentd] accepts max_message_bytes, max_write_queue_bytes and log_level",
+						"path", fresh->path, "range"));
+	}
+	return warnings;
+}
+
 /* Validates [agentd] in @fresh and only then puts its values to use (start-up and SIGHUP). */
 static int agentd_adopt_config(const Config *fresh, void *ctx)
 {
@@ -107,6 +136,11 @@ static int agentd_adopt_config(const Config *fresh, void *ctx)
 			  fresh->path);
 		return -EINVAL;
 	}
+	json_t *warnings = agentd_config_warnings(fresh);
+	if (!warnings)
+		return -ENOMEM;
+	json_decref(server->config_warnings);
+	server->config_warnings = warnings;
 	if (level_text && !server->is_debug)
 		log_set_level(level);
 	server->max_message_bytes = (size_t)max_message;
@@ -385,6 +419,7 @@ out_loop:
 	uv_loop_close(&loop);
 out_config:
 	config_free(&server.config);
+	json_decref(server.config_warnings);
 	log_info("stopped");
 	return status;
 }

@@ -145,6 +145,17 @@ static const char *proto_client_field(Conn *conn, json_t *id, json_t *client_inf
 	return json_string_value(v);
 }
 
+/* As the reference: startup warnings follow the initialize response, one notification each. */
+static void proto_send_config_warnings(Conn *conn)
+{
+	size_t i;
+	json_t *warning;
+	json_array_foreach(conn->server->config_warnings, i, warning)
+	{
+		conn_notify(conn, "configWarning", json_deep_copy(warning));
+	}
+}
+
 void proto_initialize(Conn *conn, json_t *id, json_t *params)
 {
 	Agentd *server = conn->server;
@@ -187,4 +198,5 @@ void proto_initialize(Conn *conn, json_t *id, json_t *params)
 	conn->is_initialized = true;
 	log_info("connection %llu: initialized by %s %s", (unsigned long long)conn->id, name, version);
 	conn_reply(conn, id, result);
+	proto_send_config_warnings(conn);
 }
