@@ -15,12 +15,13 @@ cflags="-std=gnu11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror"
 
 build_one() {
 	src="$here/$1.c"
+	util="$here/bench_util.c"
 	bin="$build/bench/$1"
 	shift
-	if [ ! -x "$bin" ] || [ -n "$(find "$src" -newer "$bin")" ]; then
+	if [ ! -x "$bin" ] || [ -n "$(find "$src" "$util" "$here/bench_util.h" -newer "$bin")" ]; then
 		mkdir -p "$build/bench"
 		# shellcheck disable=SC2086 # cflags is a word list
-		"$cc" $cflags "$src" "$@" -o "$bin"
+		"$cc" $cflags "$src" "$util" "$@" -o "$bin"
 	fi
 }
 

@@ -1,42 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 /* startup.c - time from exec to the initialize response, and idle RSS of the suite, against codex app-server. */
+#include "bench_util.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_RUNS 10u
 #define MAX_RUNS 1000u
 #define IDLE_MS 300
-#define IO_TIMEOUT_MS 10000
 #define MAX_PROCS 32u
 #define TARGET_STARTUP_MS 50.0
 #define TARGET_RSS_MB 15.0
 #define REF_NOTE_STARTUP_MS 200.0
 #define REF_NOTE_RSS_MB 90.0
 #define REF_CODEX "/opt/codex-ref/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
-
-extern char **environ;
-
-static const char init_line[] = "{\"id\":0,\"method\":\"initialize\",\"params\":{\"clientInfo\":"
-				"{\"name\":\"bench\",\"version\":\"1\"}}}\n";
 
 typedef struct Proc {
 	pid_t pid;
@@ -61,169 +49,13 @@ typedef struct Summary {
 	double p50_ms, min_ms, max_ms, rss_mb, pss_mb, cpu_ms;
 } Summary;
 
-/* Everything that must be undone on any exit path, error or not. */
-static struct {
-	pid_t child;
-	char tmpdir[64];
-} cleanup_state = { .child = -1 };
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void tmpdir_remove(void)
-{
-	if (cleanup_state.tmpdir[0])
-		nftw(cleanup_state.tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	cleanup_state.tmpdir[0] = '\0';
-}
-
-/* Whether @pid exited (and was reaped, status in *status) within @ms. */
-static bool child_exited_within(pid_t pid, int ms, int *status)
-{
-	for (int waited = 0; waited <= ms; waited++) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-		if (r == pid || (r < 0 && errno != EINTR))
-			return true;
-		sleep_ms(1);
-	}
-	return false;
-}
-
-/* Waits up to @ms for @pid, then SIGKILLs and reaps it. Return its wait status. */
-static int child_reap(pid_t pid, int ms)
-{
-	int status = 0;
-	if (child_exited_within(pid, ms, &status))
-		return status;
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return status;
-}
-
-static int child_stop(void)
-{
-	int status = 0;
-	if (cleanup_state.child > 0) {
-		kill(cleanup_state.child, SIGTERM);
-		status = child_reap(cleanup_state.child, 5000);
-	}
-	cleanup_state.child = -1;
-	return status;
-}
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("bench/startup: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	child_stop();
-	tmpdir_remove();
-	exit(1);
-}
-
-static void tmpdir_create(void)
-{
-	snprintf(cleanup_state.tmpdir, sizeof(cleanup_state.tmpdir), "/tmp/agentd-bench-XXXXXX");
-	if (!mkdtemp(cleanup_state.tmpdir)) {
-		cleanup_state.tmpdir[0] = '\0';
-		die("mkdtemp: %s", strerror(errno));
-	}
-}
-
-/* "<tmpdir>/<name>", created 0700. */
-static void tmpdir_sub(const char *name, char *out, size_t len)
-{
-	snprintf(out, len, "%s/%s", cleanup_state.tmpdir, name);
-	if (mkdir(out, 0700) < 0)
-		die("mkdir %s: %s", out, strerror(errno));
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
+/* Reads the answers of the agentd suite and of the reference in turn. */
+static LineReader reader;
 
 static double median_of(double *v, size_t n)
 {
-	qsort(v, n, sizeof(*v), cmp_double);
+	doubles_sort(v, n);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* ---- spawning ---- */
-
-/* environ without the two variables, then NAME=value for those given (NULL values are left out). */
-static char **env_with(const char *runtime_dir, const char *codex_home)
-{
-	size_t count = 0;
-	while (environ[count])
-		count++;
-	char **envp = calloc(count + 3, sizeof(*envp));
-	if (!envp)
-		die("out of memory");
-	size_t k = 0;
-	for (size_t i = 0; i < count; i++) {
-		if (strncmp(environ[i], "AGENTD_RUNTIME_DIR=", 19) != 0 && strncmp(environ[i], "CODEX_HOME=", 11) != 0)
-			envp[k++] = environ[i];
-	}
-	if ((runtime_dir && asprintf(&envp[k++], "AGENTD_RUNTIME_DIR=%s", runtime_dir) < 0) ||
-	    (codex_home && asprintf(&envp[k++], "CODEX_HOME=%s", codex_home) < 0))
-		die("out of memory");
-	return envp;
-}
-
-static void env_free(char **envp, size_t added)
-{
-	size_t k = 0;
-	while (envp[k])
-		k++;
-	for (size_t i = 0; i < added; i++)
-		free(envp[k - 1 - i]);
-	free(envp);
-}
-
-/* stdin/stdout from @in_fd/@out_fd (-1: /dev/null), stderr to /dev/null. */
-static pid_t spawn(char *const argv[], char *const envp[], int in_fd, int out_fd)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	if (in_fd >= 0)
-		posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-	else
-		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	if (out_fd >= 0)
-		posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-	else
-		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	pid_t pid;
-	int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	if (rc != 0)
-		die("posix_spawn %s: %s", argv[0], strerror(rc));
-	cleanup_state.child = pid;
-	return pid;
 }
 
 /* ---- /proc ---- */
@@ -351,45 +183,15 @@ static void sample_tree(Sample *s, pid_t root)
 		;
 }
 
-/* ---- line i/o ---- */
-
-static void send_all(int fd, const char *data, size_t len)
+/* Reads lines until the one answering id 0 (notifications may come first). */
+static void await_init_response(LineReader *r)
 {
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			die("write: %s", strerror(errno));
-		data += n;
-		len -= (size_t)n;
-	}
-}
-
-/* Reads lines from @fd until one starts with {"id":0, (notifications may come first). */
-static void await_init_response(int fd)
-{
-	static char buf[1 << 16];
-	size_t len = 0;
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, IO_TIMEOUT_MS) == 0)
-			die("no initialize response within %d ms", IO_TIMEOUT_MS);
-		ssize_t got = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			die("connection closed before the initialize response");
-		len += (size_t)got;
-		buf[len] = '\0';
-		for (char *line = buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
-			if (strncmp(line, "{\"id\":0,\"result\"", 16) == 0)
-				return;
-			if (strncmp(line, "{\"id\":0,", 8) == 0)
-				die("initialize failed: %.*s", (int)(nl - line), line);
-		}
-		if (len == sizeof(buf) - 1)
-			die("too much output before the initialize response");
+		const char *line = line_next(r);
+		if (strncmp(line, "{\"id\":0,\"result\"", 16) == 0)
+			return;
+		if (strncmp(line, "{\"id\":0,", 8) == 0)
+			die("initialize failed: %.300s", line);
 	}
 }
 
@@ -404,32 +206,10 @@ static double children_cpu_ms(void)
 
 /* ---- agentd ---- */
 
-static int agentd_connect(pid_t pid, const char *sock_path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path);
-	double deadline = now_ms() + IO_TIMEOUT_MS;
-	while (now_ms() < deadline) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			die("socket: %s", strerror(errno));
-		if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
-			return fd;
-		close(fd);
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			cleanup_state.child = -1;
-			die("agentd exited before listening");
-		}
-		usleep(250);
-	}
-	die("agentd did not listen on %s within %d ms", sock_path, IO_TIMEOUT_MS);
-	return -1;
-}
-
 /* SIGTERM the suite and confirm every helper went with agentd; leftovers are killed and counted. */
-static void agentd_stop(Sample *s)
+static void agentd_stop(Sample *s, pid_t pid)
 {
-	int status = child_stop();
+	int status = child_stop(pid);
 	s->is_unclean = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 	for (size_t i = 1; i < s->proc_count; i++) {
 		const Proc *p = &s->procs[i];
@@ -445,26 +225,22 @@ static void agentd_stop(Sample *s)
 
 static void agentd_run(const char *agentd, Sample *s)
 {
-	char runtime_dir[80], codex_home[80], sock_path[96], listen[112];
+	char sock_path[96];
 	tmpdir_create();
-	tmpdir_sub("rt", runtime_dir, sizeof(runtime_dir));
-	tmpdir_sub("home", codex_home, sizeof(codex_home));
-	snprintf(sock_path, sizeof(sock_path), "%s/a.sock", cleanup_state.tmpdir);
-	snprintf(listen, sizeof(listen), "unix://%s", sock_path);
-	char **envp = env_with(runtime_dir, codex_home);
-	char *argv[] = { (char *)agentd, "--listen", listen, NULL };
+	char **envp = agentd_env();
+	tmpdir_join("a.sock", sock_path, sizeof(sock_path));
 	double cpu0 = children_cpu_ms();
 	double t0 = now_ms();
-	pid_t pid = spawn(argv, envp, -1, -1);
-	int fd = agentd_connect(pid, sock_path);
-	send_all(fd, init_line, sizeof(init_line) - 1);
-	await_init_response(fd);
+	pid_t pid = agentd_spawn(agentd, sock_path, envp);
+	line_reader_init(&reader, agentd_connect(pid, sock_path), "agentd");
+	initialize_send(reader.fd);
+	await_init_response(&reader);
 	s->startup_ms = now_ms() - t0;
-	env_free(envp, 2);
+	env_free(envp);
 	sleep_ms(IDLE_MS);
 	sample_tree(s, pid);
-	close(fd);
-	agentd_stop(s);
+	close(reader.fd);
+	agentd_stop(s, pid);
 	s->cpu_ms = children_cpu_ms() - cpu0;
 	tmpdir_remove();
 }
@@ -492,19 +268,20 @@ static void ref_run(const char *codex, Sample *s)
 	pid_t pid = spawn(argv, envp, in[0], out[1]);
 	close(in[0]);
 	close(out[1]);
-	send_all(in[1], init_line, sizeof(init_line) - 1);
-	await_init_response(out[0]);
+	line_reader_init(&reader, out[0], "codex app-server");
+	initialize_send(in[1]);
+	await_init_response(&reader);
 	s->startup_ms = now_ms() - t0;
-	env_free(envp, 1);
+	env_free(envp);
 	sleep_ms(IDLE_MS);
 	sample_tree(s, pid);
 	/* End of input is how a stdio app-server is told to stop; SIGTERM follows if it lingers. */
 	close(in[1]);
 	int status;
 	if (child_exited_within(pid, 2000, &status))
-		cleanup_state.child = -1;
+		child_forget(pid);
 	else
-		child_stop();
+		child_stop(pid);
 	s->cpu_ms = children_cpu_ms() - cpu0;
 	close(out[0]);
 	tmpdir_remove();
@@ -604,19 +381,6 @@ static void report_reference(const Summary *a, const Summary *r, const Sample *s
 
 /* ---- driver ---- */
 
-static void default_agentd(char *out, size_t len)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
-		die("readlink /proc/self/exe: %s", strerror(errno));
-	self[n] = '\0';
-	char *slash = strrchr(self, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(out, len, "%s/../agentd/agentd", self);
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: startup [-r RUNS] [-R] [AGENTD]   (-R: skip the reference codex; AGENTD defaults to\n"
@@ -626,6 +390,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+	die_prefix_set("bench/startup");
 	size_t runs = DEFAULT_RUNS;
 	bool is_ref_wanted = true;
 	int opt;
@@ -638,12 +403,7 @@ int main(int argc, char **argv)
 	if (argc - optind > 1)
 		usage();
 	char agentd[PATH_MAX + 32];
-	if (optind < argc)
-		snprintf(agentd, sizeof(agentd), "%s", argv[optind]);
-	else
-		default_agentd(agentd, sizeof(agentd));
-	if (access(agentd, X_OK) < 0)
-		die("%s: %s (build it first, or pass its path)", agentd, strerror(errno));
+	agentd_locate(optind < argc ? argv[optind] : NULL, agentd, sizeof(agentd));
 	signal(SIGPIPE, SIG_IGN);
 	static Sample agentd_samples[MAX_RUNS], ref_samples[MAX_RUNS];
 	bool has_ref = is_ref_wanted && access(REF_CODEX, X_OK) == 0;

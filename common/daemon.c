@@ -114,6 +114,30 @@ static const DaemonMethod *daemon_find_method(const Daemon *d, const char *name)
 	return NULL;
 }
 
+/* An event from agentd: allow-listed like requests, never answered. */
+static void daemon_dispatch_event(Daemon *d, const Envelope *env)
+{
+	const DaemonMethod *m = daemon_find_method(d, env->method);
+	MpBody body;
+	if (!m || env->body_len > m->max_body_bytes || mp_body_parse(env->body, env->body_len, &body) < 0) {
+		log_warn("dropping event %s from %s: not in the allow-list or malformed", env->method, env->source);
+		return;
+	}
+	m->handler(d, env, body.map, d->spec->ctx);
+	mp_body_free(&body);
+}
+
+static void daemon_dispatch_credit(Daemon *d, const Envelope *env)
+{
+	MpBody body;
+	if (!d->spec->on_credit || mp_body_parse(env->body, env->body_len, &body) < 0) {
+		log_warn("dropping credit from %s: unexpected or malformed", env->source);
+		return;
+	}
+	d->spec->on_credit(d, env, body.map, d->spec->ctx);
+	mp_body_free(&body);
+}
+
 static void daemon_dispatch_request(Daemon *d, const Envelope *req)
 {
 	const DaemonMethod *m = daemon_find_method(d, req->method);
@@ -161,10 +185,36 @@ static void daemon_on_envelope(Link *link, const Envelope *env, void *ctx)
 				log_error("broker refused registration: status %d", env->status);
 		}
 		break;
-	default:
-		log_debug("ignoring %s %s", envelope_kind_name(env->kind), env->method);
+	case ENVELOPE_EVENT:
+		daemon_dispatch_event(d, env);
+		break;
+	case ENVELOPE_CREDIT:
+		daemon_dispatch_credit(d, env);
 		break;
 	}
+}
+
+int daemon_send_event(Daemon *d, uint64_t connection_id, const char *method, const void *body, size_t body_len)
+{
+	Envelope env = {
+		.version = ENVELOPE_VERSION,
+		.kind = ENVELOPE_EVENT,
+		.id = daemon_next_id(d),
+		.destination = "agentd",
+		.connection_id = connection_id,
+		.body = body,
+		.body_len = body_len,
+	};
+	snprintf(env.source, sizeof(env.source), "%s", d->spec->name);
+	snprintf(env.method, sizeof(env.method), "%s", method);
+	if (!d->link || !d->is_registered)
+		return -ENOTCONN;
+	return link_send(d->link, &env);
+}
+
+const Config *daemon_config(const Daemon *d)
+{
+	return &d->config;
 }
 
 static void daemon_send_hello(Daemon *d)

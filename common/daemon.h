@@ -8,6 +8,7 @@
 #include <sys/capability.h>
 #include <uv.h>
 
+#include "config.h"
 #include "envelope.h"
 #include "mp.h"
 #include "seccomp_filter.h"
@@ -21,6 +22,11 @@ typedef struct Daemon Daemon;
  */
 typedef int (*DaemonHandler)(Daemon *d, const Envelope *req, const msgpack_object *params, void *ctx);
 
+/*
+ * One allow-listed internal method. Requests are answered through daemon_reply(); events
+ * (agentd telling the daemon something, e.g. "conn.closed") use the same table and are
+ * never answered.
+ */
 typedef struct DaemonMethod {
 	const char *name;
 	size_t max_body_bytes; /* larger bodies are refused before parsing */
@@ -40,6 +46,8 @@ typedef struct DaemonSpec {
 	int (*setup)(Daemon *d, void *ctx);
 	/* The daemon's additions to the common seccomp allow-list, installed right after setup. */
 	SeccompProfile seccomp;
+	/* A credit envelope: the consumer of one of our streams returned credit (@params: its body). */
+	void (*on_credit)(Daemon *d, const Envelope *env, const msgpack_object *params, void *ctx);
 	/* Called on SIGTERM/SIGINT before the loop stops. */
 	void (*teardown)(Daemon *d, void *ctx);
 } DaemonSpec;
@@ -49,6 +57,12 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv);
 
 /** daemon_reply() - answer @req with @status and a msgpack @body (may be NULL/0). Return 0 or negative errno. */
 int daemon_reply(Daemon *d, const Envelope *req, int32_t status, const void *body, size_t body_len);
+
+/** daemon_send_event() - send event @method about client @connection_id to agentd. Return 0 or negative errno. */
+int daemon_send_event(Daemon *d, uint64_t connection_id, const char *method, const void *body, size_t body_len);
+
+/** daemon_config() - the daemon's current configuration (replaced on SIGHUP). */
+const Config *daemon_config(const Daemon *d);
 
 /** daemon_loop() - the daemon's libuv loop. */
 uv_loop_t *daemon_loop(Daemon *d);

@@ -3,6 +3,7 @@
 #include "seccomp_filter.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <seccomp.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,7 +16,7 @@
  * unshare/setns, bind/listen/accept, kill, bpf, io_uring, process_vm_*, keyctl, perf_event_open, module loading.
  */
 static const char *const seccomp_base_syscalls[] = {
-	"read", "readv", "write", "writev", "pread64", "close", "close_range", "openat", "open",
+	"read", "readv", "write", "writev", "pread64", "close", "close_range",
 	"newfstatat", "fstat", "stat", "lstat", "statx", "lseek", "access", "faccessat", "faccessat2",
 	"readlink", "readlinkat", "getcwd", "fcntl", "ioctl", "dup", "dup2", "dup3", "pipe2",
 	"mmap", "munmap", "mprotect", "mremap", "madvise", "brk",
@@ -54,6 +55,23 @@ static int seccomp_allow_sockets(scmp_filter_ctx ctx, bool allows_inet)
 	return rc;
 }
 
+/* Which flags make an open a write: refused outright for a read-only daemon. */
+#define SECCOMP_WRITE_OPEN_FLAGS (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)
+
+static int seccomp_allow_opens(scmp_filter_ctx ctx, bool is_read_only)
+{
+	if (!is_read_only) {
+		int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 0);
+		return rc == 0 ? seccomp_allow_by_name(ctx, "open") : rc;
+	}
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				  SCMP_A2(SCMP_CMP_MASKED_EQ, SECCOMP_WRITE_OPEN_FLAGS, 0));
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, SECCOMP_WRITE_OPEN_FLAGS, 0));
+	return rc;
+}
+
 int seccomp_filter_apply(const char *name, const SeccompProfile *profile)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
@@ -66,6 +84,8 @@ int seccomp_filter_apply(const char *name, const SeccompProfile *profile)
 		rc = seccomp_allow_by_name(ctx, profile->extra_syscalls[i]);
 	if (rc == 0)
 		rc = seccomp_allow_sockets(ctx, profile && profile->allows_inet_sockets);
+	if (rc == 0)
+		rc = seccomp_allow_opens(ctx, profile && profile->is_read_only);
 	/* TSYNC: nng may already have started threads; they get the same filter. */
 	if (rc == 0)
 		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);

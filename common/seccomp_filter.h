@@ -12,6 +12,8 @@ typedef struct SeccompProfile {
 	size_t extra_count;
 	/* socket(2) beyond AF_UNIX: only a daemon that talks to the network (authd) sets this. */
 	bool allows_inet_sockets;
+	/* open(2)/openat(2) only without O_WRONLY, O_RDWR, O_CREAT, O_TRUNC and O_APPEND (watchd). */
+	bool is_read_only;
 } SeccompProfile;
 
 /**

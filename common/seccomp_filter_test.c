@@ -123,6 +123,35 @@ static int probe_kill_allowed(void)
 	return kill(getpid(), 0) == 0 ? 0 : 1;
 }
 
+static int probe_read_only_refuses_writes(void)
+{
+	int rd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	int wr = open("/tmp/seccomp_filter_test.created", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int wr_errno = errno;
+	int rw = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int rw_errno = errno;
+	return rd >= 0 && wr < 0 && wr_errno == EPERM && rw < 0 && rw_errno == EPERM ? 0 : 1;
+}
+
+static int probe_writable_opens_allowed(void)
+{
+	int rw = open("/dev/null", O_RDWR | O_CLOEXEC);
+	return rw >= 0 ? 0 : 1;
+}
+
+static void test_read_only_profile_refuses_write_opens(void **state)
+{
+	SeccompProfile profile = { .is_read_only = true };
+	unlink("/tmp/seccomp_filter_test.created");
+	run_in_filtered_child(&profile, probe_read_only_refuses_writes);
+	assert_int_equal(access("/tmp/seccomp_filter_test.created", F_OK), -1);
+}
+
+static void test_base_allows_write_opens(void **state)
+{
+	run_in_filtered_child(NULL, probe_writable_opens_allowed);
+}
+
 static void test_base_refuses_kill(void **state)
 {
 	run_in_filtered_child(NULL, probe_kill_refused);
@@ -143,6 +172,8 @@ int main(void)
 		cmocka_unit_test(test_base_allows_reading_files), cmocka_unit_test(test_filter_sets_no_new_privs),
 		cmocka_unit_test(test_profile_adds_inet),        cmocka_unit_test(test_base_refuses_kill),
 		cmocka_unit_test(test_profile_adds_syscalls),
+		cmocka_unit_test(test_read_only_profile_refuses_write_opens),
+		cmocka_unit_test(test_base_allows_write_opens),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
