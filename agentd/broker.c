@@ -344,7 +344,8 @@ int broker_call(Broker *b, const char *service, const char *method, uint64_t con
 	return 0;
 }
 
-int broker_send_credit(Broker *b, const char *service, uint64_t connection_id, const void *body, size_t body_len)
+static int broker_send_unanswered(Broker *b, EnvelopeKind kind, const char *service, const char *method,
+				  uint64_t connection_id, const void *body, size_t body_len)
 {
 	int index = broker_find(b, service);
 	if (index < 0)
@@ -352,11 +353,23 @@ int broker_send_credit(Broker *b, const char *service, uint64_t connection_id, c
 	if (!b->services[index].is_registered)
 		return ENVELOPE_STATUS_UNAVAILABLE;
 	Envelope env;
-	broker_fill(&env, ENVELOPE_CREDIT, ++b->next_id, BROKER_SELF, service);
+	broker_fill(&env, kind, ++b->next_id, BROKER_SELF, service);
+	snprintf(env.method, sizeof(env.method), "%s", method);
 	env.connection_id = connection_id;
 	env.body = body;
 	env.body_len = body_len;
 	return link_send(b->services[index].link, &env);
+}
+
+int broker_send_credit(Broker *b, const char *service, uint64_t connection_id, const void *body, size_t body_len)
+{
+	return broker_send_unanswered(b, ENVELOPE_CREDIT, service, "", connection_id, body, body_len);
+}
+
+int broker_send_event(Broker *b, const char *service, const char *method, uint64_t connection_id, const void *body,
+		      size_t body_len)
+{
+	return broker_send_unanswered(b, ENVELOPE_EVENT, service, method, connection_id, body, body_len);
 }
 
 bool broker_is_registered(const Broker *b, const char *service)

@@ -52,6 +52,10 @@ int broker_call(Broker *broker, const char *service, const char *method, uint64_
 /** broker_send_credit() - grant @body (the stream's credit record) to @service. Return 0 or negative errno. */
 int broker_send_credit(Broker *broker, const char *service, uint64_t connection_id, const void *body, size_t body_len);
 
+/** broker_send_event() - tell @service something about client @connection_id (never answered). Return 0 or negative errno. */
+int broker_send_event(Broker *broker, const char *service, const char *method, uint64_t connection_id,
+		      const void *body, size_t body_len);
+
 /** broker_is_registered() - whether @service has said hello on its current link. */
 bool broker_is_registered(const Broker *broker, const char *service);
 

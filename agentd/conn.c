@@ -11,6 +11,8 @@
 #include "log.h"
 #include "rpc.h"
 
+static void conn_run_waiters(Conn *conn, bool is_closing);
+
 Conn *conn_new(Agentd *server, const ConnOps *ops, void *transport)
 {
 	Conn *conn = calloc(1, sizeof(*conn));
@@ -42,6 +44,9 @@ void conn_free(Conn *conn)
 		conn->next->prev = conn->prev;
 	server->conn_count--;
 	log_info("connection %llu (%s) closed", (unsigned long long)conn->id, conn->ops->kind);
+	conn_run_waiters(conn, true);
+	if (conn->has_watches && server->broker)
+		broker_send_event(server->broker, "watchd", "conn.closed", conn->id, "\x80", 1);
 	json_decref(conn->opted_out);
 	free(conn);
 }
@@ -85,37 +90,79 @@ void conn_sweep(Agentd *server)
 	}
 }
 
-int conn_send(Conn *conn, json_t *msg)
+static void conn_run_waiters(Conn *conn, bool is_closing)
 {
+	while (conn->waiters && (is_closing || conn->waiters->seq <= conn->written_messages)) {
+		ConnFlushWaiter *w = conn->waiters;
+		conn->waiters = w->next;
+		if (!conn->waiters)
+			conn->waiters_tail = NULL;
+		w->fn(w->ctx, !is_closing);
+		free(w);
+	}
+}
+
+static int conn_add_waiter(Conn *conn, uint64_t seq, ConnFlushedFn fn, void *ctx)
+{
+	ConnFlushWaiter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->seq = seq;
+	w->fn = fn;
+	w->ctx = ctx;
+	if (conn->waiters_tail)
+		conn->waiters_tail->next = w;
+	else
+		conn->waiters = w;
+	conn->waiters_tail = w;
+	return 0;
+}
+
+/* The waiter is registered before the write: a synchronous transport completes inside it.
+ * @fn runs exactly once, whatever happens here. */
+static int conn_send_tracked(Conn *conn, json_t *msg, ConnFlushedFn fn, void *ctx)
+{
+	int rc = 0;
+	char *text = NULL;
 	if (!msg)
-		return -ENOMEM;
-	if (conn->is_closing) {
-		json_decref(msg);
-		return -EPIPE;
-	}
-	char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+		rc = -ENOMEM;
+	else if (conn->is_closing)
+		rc = -EPIPE;
+	else if (!(text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)))
+		rc = -ENOMEM;
 	json_decref(msg);
-	if (!text)
-		return -ENOMEM;
-	size_t len = strlen(text);
-	if (conn->queued_bytes + len > conn->server->max_write_queue_bytes) {
-		free(text);
+	size_t len = text ? strlen(text) : 0;
+	if (rc == 0 && conn->queued_bytes + len > conn->server->max_write_queue_bytes) {
 		conn_close(conn, "client is not reading its messages");
-		return -ENOBUFS;
+		rc = -ENOBUFS;
 	}
-	int rc = conn->ops->write(conn, text, len);
-	free(text);
+	if (rc == 0 && fn)
+		rc = conn_add_waiter(conn, conn->sent_messages + 1, fn, ctx);
 	if (rc < 0) {
-		conn_close(conn, "write failed");
+		free(text);
+		if (fn)
+			fn(ctx, false);
 		return rc;
 	}
+	conn->sent_messages++;
 	conn->queued_bytes += len;
-	return 0;
+	rc = conn->ops->write(conn, text, len);
+	free(text);
+	if (rc < 0)
+		conn_close(conn, "write failed");
+	return rc;
+}
+
+int conn_send(Conn *conn, json_t *msg)
+{
+	return conn_send_tracked(conn, msg, NULL, NULL);
 }
 
 void conn_on_written(Conn *conn, size_t len)
 {
 	conn->queued_bytes = len > conn->queued_bytes ? 0 : conn->queued_bytes - len;
+	conn->written_messages++;
+	conn_run_waiters(conn, false);
 }
 
 int conn_reply(Conn *conn, json_t *id, json_t *result)
@@ -145,15 +192,19 @@ int conn_reply_error(Conn *conn, json_t *id, int code, const char *fmt, ...)
 	return conn_send(conn, msg);
 }
 
-int conn_notify(Conn *conn, const char *method, json_t *params)
+int conn_notify_tracked(Conn *conn, const char *method, json_t *params, ConnFlushedFn fn, void *ctx)
 {
 	if (conn->opted_out && json_object_get(conn->opted_out, method)) {
 		json_decref(params);
+		if (fn)
+			fn(ctx, true);
 		return 0;
 	}
 	json_t *msg = json_pack("{s:s}", "method", method);
 	if (!msg) {
 		json_decref(params);
+		if (fn)
+			fn(ctx, false);
 		return -ENOMEM;
 	}
 	if (params)
@@ -162,7 +213,12 @@ int conn_notify(Conn *conn, const char *method, json_t *params)
 	uv_timeval64_t now;
 	if (uv_gettimeofday(&now) == 0)
 		json_object_set_new(msg, "emittedAtMs", json_integer(now.tv_sec * 1000 + now.tv_usec / 1000));
-	return conn_send(conn, msg);
+	return conn_send_tracked(conn, msg, fn, ctx);
+}
+
+int conn_notify(Conn *conn, const char *method, json_t *params)
+{
+	return conn_notify_tracked(conn, method, params, NULL, NULL);
 }
 
 void conn_on_message(Conn *conn, const char *text, size_t len)

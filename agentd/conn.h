@@ -27,6 +27,16 @@ typedef struct ConnOps {
 	void (*close)(Conn *conn, ConnCloseMode mode);
 } ConnOps;
 
+/* Runs once the message it was attached to left for the client's socket (or the connection died). */
+typedef void (*ConnFlushedFn)(void *ctx, bool is_written);
+
+typedef struct ConnFlushWaiter {
+	struct ConnFlushWaiter *next;
+	uint64_t seq;
+	ConnFlushedFn fn;
+	void *ctx;
+} ConnFlushWaiter;
+
 struct Conn {
 	Conn *prev, *next;
 	Agentd *server;
@@ -41,6 +51,10 @@ struct Conn {
 	char client_name[128];
 	size_t queued_bytes; /* written to the transport, not yet flushed to the socket */
 	unsigned pending_calls; /* requests answered later (through the broker) */
+	uint64_t sent_messages;    /* handed to the transport */
+	uint64_t written_messages; /* reported written by the transport, in order */
+	ConnFlushWaiter *waiters, *waiters_tail; /* FIFO by seq */
+	bool has_watches; /* watchd holds watches for it: tell it when the connection goes */
 	bool is_input_done;     /* the client finished sending; close once pending_calls drain */
 };
 
@@ -59,6 +73,13 @@ void conn_sweep(Agentd *server);
 
 /** conn_send() - serialize @msg (reference stolen) and queue it. Return 0 or negative errno. */
 int conn_send(Conn *conn, json_t *msg);
+/**
+ * conn_notify_tracked() - conn_notify(), then @fn once the notification is written to the socket
+ * (is_written true), or at once when the client opted out of @method (true), or when the
+ * connection closes first or the send fails (false): always exactly once. This is how streams
+ * return credit to their producer.
+ */
+int conn_notify_tracked(Conn *conn, const char *method, json_t *params, ConnFlushedFn fn, void *ctx);
 /** conn_reply() - {"id":…,"result":…}; steals @result. */
 int conn_reply(Conn *conn, json_t *id, json_t *result);
 /** conn_reply_error() - {"error":{"code":…,"message":…},"id":…}; @id may be NULL for null. */
@@ -75,7 +96,7 @@ void conn_on_input_end(Conn *conn);
 /** conn_call_started() / conn_call_finished() - bracket a request answered asynchronously. */
 void conn_call_started(Conn *conn);
 void conn_call_finished(Conn *conn);
-/** conn_on_written() - the transport flushed @len bytes of queued output. */
+/** conn_on_written() - the transport flushed one message of @len bytes (messages complete in order). */
 void conn_on_written(Conn *conn, size_t len);
 
 #endif

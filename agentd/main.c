@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "daemon.h"
 #include "log.h"
+#include "proto.h"
 #include "transport.h"
 
 #ifndef LIBEXECDIR
@@ -180,10 +181,16 @@ static void agentd_on_unregistered(void *ctx, const char *service)
 	log_warn("%s is down: its clients get errors until it is back", service);
 }
 
+/* Events the helpers may send agentd: anything else is a sibling's violation, logged and dropped. */
 static void agentd_on_broker_event(void *ctx, const Envelope *env)
 {
-	log_debug("event %s from %s for connection %llu", env->method, env->source,
-		  (unsigned long long)env->connection_id);
+	Agentd *server = ctx;
+	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "watchd") == 0 && strcmp(env->method, "fs.changed") == 0) {
+		proto_fs_on_changed(server, env);
+		return;
+	}
+	log_warn("dropping %s %s from %s: not in the allow-list", envelope_kind_name(env->kind), env->method,
+		 env->source);
 }
 
 static void agentd_on_helper_exit(void *ctx, const char *service, int64_t status, int term_signal)

@@ -13,6 +13,8 @@
 static const ProtoMethod proto_methods[] = {
 	{ "initialize", true, PROTO_PARAMS_REQUIRED, proto_initialize },
 	{ "agentd/health", false, PROTO_PARAMS_OPTIONAL, proto_health },
+	{ "fs/watch", false, PROTO_PARAMS_REQUIRED, proto_fs_watch },
+	{ "fs/unwatch", false, PROTO_PARAMS_REQUIRED, proto_fs_unwatch },
 };
 
 const ProtoMethod *proto_find_method(const char *name)

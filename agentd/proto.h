@@ -32,5 +32,10 @@ void proto_on_notification(Conn *conn, const char *method, json_t *params);
 /* Handlers, one file per area. */
 void proto_initialize(Conn *conn, json_t *id, json_t *params);
 void proto_health(Conn *conn, json_t *id, json_t *params);
+void proto_fs_watch(Conn *conn, json_t *id, json_t *params);
+void proto_fs_unwatch(Conn *conn, json_t *id, json_t *params);
+
+/** proto_fs_on_changed() - watchd's fs.changed event: an fs/changed notification for its connection. */
+void proto_fs_on_changed(Agentd *server, const Envelope *env);
 
 #endif

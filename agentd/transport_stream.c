@@ -73,7 +73,11 @@ static int stream_write(Conn *conn, const char *data, size_t len)
 	StreamConn *sc = conn->transport;
 	if (sc->out_file_fd >= 0) {
 		int rc = stream_write_file(sc->out_file_fd, data, len);
-		return rc < 0 ? rc : stream_write_file(sc->out_file_fd, "\n", 1);
+		if (rc == 0)
+			rc = stream_write_file(sc->out_file_fd, "\n", 1);
+		if (rc == 0)
+			conn_on_written(conn, len);
+		return rc;
 	}
 	StreamWrite *w = malloc(sizeof(*w) + len + 1);
 	if (!w)

@@ -254,6 +254,8 @@ static void daemon_on_peer(Link *link, bool is_connected, void *ctx)
 	}
 	d->is_registered = false;
 	log_warn("lost the broker at %s; reconnecting", link_url(link));
+	if (d->spec->on_broker_lost)
+		d->spec->on_broker_lost(d, d->spec->ctx);
 }
 
 static void daemon_on_stop_signal(uv_signal_t *sig, int signum)
@@ -276,6 +278,8 @@ static int daemon_adopt_config(const Config *fresh, void *ctx)
 		log_error("%s: [agentd] log_level must be one of error|warn|info|debug", fresh->path);
 		return -EINVAL;
 	}
+	if (d->spec->adopt_config && d->spec->adopt_config((Daemon *)d, fresh, d->spec->ctx) < 0)
+		return -EINVAL;
 	if (level_text && !d->is_debug)
 		log_set_level(level);
 	return 0;

@@ -46,6 +46,11 @@ typedef struct DaemonSpec {
 	int (*setup)(Daemon *d, void *ctx);
 	/* The daemon's additions to the common seccomp allow-list, installed right after setup. */
 	SeccompProfile seccomp;
+	/* Validates and applies the daemon's own keys of a configuration (start-up and SIGHUP);
+	 * a negative errno refuses it. */
+	int (*adopt_config)(Daemon *d, const Config *fresh, void *ctx);
+	/* The link to the broker dropped: every client connection we knew of is gone. */
+	void (*on_broker_lost)(Daemon *d, void *ctx);
 	/* A credit envelope: the consumer of one of our streams returned credit (@params: its body). */
 	void (*on_credit)(Daemon *d, const Envelope *env, const msgpack_object *params, void *ctx);
 	/* Called on SIGTERM/SIGINT before the loop stops. */
