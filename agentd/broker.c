@@ -462,8 +462,9 @@ void broker_free(Broker *b)
 	if (!b)
 		return;
 	broker_fail_pending(b, -1, ENVELOPE_STATUS_UNAVAILABLE);
+	/* Only called on the way out: the kernel closes the sockets (see link_abandon()). */
 	for (size_t i = 0; i < b->service_count; i++) {
-		link_free(b->services[i].link);
+		link_abandon(b->services[i].link);
 		if (b->services[i].socket_path[0])
 			unlink(b->services[i].socket_path);
 	}

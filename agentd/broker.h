@@ -38,7 +38,7 @@ typedef struct BrokerEvents {
 int broker_new(uv_loop_t *loop, const char *runtime_dir, const char *const *services, size_t service_count,
 	       const BrokerEvents *events, void *ctx, Broker **out);
 
-/** broker_free() - fail every pending call, close the links and remove the socket files. NULL-safe. */
+/** broker_free() - at exit: fail every pending call, abandon the links, remove the socket files. NULL-safe. */
 void broker_free(Broker *broker);
 
 /**

@@ -421,7 +421,8 @@ static void daemon_close_walk(uv_handle_t *handle, void *arg)
 
 static void daemon_shutdown(Daemon *d)
 {
-	link_free(d->link);
+	/* The process exits next: the kernel closes the socket (see link_abandon()). */
+	link_abandon(d->link);
 	d->link = NULL;
 	uv_walk(&d->loop, daemon_close_walk, NULL);
 	uv_run(&d->loop, UV_RUN_DEFAULT);

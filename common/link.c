@@ -38,6 +38,9 @@ struct Link {
 	atomic_int peer_count;
 	atomic_int peer_pid;
 	bool was_connected;
+	/* Abandoned at exit: nng's threads may still call back, so nothing may be signalled or freed. */
+	atomic_bool is_abandoned;
+	struct Link *next_abandoned;
 	LinkQueued *queue_head, *queue_tail;
 	size_t queue_len;
 	uid_t allowed_uid;
@@ -91,6 +94,8 @@ static void link_pipe_added_pre(nng_pipe pipe, Link *link)
 static void link_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
 	Link *link = arg;
+	if (atomic_load(&link->is_abandoned))
+		return;
 	switch (ev) {
 	case NNG_PIPE_EV_ADD_PRE:
 		link_pipe_added_pre(pipe, link);
@@ -320,11 +325,26 @@ int link_open(uv_loop_t *loop, LinkMode mode, const char *url, const LinkEvents 
 	return 0;
 }
 
+/* Abandoned links stay reachable (and valid for nng's threads) until the process exits. */
+static Link *link_abandoned;
+
 static void link_on_handle_closed(uv_handle_t *handle)
 {
 	Link *link = handle->data;
-	if (--link->open_handles == 0)
+	if (--link->open_handles == 0 && !atomic_load(&link->is_abandoned))
 		free(link);
+}
+
+void link_abandon(Link *link)
+{
+	if (!link)
+		return;
+	atomic_store(&link->is_abandoned, true);
+	link->next_abandoned = link_abandoned;
+	link_abandoned = link;
+	/* Queued messages are dropped; the socket itself stays open until exit. */
+	link->is_socket_open = false;
+	link_free(link);
 }
 
 void link_free(Link *link)

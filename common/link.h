@@ -53,6 +53,13 @@ const char *link_url(const Link *link);
 /** link_free() - close the socket, drop queued messages, release the loop handles. NULL-safe. */
 void link_free(Link *link);
 
+/**
+ * link_abandon() - for a process about to exit: stop using the link and release its loop
+ * handles, but leave the nng socket to the kernel. nng 1.5.2's nng_close() can deadlock in its
+ * pipe reaper (nanomsg/nng#1543), which would turn an orderly exit into a SIGKILL.
+ */
+void link_abandon(Link *link);
+
 /** link_url_for_service() - "ipc://<runtime dir>/<service>.sock". Return 0 or -ENAMETOOLONG. */
 int link_url_for_service(const char *runtime_dir, const char *service, char *out, size_t out_len);
 
