@@ -44,7 +44,8 @@ static int watchd_emit(void *ctx, uint64_t conn_id, const char *watch_id, const 
 	return rc;
 }
 
-/* Copies a bounded string field; agentd validated it, a sibling that did not is refused. */
+/* Copies a bounded string field; agentd validated it, a sibling that did not is refused.
+ * A watchId may be empty (any client string is an id); a path may not. */
 static int watchd_get_text(const msgpack_object *params, const char *key, size_t max, char *out)
 {
 	const char *text;
@@ -52,9 +53,10 @@ static int watchd_get_text(const msgpack_object *params, const char *key, size_t
 	int rc = mp_get_str(params, key, max, &text, &len);
 	if (rc < 0)
 		return -EINVAL;
-	if (len == 0 || memchr(text, '\0', len))
+	if ((len == 0 && strcmp(key, "watchId") != 0) || (len && memchr(text, '\0', len)))
 		return -EINVAL;
-	memcpy(out, text, len);
+	if (len)
+		memcpy(out, text, len);
 	out[len] = '\0';
 	return 0;
 }
