@@ -1,11 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# run.sh - run the broker and startup benchmarks against a build tree: bench/run.sh [BUILD_DIR]
+# run.sh - run the broker, startup and watch benchmarks against a build tree: bench/run.sh [BUILD_DIR]
 #
 # BUILD_DIR defaults to the directory above this script. Benchmarks not built yet (or older than
 # their source) are compiled by hand with $CC. Extra flags: BENCH_BROKER_ARGS (e.g. "-n 20000"),
-# BENCH_STARTUP_ARGS (e.g. "-r 20 -R"). A MISS against a target is reported, not an error; a
-# benchmark that cannot run is.
+# BENCH_STARTUP_ARGS (e.g. "-r 20 -R"), BENCH_WATCH_ARGS (e.g. "-n 500"). A MISS against a target
+# is reported, not an error; a benchmark that cannot run is.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +31,7 @@ if [ ! -x "$build/agentd/agentd" ]; then
 fi
 build_one broker -lnng -lpthread
 build_one startup
+build_one watch
 
 cd "$build"
 echo "== bench/broker"
@@ -40,3 +41,7 @@ echo
 echo "== bench/startup"
 # shellcheck disable=SC2086
 ./bench/startup ${BENCH_STARTUP_ARGS:-} "$build/agentd/agentd"
+echo
+echo "== bench/watch"
+# shellcheck disable=SC2086
+./bench/watch ${BENCH_WATCH_ARGS:-} "$build/agentd/agentd"
