@@ -34,6 +34,11 @@ void listener_free(Listener *listener);
 int transport_stdio_start(Agentd *server, Listener *listener);
 int transport_unix_start(Agentd *server, Listener *listener);
 int transport_ws_start(Agentd *server, Listener *listener);
+/**
+ * transport_ws_adopt_unix_fd() - serve an accepted unix-socket client that opened with an HTTP
+ * upgrade (as the reference's clients do), taking over @fd and the bytes already read from it.
+ */
+int transport_ws_adopt_unix_fd(Agentd *server, uv_os_fd_t fd, const char *initial, size_t initial_len);
 
 struct Listener {
 	Agentd *server;

@@ -275,26 +275,76 @@ static bool unix_peer_is_allowed(uv_pipe_t *client)
 	return false;
 }
 
+/* A unix client is served in newline-delimited JSON, or over websocket when its first byte
+ * starts an HTTP request ("GET"), as the reference's unix listener speaks. JSON never starts
+ * with 'G'. */
+typedef struct UnixSniff {
+	uv_pipe_t pipe;
+	Listener *listener;
+} UnixSniff;
+
+static void unix_sniff_on_closed(uv_handle_t *handle)
+{
+	free(handle->data);
+}
+
+static int unix_adopt_lines(Listener *listener, uv_os_fd_t fd, const char *initial, size_t initial_len)
+{
+	Agentd *server = listener->server;
+	StreamConn *sc = stream_conn_new(server, listener, &unix_ops);
+	if (!sc)
+		return -ENOMEM;
+	uv_pipe_init(server->loop, &sc->in.pipe, 0);
+	sc->in.handle.data = sc;
+	sc->open_handles = 1;
+	int rc = uv_pipe_open(&sc->in.pipe, fd);
+	if (rc == 0)
+		rc = uv_read_start(&sc->in.stream, stream_alloc, stream_on_read);
+	if (rc < 0) {
+		conn_close(sc->conn, "cannot read");
+		return rc;
+	}
+	if (line_reader_feed(&sc->reader, initial, initial_len, stream_should_stop) < 0)
+		conn_close(sc->conn, "out of memory");
+	return 0;
+}
+
+static void unix_sniff_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	UnixSniff *sniff = stream->data;
+	if (nread == 0)
+		return;
+	uv_read_stop(stream);
+	uv_os_fd_t fd = -1;
+	/* The first bytes decide; the descriptor moves to the connection that serves them. */
+	if (nread > 0 && uv_fileno((uv_handle_t *)stream, &fd) == 0)
+		fd = dup(fd);
+	uv_close((uv_handle_t *)stream, unix_sniff_on_closed);
+	if (nread < 0 || fd < 0)
+		return;
+	int rc = buf->base[0] == 'G'
+			 ? transport_ws_adopt_unix_fd(sniff->listener->server, fd, buf->base, (size_t)nread)
+			 : unix_adopt_lines(sniff->listener, fd, buf->base, (size_t)nread);
+	if (rc < 0)
+		log_warn("unix transport: cannot serve a client: %s", uv_strerror(rc));
+}
+
 static void unix_on_connection(uv_stream_t *server_stream, int status)
 {
 	Listener *listener = server_stream->data;
-	Agentd *server = listener->server;
 	if (status < 0) {
 		log_warn("unix transport: accept failed: %s", uv_strerror(status));
 		return;
 	}
-	StreamConn *sc = stream_conn_new(server, listener, &unix_ops);
-	if (!sc)
+	UnixSniff *sniff = calloc(1, sizeof(*sniff));
+	if (!sniff)
 		return;
-	uv_pipe_init(server->loop, &sc->in.pipe, 0);
-	sc->in.handle.data = sc;
-	sc->open_handles = 1;
-	if (uv_accept(server_stream, &sc->in.stream) < 0 || !unix_peer_is_allowed(&sc->in.pipe)) {
-		conn_close(sc->conn, "refused");
-		return;
-	}
-	if (uv_read_start(&sc->in.stream, stream_alloc, stream_on_read) < 0)
-		conn_close(sc->conn, "cannot read");
+	sniff->listener = listener;
+	uv_pipe_init(listener->server->loop, &sniff->pipe, 0);
+	sniff->pipe.data = sniff;
+	if (uv_accept(server_stream, (uv_stream_t *)&sniff->pipe) < 0 || !unix_peer_is_allowed(&sniff->pipe) ||
+	    uv_read_start((uv_stream_t *)&sniff->pipe, stream_alloc, unix_sniff_on_read) < 0)
+		uv_close((uv_handle_t *)&sniff->pipe, unix_sniff_on_closed);
 }
 
 static void unix_on_listener_closed(uv_handle_t *handle)

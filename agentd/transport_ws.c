@@ -12,8 +12,21 @@
 
 typedef enum WsPhase { WS_PHASE_HANDSHAKE, WS_PHASE_OPEN, WS_PHASE_CLOSING } WsPhase;
 
+/* How long a client may take to send its HTTP request head before it is cut off. */
+#define WS_HANDSHAKE_TIMEOUT_MS 10000u
+/* Pongs and close frames queued for a client that is not reading: past this it is cut off. */
+#define WS_CONTROL_QUEUE_MAX_BYTES (64u * 1024u)
+
 typedef struct WsConn {
-	uv_tcp_t tcp;
+	union {
+		uv_handle_t handle;
+		uv_stream_t stream;
+		uv_tcp_t tcp;   /* ws://IP:PORT */
+		uv_pipe_t pipe; /* unix://PATH, when the client speaks websocket there */
+	} h;
+	uv_timer_t handshake_timer;
+	int open_handles;
+	size_t control_queued_bytes;
 	Agentd *server;
 	Conn *conn; /* exists once the upgrade succeeded */
 	WsPhase phase;
@@ -26,6 +39,7 @@ typedef struct WsWrite {
 	uv_write_t req;
 	WsConn *wc;
 	size_t payload_len;
+	size_t control_len; /* bytes of a control frame or HTTP answer, counted against the bound */
 	bool is_final; /* close the socket once this is written */
 	uint8_t header[10];
 	char data[];
@@ -34,6 +48,8 @@ typedef struct WsWrite {
 static void ws_on_closed(uv_handle_t *handle)
 {
 	WsConn *wc = handle->data;
+	if (--wc->open_handles > 0)
+		return;
 	ws_decoder_free(wc->decoder);
 	if (wc->conn)
 		conn_free(wc->conn);
@@ -42,12 +58,13 @@ static void ws_on_closed(uv_handle_t *handle)
 
 static void ws_close_socket(WsConn *wc)
 {
-	if (uv_is_closing((uv_handle_t *)&wc->tcp))
+	if (uv_is_closing(&wc->h.handle))
 		return;
 	wc->phase = WS_PHASE_CLOSING;
 	if (wc->conn)
 		wc->conn->is_closing = true;
-	uv_close((uv_handle_t *)&wc->tcp, ws_on_closed);
+	uv_close(&wc->h.handle, ws_on_closed);
+	uv_close((uv_handle_t *)&wc->handshake_timer, ws_on_closed);
 }
 
 static void ws_on_write(uv_write_t *req, int status)
@@ -56,6 +73,7 @@ static void ws_on_write(uv_write_t *req, int status)
 	WsConn *wc = w->wc;
 	if (wc->conn && w->payload_len)
 		conn_on_written(wc->conn, w->payload_len);
+	wc->control_queued_bytes -= w->control_len;
 	if (w->is_final || (status < 0 && status != UV_ECANCELED))
 		ws_close_socket(wc);
 	free(w);
@@ -70,16 +88,20 @@ static int ws_queue(WsConn *wc, int opcode, const char *data, size_t len, bool i
 	w->wc = wc;
 	w->is_final = is_final;
 	w->payload_len = opcode == WS_OP_TEXT ? len : 0;
+	w->control_len = opcode == WS_OP_TEXT ? 0 : len;
 	memcpy(w->data, data, len);
 	uv_buf_t bufs[2];
 	unsigned n = 0;
 	if (opcode >= 0)
 		bufs[n++] = uv_buf_init((char *)w->header, (unsigned)ws_frame_header(w->header, (unsigned)opcode, len));
 	bufs[n++] = uv_buf_init(w->data, (unsigned)len);
-	int rc = uv_write(&w->req, (uv_stream_t *)&wc->tcp, bufs, n, ws_on_write);
-	if (rc < 0)
+	int rc = uv_write(&w->req, &wc->h.stream, bufs, n, ws_on_write);
+	if (rc < 0) {
 		free(w);
-	return rc;
+		return rc;
+	}
+	wc->control_queued_bytes += w->control_len;
+	return 0;
 }
 
 static void ws_http_reply(WsConn *wc, const char *status, const char *body)
@@ -146,6 +168,11 @@ static void ws_on_control(void *ctx, unsigned opcode, const uint8_t *data, size_
 	if (wc->phase != WS_PHASE_OPEN)
 		return;
 	if (opcode == WS_OP_PING) {
+		/* Pongs are owed, but a client that pings without reading cannot make us hold them. */
+		if (wc->control_queued_bytes > WS_CONTROL_QUEUE_MAX_BYTES) {
+			conn_close(wc->conn, "client sends pings without reading the pongs");
+			return;
+		}
 		ws_queue(wc, WS_OP_PONG, (const char *)data, len, false);
 	} else if (opcode == WS_OP_CLOSE) {
 		uint16_t code = len >= 2 ? (uint16_t)((data[0] << 8) | data[1]) : 1000;
@@ -183,11 +210,13 @@ static int ws_upgrade(WsConn *wc, const WsRequest *req)
 		ws_http_reply(wc, "503 Service Unavailable", "out of memory");
 		return -ENOMEM;
 	}
-	char response[256];
+	uv_timer_stop(&wc->handshake_timer);
+	char response[320];
+	/* The reference announces its message bound in this header; clients may size their frames by it. */
 	int n = snprintf(response, sizeof(response),
 			 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-			 "Sec-WebSocket-Accept: %s\r\n\r\n",
-			 accept);
+			 "Sec-WebSocket-Accept: %s\r\nx-codex-websocket-max-unfragmented-message-bytes: %zu\r\n\r\n",
+			 accept, wc->server->max_message_bytes);
 	wc->phase = WS_PHASE_OPEN;
 	return ws_queue(wc, -1, response, (size_t)n, false);
 }
@@ -263,6 +292,33 @@ static void ws_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		ws_feed(wc, (const uint8_t *)buf->base, (size_t)nread);
 }
 
+static void ws_on_handshake_timeout(uv_timer_t *timer)
+{
+	WsConn *wc = timer->data;
+	if (wc->phase == WS_PHASE_HANDSHAKE)
+		ws_close_socket(wc);
+}
+
+static WsConn *ws_conn_new(Agentd *server)
+{
+	WsConn *wc = calloc(1, sizeof(*wc));
+	if (!wc)
+		return NULL;
+	wc->server = server;
+	uv_timer_init(server->loop, &wc->handshake_timer);
+	wc->handshake_timer.data = wc;
+	wc->open_handles = 2;
+	return wc;
+}
+
+static void ws_conn_start(WsConn *wc)
+{
+	wc->h.handle.data = wc;
+	uv_timer_start(&wc->handshake_timer, ws_on_handshake_timeout, WS_HANDSHAKE_TIMEOUT_MS, 0);
+	if (uv_read_start(&wc->h.stream, ws_alloc, ws_on_read) < 0)
+		ws_close_socket(wc);
+}
+
 static void ws_on_connection(uv_stream_t *server_stream, int status)
 {
 	Listener *listener = server_stream->data;
@@ -270,18 +326,35 @@ static void ws_on_connection(uv_stream_t *server_stream, int status)
 		log_warn("ws transport: accept failed: %s", uv_strerror(status));
 		return;
 	}
-	WsConn *wc = calloc(1, sizeof(*wc));
+	WsConn *wc = ws_conn_new(listener->server);
 	if (!wc)
 		return;
-	wc->server = listener->server;
-	uv_tcp_init(listener->server->loop, &wc->tcp);
-	wc->tcp.data = wc;
-	if (uv_accept(server_stream, (uv_stream_t *)&wc->tcp) < 0 ||
-	    uv_read_start((uv_stream_t *)&wc->tcp, ws_alloc, ws_on_read) < 0) {
+	uv_tcp_init(listener->server->loop, &wc->h.tcp);
+	wc->h.handle.data = wc;
+	if (uv_accept(server_stream, &wc->h.stream) < 0) {
 		ws_close_socket(wc);
 		return;
 	}
-	uv_tcp_nodelay(&wc->tcp, 1);
+	uv_tcp_nodelay(&wc->h.tcp, 1);
+	ws_conn_start(wc);
+}
+
+int transport_ws_adopt_unix_fd(Agentd *server, uv_os_fd_t fd, const char *initial, size_t initial_len)
+{
+	WsConn *wc = ws_conn_new(server);
+	if (!wc)
+		return -ENOMEM;
+	uv_pipe_init(server->loop, &wc->h.pipe, 0);
+	wc->h.handle.data = wc;
+	int rc = uv_pipe_open(&wc->h.pipe, fd);
+	if (rc < 0) {
+		ws_close_socket(wc);
+		return rc;
+	}
+	ws_conn_start(wc);
+	if (initial_len > 0 && wc->phase == WS_PHASE_HANDSHAKE)
+		ws_handshake_bytes(wc, initial, initial_len);
+	return 0;
 }
 
 static void ws_on_listener_closed(uv_handle_t *handle)

@@ -142,3 +142,42 @@ def test_unix_half_close_gets_every_answer(agentd_factory, tmp_path):
     got = c.wait_closed(timeout=5)
     assert sorted(m["id"] for m in got) == list(range(20)), got
     assert all("result" in m for m in got), got
+
+
+def test_unix_websocket_client_as_the_reference_speaks(agentd_factory, tmp_path, protocol):
+    """The reference serves websocket on its unix listener: a client that opens with an HTTP
+    upgrade gets websocket, with the message bound announced as the reference does."""
+    import asyncio
+
+    import websockets
+
+    proc, path = _unix_agentd(agentd_factory, tmp_path)
+
+    async def session():
+        async with websockets.unix_connect(str(path), uri="ws://localhost/") as ws:
+            bound = ws.response_headers.get("x-codex-websocket-max-unfragmented-message-bytes")
+            await ws.send(json.dumps({"id": 1, "method": "initialize",
+                                      "params": {"clientInfo": {"name": "unix-ws", "version": "1"}}}))
+            init = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            await ws.send(json.dumps({"id": 2, "method": "nope"}))
+            err = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            return bound, init, err
+
+    bound, init, err = asyncio.run(asyncio.wait_for(session(), 20))
+    assert int(bound) == 8 * 1024 * 1024
+    assert not protocol.check(init, lambda _id: "initialize")
+    assert init["id"] == 1 and init["result"]["userAgent"].startswith("unix-ws/")
+    assert not protocol.check(err, lambda _id: None)
+    assert err["id"] == 2 and err["error"]["code"] == -32601
+
+
+def test_unix_line_client_still_served_after_a_websocket_one(agentd_factory, tmp_path):
+    proc, path = _unix_agentd(agentd_factory, tmp_path)
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(str(path))
+    raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: http://evil\r\n\r\n")
+    head = raw.recv(4096)
+    raw.close()
+    assert head.startswith(b"HTTP/1.1 403"), head
+    c = proc.unix_client(path)
+    assert c.initialize(name="after-ws")["userAgent"].startswith("after-ws/")
