@@ -332,3 +332,24 @@ def test_handshake_variants(ws_agentd, head, status, split):
     assert data.startswith(f"HTTP/1.1 {status} ".encode()), data[:200]
     if status == 101:
         assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in data, data
+
+
+def test_ws_ping_flood_without_reading_is_cut_off(ws_agentd):
+    """Pongs are owed, but a client that never reads them cannot make agentd hold them all."""
+    raw = ws_agentd.raw_ws()
+    ping = ws_frame(0x9, b"p" * 125)
+    sent = 0
+    raw.sock.settimeout(5)
+    try:
+        for _ in range(200):  # up to 26 MB of pings in 128 KiB writes
+            raw.send(ping * 1000)
+            sent += 1000
+    except (BrokenPipeError, ConnectionResetError, TimeoutError, socket.timeout):
+        pass  # agentd closed the connection, or stopped reading it: both bound the pongs
+    frames = raw.read_until_eof()  # drains what was queued, then must see EOF, not block
+    pongs = sum(1 for opcode, _ in frames if opcode == 0xA)
+    assert pongs < sent, f"every one of {sent} pings was answered: nothing bounded the pong queue"
+    # agentd itself is fine and serves others.
+    other = ws_agentd.ws_client()
+    other.initialize()
+    assert other.health()["status"] == "ok"
