@@ -36,7 +36,7 @@ typedef struct AgentdFlags {
 
 static void agentd_usage(FILE *out)
 {
-	fprintf(out, "usage: agentd [--listen URL]... [--no-spawn] [-d] [-n] [--version]\n"
+	fprintf(out, "usage: agentd [app-server] [--listen URL]... [--no-spawn] [-d] [-n] [--version]\n"
 		     "  --listen URL  stdio:// (default), unix://PATH or ws://IP:PORT; may repeat\n"
 		     "  --no-spawn    do not start the helpers (systemd units run them)\n"
 		     "  -d            log at debug level\n"
@@ -49,9 +49,16 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 	static const struct option options[] = {
 		{ "listen", required_argument, NULL, 'l' }, { "no-spawn", no_argument, NULL, 'N' },
 		{ "version", no_argument, NULL, 'V' },      { "help", no_argument, NULL, 'h' },
+		{ "analytics-default-enabled", no_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
+	/* `agentd app-server …` runs as `codex app-server …`, so agentd can stand in for codex. */
+	if (argc > 1 && strcmp(argv[1], "app-server") == 0) {
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
 	while ((opt = getopt_long(argc, argv, "dnh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
@@ -63,6 +70,9 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 			break;
 		case 'N':
 			flags->is_no_spawn = true;
+			break;
+		case 'A':
+			/* IDE extensions pass it to `codex app-server`; agentd collects no analytics. */
 			break;
 		case 'd':
 			flags->is_debug = true;

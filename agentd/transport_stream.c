@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* transport_stream.c - newline-delimited JSON over stdio and over unix sockets. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -226,12 +228,56 @@ static int stream_open_fd(uv_loop_t *loop, StreamHandle *h, int fd, bool is_read
 	return rc;
 }
 
+/* A thread copies a regular-file (or /dev/null) stdin into a pipe, so the loop reads a pipe as always. */
+static void stdio_pump(void *arg)
+{
+	int out = (int)(intptr_t)arg;
+	char buf[64 * 1024];
+	for (;;) {
+		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				goto done;
+			off += w;
+		}
+	}
+done:
+	close(out);
+}
+
+/* Return: a descriptor the loop can read stdin's bytes from (fd 0 itself when it can). */
+static int stdio_input_fd(void)
+{
+	uv_handle_type type = uv_guess_handle(STDIN_FILENO);
+	if (type == UV_TTY || type == UV_NAMED_PIPE || type == UV_TCP)
+		return STDIN_FILENO;
+	int fds[2];
+	uv_thread_t pump;
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	int rc = uv_thread_create(&pump, stdio_pump, (void *)(intptr_t)fds[1]);
+	if (rc < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return rc;
+	}
+	return fds[0];
+}
+
 int transport_stdio_start(Agentd *server, Listener *listener)
 {
 	StreamConn *sc = stream_conn_new(server, listener, &stdio_ops);
 	if (!sc)
 		return -ENOMEM;
-	int rc = stream_open_fd(server->loop, &sc->in, STDIN_FILENO, true);
+	int in_fd = stdio_input_fd();
+	int rc = in_fd < 0 ? in_fd : stream_open_fd(server->loop, &sc->in, in_fd, true);
 	if (rc < 0)
 		goto fail;
 	sc->in.handle.data = sc;

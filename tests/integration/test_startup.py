@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Start-up: configuration checking (-n), refused listen addresses, command line."""
+import json
+import os
 import re
 import shutil
 import socket
@@ -143,3 +145,41 @@ def test_missing_helper_binary(tmp_path):
     assert done.returncode != 0
     assert "cannot find the execd binary" in done.stderr, done.stderr
     assert [p for p in runtime.iterdir() if p.suffix == ".sock"] == []
+
+
+def _run_with_stdin(tmp_path, stdin, args=()):
+    env = dict(os.environ, AGENTD_RUNTIME_DIR=str(tmp_path / "rt"), CODEX_HOME=str(tmp_path))
+    env.pop("XDG_RUNTIME_DIR", None)
+    return subprocess.run([str(AGENTD_BIN), *args], stdin=stdin, capture_output=True, env=env, timeout=30)
+
+
+def test_stdin_from_a_regular_file_is_answered_in_full(tmp_path):
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        json.dumps({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "f", "version": "1"}}})
+        + "\n" + json.dumps({"id": 2, "method": "agentd/health", "params": {"service": "execd"}}) + "\n"
+        + json.dumps({"id": 3, "method": "nope"}) + "\n")
+    with open(requests, "rb") as stdin:
+        done = _run_with_stdin(tmp_path, stdin)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    answers = {m["id"]: m for m in map(json.loads, done.stdout.decode().splitlines())}
+    assert answers[1]["result"]["userAgent"].startswith("f/")
+    assert answers[2]["result"]["service"] == "execd"
+    assert answers[3]["error"]["code"] == -32601
+
+
+def test_stdin_dev_null_exits_cleanly(tmp_path):
+    with open(os.devnull, "rb") as stdin:
+        done = _run_with_stdin(tmp_path, stdin)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout == b""
+
+
+def test_app_server_subcommand_as_codex_is_started(tmp_path):
+    """IDE extensions start `codex app-server --analytics-default-enabled`."""
+    line = json.dumps({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "ide", "version": "1"}}})
+    done = subprocess.run([str(AGENTD_BIN), "app-server", "--analytics-default-enabled"], input=(line + "\n").encode(),
+                          capture_output=True, timeout=30,
+                          env=dict(os.environ, AGENTD_RUNTIME_DIR=str(tmp_path / "rt"), CODEX_HOME=str(tmp_path)))
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert json.loads(done.stdout.decode().splitlines()[0])["result"]["userAgent"].startswith("ide/")
