@@ -11,7 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "credit.h"
 #include "log.h"
+
+/* One batch per watch in flight: the next waits until the client's socket took this one. */
+#define WATCH_CREDIT_WINDOW 1u
 
 /* Only changes count: access, open/close and attribute-only events are never asked for. */
 #define WATCH_INOTIFY_MASK                                                                                   \
@@ -42,7 +46,7 @@ struct Sub {
 	size_t pending_count, pending_cap;
 	bool is_collapsed;    /* too many paths or a queue overflow: the batch is just the root */
 	uint64_t due_ms;      /* when the current batch is ready (0: no batch) */
-	bool has_credit;      /* no batch of this watch is on its way to the client */
+	CreditWindow credit;  /* WATCH_CREDIT_WINDOW batches may be on their way to the client */
 };
 
 struct WatchTable {
@@ -284,7 +288,7 @@ static void sub_emit(WatchTable *t, Sub *s)
 {
 	qsort(s->pending, s->pending_count, sizeof(*s->pending), compare_paths);
 	if (t->emit(t->ctx, s->conn_id, s->watch_id, (const char *const *)s->pending, s->pending_count) == 0)
-		s->has_credit = false;
+		credit_consume(&s->credit);
 	pending_clear(s);
 }
 
@@ -293,7 +297,7 @@ static void watch_table_on_timer(uv_timer_t *timer)
 	WatchTable *t = timer->data;
 	uint64_t now = uv_now(t->loop);
 	for (Sub *s = t->subs; s; s = s->next) {
-		if (s->due_ms && s->due_ms <= now && s->has_credit && s->pending_count > 0)
+		if (s->due_ms && s->due_ms <= now && credit_can_send(&s->credit) && s->pending_count > 0)
 			sub_emit(t, s);
 	}
 	watch_table_arm_timer(t);
@@ -304,7 +308,7 @@ static void watch_table_arm_timer(WatchTable *t)
 {
 	uint64_t earliest = 0;
 	for (Sub *s = t->subs; s; s = s->next) {
-		if (s->due_ms && s->has_credit && (earliest == 0 || s->due_ms < earliest))
+		if (s->due_ms && credit_can_send(&s->credit) && (earliest == 0 || s->due_ms < earliest))
 			earliest = s->due_ms;
 	}
 	if (earliest == 0) {
@@ -437,7 +441,7 @@ int watch_table_add(WatchTable *t, uint64_t conn_id, const char *watch_id, const
 	if (!s)
 		return -ENOMEM;
 	s->conn_id = conn_id;
-	s->has_credit = true;
+	credit_init(&s->credit, WATCH_CREDIT_WINDOW);
 	s->watch_id = strdup(watch_id);
 	s->target = strdup(path);
 	int rc = s->watch_id && s->target ? sub_resolve(t, s) : -ENOMEM;
@@ -494,7 +498,9 @@ void watch_table_grant(WatchTable *t, uint64_t conn_id, const char *watch_id)
 	Sub *s = sub_find(t, conn_id, watch_id, NULL);
 	if (!s)
 		return;
-	s->has_credit = true;
+	/* A grant beyond the window is a sibling's bug; the window stays as it was. */
+	if (credit_grant(&s->credit, 1) < 0)
+		log_warn("watch %s: credit beyond its window ignored", s->watch_id);
 	if (s->due_ms && s->due_ms <= uv_now(t->loop) && s->pending_count > 0)
 		sub_emit(t, s);
 	watch_table_arm_timer(t);
