@@ -227,13 +227,59 @@ void conn_on_message(Conn *conn, const char *text, size_t len)
 		rpc_handle_text(conn, text, len);
 }
 
-void conn_on_oversize(Conn *conn, size_t len)
+static const char *skip_space(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* {"id": <integer or plain string>, …: the id of a message whose tail never arrived. */
+static json_t *conn_head_id(const char *head, size_t head_len)
+{
+	const char *p = head, *end = head + head_len;
+	p = skip_space(p, end);
+	if (p == end || *p++ != '{')
+		return NULL;
+	p = skip_space(p, end);
+	if ((size_t)(end - p) < 4 || memcmp(p, "\"id\"", 4) != 0)
+		return NULL;
+	p = skip_space(p + 4, end);
+	if (p == end || *p++ != ':')
+		return NULL;
+	p = skip_space(p, end);
+	const char *start = p;
+	if (p < end && *p == '"') {
+		start = ++p;
+		while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+			p++;
+		return p < end && *p == '"' ? json_stringn(start, (size_t)(p - start)) : NULL;
+	}
+	if (p < end && *p == '-')
+		p++;
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	if (p == start || p == end || (*p != ',' && *p != '}' && *p != ' '))
+		return NULL;
+	char digits[24];
+	if ((size_t)(p - start) >= sizeof(digits))
+		return NULL;
+	memcpy(digits, start, (size_t)(p - start));
+	digits[p - start] = '\0';
+	errno = 0;
+	long long value = strtoll(digits, NULL, 10);
+	return errno ? NULL : json_integer(value);
+}
+
+void conn_on_oversize(Conn *conn, size_t len, const char *head, size_t head_len)
 {
 	log_warn("connection %llu: skipped a %zu-byte message over the %zu-byte limit", (unsigned long long)conn->id,
 		 len, conn->server->max_message_bytes);
-	conn_reply_error(conn, NULL, RPC_INVALID_REQUEST,
+	json_t *id = head_len ? conn_head_id(head, head_len) : NULL;
+	conn_reply_error(conn, id, RPC_INVALID_REQUEST,
 			 "Invalid request: message of %zu bytes exceeds the limit of %zu bytes", len,
 			 conn->server->max_message_bytes);
+	json_decref(id);
 }
 
 void conn_on_input_end(Conn *conn)

@@ -89,8 +89,12 @@ int conn_notify(Conn *conn, const char *method, json_t *params);
 
 /** conn_on_message() - a complete client message arrived (JSON text). */
 void conn_on_message(Conn *conn, const char *text, size_t len);
-/** conn_on_oversize() - a client message over the limit was skipped. */
-void conn_on_oversize(Conn *conn, size_t len);
+/**
+ * conn_on_oversize() - a client message over the limit was skipped. @head (may be empty) is its
+ * start: when it opens with an "id" member, the error answers that id so the client is not left
+ * waiting; otherwise the id is null.
+ */
+void conn_on_oversize(Conn *conn, size_t len, const char *head, size_t head_len);
 /** conn_on_input_end() - the client closed its sending side: answer what is pending, then close. */
 void conn_on_input_end(Conn *conn);
 /** conn_call_started() / conn_call_finished() - bracket a request answered asynchronously. */

@@ -52,13 +52,28 @@ static void line_reader_shrink(LineReader *r)
 	}
 }
 
+static void line_reader_keep_head(LineReader *r, const char *data, size_t len)
+{
+	size_t room = LINE_HEAD_BYTES - r->head_len;
+	size_t take = len < room ? len : room;
+	if (take > 0) {
+		memcpy(r->head + r->head_len, data, take);
+		r->head_len += take;
+	}
+}
+
 static int line_reader_take_bytes(LineReader *r, const char *data, size_t len)
 {
 	if (r->is_discarding) {
+		line_reader_keep_head(r, data, len);
 		r->discarded += len;
 		return 0;
 	}
 	if (r->len + len > r->max_bytes) {
+		/* Keep the line's start: the id of an oversized request is usually in it. */
+		r->head_len = 0;
+		line_reader_keep_head(r, r->buf, r->len);
+		line_reader_keep_head(r, data, len);
 		r->is_discarding = true;
 		r->discarded = r->len + len;
 		r->len = 0;
@@ -94,7 +109,7 @@ static void line_reader_finish(LineReader *r)
 		r->is_discarding = false;
 		size_t total = r->discarded;
 		r->discarded = 0;
-		r->events.on_oversize(r->ctx, total);
+		r->events.on_oversize(r->ctx, total, r->head, r->head_len);
 		return;
 	}
 	size_t len = r->len;

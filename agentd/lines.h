@@ -9,9 +9,12 @@
 typedef struct LineReaderEvents {
 	/* One complete, non-empty line without its "\n" (or "\r\n"). */
 	void (*on_line)(void *ctx, const char *line, size_t len);
-	/* A line longer than the bound was skipped without being buffered; @len is its length. */
-	void (*on_oversize)(void *ctx, size_t len);
+	/* A line longer than the bound was skipped without being buffered; @len is its length and
+	 * @head its first bytes (at most LINE_HEAD_BYTES), enough to find a request's id. */
+	void (*on_oversize)(void *ctx, size_t len, const char *head, size_t head_len);
 } LineReaderEvents;
+
+#define LINE_HEAD_BYTES 256u
 
 typedef struct LineReader {
 	char *buf;
@@ -19,6 +22,8 @@ typedef struct LineReader {
 	bool is_discarding;
 	bool has_pending_cr; /* a '\r' ending the data so far, held until the next byte decides */
 	size_t discarded;
+	char head[LINE_HEAD_BYTES]; /* the first bytes of a line being discarded */
+	size_t head_len;
 	LineReaderEvents events;
 	void *ctx;
 } LineReader;

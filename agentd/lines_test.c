@@ -31,6 +31,8 @@ typedef struct Recorder {
 	size_t stop_after; /* should_stop() answers true once this many events arrived; 0: never */
 	size_t stop_polls;
 	const LineReader *reader;
+	char last_head[LINE_HEAD_BYTES];
+	size_t last_head_len;
 } Recorder;
 
 static void record(Recorder *rec, char kind, const char *text, size_t len)
@@ -57,10 +59,14 @@ static void on_line(void *ctx, const char *line, size_t len)
 	record(rec, 'L', line, len);
 }
 
-static void on_oversize(void *ctx, size_t len)
+static void on_oversize(void *ctx, size_t len, const char *head, size_t head_len)
 {
 	Recorder *rec = ctx;
 	assert_true(len > rec->reader->max_bytes);
+	/* The head is the line's own start, never more than the line or LINE_HEAD_BYTES. */
+	assert_true(head_len <= LINE_HEAD_BYTES && head_len <= len);
+	rec->last_head_len = head_len;
+	memcpy(rec->last_head, head, head_len);
 	record(rec, 'O', NULL, len);
 }
 
@@ -330,6 +336,30 @@ static void test_should_stop_polled_per_line(void **state)
 	recorder_clear(&rec);
 }
 
+/* The start of an oversized line survives, in any chunking, so its request id can be answered. */
+static void test_oversize_keeps_the_line_head(void **state)
+{
+	char line[600];
+	memset(line, 'x', sizeof(line));
+	memcpy(line, "{\"id\":42,", 9);
+	line[sizeof(line) - 1] = '\n';
+	for (size_t chunk = 1; chunk <= sizeof(line); chunk = chunk * 2 + 1) {
+		Recorder rec = { 0 };
+		LineReader r;
+		line_reader_init(&r, 64, &events, &rec);
+		rec.reader = &r;
+		for (size_t off = 0; off < sizeof(line); off += chunk) {
+			size_t n = sizeof(line) - off < chunk ? sizeof(line) - off : chunk;
+			assert_int_equal(line_reader_feed(&r, line + off, n, NULL), 0);
+		}
+		assert_int_equal(rec.n, 1);
+		assert_int_equal(rec.last_head_len, LINE_HEAD_BYTES);
+		assert_memory_equal(rec.last_head, line, LINE_HEAD_BYTES);
+		line_reader_free(&r);
+		recorder_clear(&rec);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -337,6 +367,7 @@ int main(void)
 		cmocka_unit_test(test_huge_oversize_never_buffered),
 		cmocka_unit_test(test_large_line_exactly_max),
 		cmocka_unit_test(test_should_stop_polled_per_line),
+		cmocka_unit_test(test_oversize_keeps_the_line_head),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

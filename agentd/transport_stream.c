@@ -156,10 +156,10 @@ static void stream_on_line(void *ctx, const char *line, size_t len)
 	conn_on_message(sc->conn, line, len);
 }
 
-static void stream_on_oversize(void *ctx, size_t len)
+static void stream_on_oversize(void *ctx, size_t len, const char *head, size_t head_len)
 {
 	StreamConn *sc = ctx;
-	conn_on_oversize(sc->conn, len);
+	conn_on_oversize(sc->conn, len, head, head_len);
 }
 
 static bool stream_should_stop(void *ctx)

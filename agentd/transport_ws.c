@@ -159,7 +159,7 @@ static void ws_on_oversize(void *ctx, uint64_t total_len)
 {
 	WsConn *wc = ctx;
 	if (wc->phase == WS_PHASE_OPEN)
-		conn_on_oversize(wc->conn, (size_t)total_len);
+		conn_on_oversize(wc->conn, (size_t)total_len, NULL, 0);
 }
 
 static void ws_on_control(void *ctx, unsigned opcode, const uint8_t *data, size_t len)
