@@ -56,7 +56,11 @@ def test_unix_bad_input_keeps_connection(agentd_factory, tmp_path):
     assert c.recv()["error"]["code"] == PARSE_ERROR
     c.send_raw(json.dumps({"id": 1, "method": "agentd/health", "params": {"p": "q" * 10000}}))
     msg = c.recv()
-    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] is None
+    # The id at the start of the oversized line is answered, so the client is not left waiting.
+    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] == 1
+    c.send_raw(json.dumps({"method": "agentd/health", "id": 2, "params": {"p": "q" * 10000}}))
+    msg = c.recv()
+    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] is None  # id not first: unknown
     c.initialize()
     assert c.health()["status"] == "ok"
 
