@@ -43,7 +43,7 @@ typedef struct Agentd {
 	bool is_stopping;
 	bool is_stdio_only;
 	int exit_status; /* non-zero once start-up failed */
-	bool is_debug;   /* -d: wins over [agentd] log_level */
+	bool is_debug;	 /* -d: wins over [agentd] log_level */
 	/* configWarning params sent to every connection right after its initialize response. */
 	json_t *config_warnings;
 	unsigned helpers_registered;

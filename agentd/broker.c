@@ -87,7 +87,8 @@ static int broker_find(const Broker *b, const char *name)
 	return -1;
 }
 
-static void broker_fill(Envelope *env, EnvelopeKind kind, uint64_t id, const char *source, const char *destination)
+static void broker_fill(Envelope *env, EnvelopeKind kind, uint64_t id, const char *source,
+			const char *destination)
 {
 	memset(env, 0, sizeof(*env));
 	env->version = ENVELOPE_VERSION;
@@ -180,7 +181,8 @@ static void broker_on_hello(Broker *b, BrokerService *s, const Envelope *env)
 
 static void broker_on_response(Broker *b, BrokerService *s, const Envelope *env, int destination_source)
 {
-	BrokerPending *p = broker_pending_take(b, env->correlation_id, destination_source, (size_t)(s - b->services));
+	BrokerPending *p =
+		broker_pending_take(b, env->correlation_id, destination_source, (size_t)(s - b->services));
 	if (!p) {
 		log_debug("%s: response to unknown or expired request %llu", s->name,
 			  (unsigned long long)env->correlation_id);
@@ -235,7 +237,8 @@ static void broker_forward(Broker *b, BrokerService *from, const Envelope *env)
 	}
 	if (!to->is_registered) {
 		if (env->kind == ENVELOPE_REQUEST)
-			broker_answer_for(b, from, env->id, to->name, env->connection_id, ENVELOPE_STATUS_UNAVAILABLE);
+			broker_answer_for(b, from, env->id, to->name, env->connection_id,
+					  ENVELOPE_STATUS_UNAVAILABLE);
 		return;
 	}
 	if (env->kind == ENVELOPE_REQUEST) {
@@ -252,7 +255,8 @@ static void broker_forward(Broker *b, BrokerService *from, const Envelope *env)
 		broker_pending_add(b, p);
 	}
 	if (link_send(to->link, env) < 0 && env->kind == ENVELOPE_REQUEST) {
-		BrokerPending *p = broker_pending_take(b, env->id, (int)(from - b->services), (size_t)to_index);
+		BrokerPending *p =
+			broker_pending_take(b, env->id, (int)(from - b->services), (size_t)to_index);
 		if (p)
 			broker_complete(b, p, -EAGAIN, NULL, 0);
 	}
@@ -361,13 +365,14 @@ static int broker_send_unanswered(Broker *b, EnvelopeKind kind, const char *serv
 	return link_send(b->services[index].link, &env);
 }
 
-int broker_send_credit(Broker *b, const char *service, uint64_t connection_id, const void *body, size_t body_len)
+int broker_send_credit(Broker *b, const char *service, uint64_t connection_id, const void *body,
+		       size_t body_len)
 {
 	return broker_send_unanswered(b, ENVELOPE_CREDIT, service, "", connection_id, body, body_len);
 }
 
-int broker_send_event(Broker *b, const char *service, const char *method, uint64_t connection_id, const void *body,
-		      size_t body_len)
+int broker_send_event(Broker *b, const char *service, const char *method, uint64_t connection_id,
+		      const void *body, size_t body_len)
 {
 	return broker_send_unanswered(b, ENVELOPE_EVENT, service, method, connection_id, body, body_len);
 }

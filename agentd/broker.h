@@ -38,7 +38,8 @@ typedef struct BrokerEvents {
 int broker_new(uv_loop_t *loop, const char *runtime_dir, const char *const *services, size_t service_count,
 	       const BrokerEvents *events, void *ctx, Broker **out);
 
-/** broker_free() - at exit: fail every pending call, abandon the links, remove the socket files. NULL-safe. */
+/** broker_free() - at exit: fail every pending call, abandon the links, remove the socket files. NULL-safe.
+ */
 void broker_free(Broker *broker);
 
 /**
@@ -46,13 +47,16 @@ void broker_free(Broker *broker);
  * @reply runs exactly once; when the service is not registered it runs before this returns.
  * Return: 0, or a negative errno for a call that could not even be formed (then @reply does not run).
  */
-int broker_call(Broker *broker, const char *service, const char *method, uint64_t connection_id, const void *body,
-		size_t body_len, uint32_t timeout_ms, BrokerReplyFn reply, void *ctx);
+int broker_call(Broker *broker, const char *service, const char *method, uint64_t connection_id,
+		const void *body, size_t body_len, uint32_t timeout_ms, BrokerReplyFn reply, void *ctx);
 
-/** broker_send_credit() - grant @body (the stream's credit record) to @service. Return 0 or negative errno. */
-int broker_send_credit(Broker *broker, const char *service, uint64_t connection_id, const void *body, size_t body_len);
+/** broker_send_credit() - grant @body (the stream's credit record) to @service. Return 0 or negative errno.
+ */
+int broker_send_credit(Broker *broker, const char *service, uint64_t connection_id, const void *body,
+		       size_t body_len);
 
-/** broker_send_event() - tell @service something about client @connection_id (never answered). Return 0 or negative errno. */
+/** broker_send_event() - tell @service something about client @connection_id (never answered). Return 0 or
+ * negative errno. */
 int broker_send_event(Broker *broker, const char *service, const char *method, uint64_t connection_id,
 		      const void *body, size_t body_len);
 

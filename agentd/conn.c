@@ -273,8 +273,8 @@ static json_t *conn_head_id(const char *head, size_t head_len)
 
 void conn_on_oversize(Conn *conn, size_t len, const char *head, size_t head_len)
 {
-	log_warn("connection %llu: skipped a %zu-byte message over the %zu-byte limit", (unsigned long long)conn->id,
-		 len, conn->server->max_message_bytes);
+	log_warn("connection %llu: skipped a %zu-byte message over the %zu-byte limit",
+		 (unsigned long long)conn->id, len, conn->server->max_message_bytes);
 	json_t *id = head_len ? conn_head_id(head, head_len) : NULL;
 	conn_reply_error(conn, id, RPC_INVALID_REQUEST,
 			 "Invalid request: message of %zu bytes exceeds the limit of %zu bytes", len,

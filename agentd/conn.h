@@ -11,7 +11,7 @@
 #include "agentd.h"
 
 typedef enum ConnCloseMode {
-	CONN_CLOSE_NOW,   /* drop queued output and close */
+	CONN_CLOSE_NOW,	  /* drop queued output and close */
 	CONN_CLOSE_FLUSH, /* stop reading, let queued output reach the client, then close */
 } ConnCloseMode;
 
@@ -45,17 +45,17 @@ struct Conn {
 	void *transport;
 	bool is_initialized;
 	bool is_closing;
-	bool is_flushing;          /* closing with CONN_CLOSE_FLUSH, not yet done */
+	bool is_flushing;	    /* closing with CONN_CLOSE_FLUSH, not yet done */
 	uint64_t flush_deadline_ms; /* loop time after which a flushing close becomes NOW */
-	json_t *opted_out; /* object used as a set of notification methods */
+	json_t *opted_out;	    /* object used as a set of notification methods */
 	char client_name[128];
-	size_t queued_bytes; /* written to the transport, not yet flushed to the socket */
-	unsigned pending_calls; /* requests answered later (through the broker) */
-	uint64_t sent_messages;    /* handed to the transport */
-	uint64_t written_messages; /* reported written by the transport, in order */
+	size_t queued_bytes;			 /* written to the transport, not yet flushed to the socket */
+	unsigned pending_calls;			 /* requests answered later (through the broker) */
+	uint64_t sent_messages;			 /* handed to the transport */
+	uint64_t written_messages;		 /* reported written by the transport, in order */
 	ConnFlushWaiter *waiters, *waiters_tail; /* FIFO by seq */
-	bool has_watches; /* watchd holds watches for it: tell it when the connection goes */
-	bool is_input_done;     /* the client finished sending; close once pending_calls drain */
+	bool has_watches;   /* watchd holds watches for it: tell it when the connection goes */
+	bool is_input_done; /* the client finished sending; close once pending_calls drain */
 };
 
 /** conn_new() - register a connection for @transport. Return it, or NULL on allocation failure. */
@@ -83,7 +83,8 @@ int conn_notify_tracked(Conn *conn, const char *method, json_t *params, ConnFlus
 /** conn_reply() - {"id":…,"result":…}; steals @result. */
 int conn_reply(Conn *conn, json_t *id, json_t *result);
 /** conn_reply_error() - {"error":{"code":…,"message":…},"id":…}; @id may be NULL for null. */
-int conn_reply_error(Conn *conn, json_t *id, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int conn_reply_error(Conn *conn, json_t *id, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /** conn_notify() - {"method":…,"params":…} unless the client opted out of @method; steals @params. */
 int conn_notify(Conn *conn, const char *method, json_t *params);
 

@@ -91,7 +91,7 @@ static const LineReaderEvents events = { on_line, on_oversize };
 typedef struct Expect {
 	char kind;
 	const char *text; /* 'L': the line's bytes */
-	size_t len;       /* 'L': its length (text may hold NUL); 'O': the reported length */
+	size_t len;	  /* 'L': its length (text may hold NUL); 'O': the reported length */
 } Expect;
 
 typedef struct LineCase {
@@ -105,8 +105,14 @@ typedef struct LineCase {
 	const char *note; /* the bug this case once caught, if any */
 } LineCase;
 
-#define L(s) { 'L', s, sizeof(s) - 1 }
-#define O(n) { 'O', NULL, n }
+#define L(s)                                                                                                 \
+	{                                                                                                    \
+		'L', s, sizeof(s) - 1                                                                        \
+	}
+#define O(n)                                                                                                 \
+	{                                                                                                    \
+		'O', NULL, n                                                                                 \
+	}
 
 static const LineCase line_cases[] = {
 	/* delivered */
@@ -121,8 +127,14 @@ static const LineCase line_cases[] = {
 	{ "NUL bytes kept", 64, "a\0b\n", 4, 0, { L("a\0b") }, 1, NULL },
 	{ "unterminated tail held back", 64, "a\nbcd", 0, 0, { L("a") }, 1, NULL },
 	{ "line exactly max_bytes", 8, "12345678\n", 0, 0, { L("12345678") }, 1, NULL },
-	{ "lines exactly max_bytes back to back", 4, "abcd\nefgh\nij\n", 0, 0,
-	  { L("abcd"), L("efgh"), L("ij") }, 3, NULL },
+	{ "lines exactly max_bytes back to back",
+	  4,
+	  "abcd\nefgh\nij\n",
+	  0,
+	  0,
+	  { L("abcd"), L("efgh"), L("ij") },
+	  3,
+	  NULL },
 	{ "max_bytes 1", 1, "a\nb\n\nc\n", 0, 0, { L("a"), L("b"), L("c") }, 3, NULL },
 	/* oversize */
 	{ "max_bytes + 1", 8, "123456789\n", 0, 0, { O(9) }, 1, NULL },
@@ -135,7 +147,13 @@ static const LineCase line_cases[] = {
 	{ "oversize NUL-filled line", 2, "\0\0\0\nz\n", 6, 0, { O(3), L("z") }, 2, NULL },
 	{ "oversize, empty lines, then a line", 3, "abcd\n\n\nxy\n", 0, 0, { O(4), L("xy") }, 2, NULL },
 	{ "oversize by many with max_bytes 1", 1, "abcdefghij\n", 0, 0, { O(10) }, 1, NULL },
-	{ "two oversize then a line exactly max", 2, "abc\ndef\ngh\n", 0, 0, { O(3), O(3), L("gh") }, 3,
+	{ "two oversize then a line exactly max",
+	  2,
+	  "abc\ndef\ngh\n",
+	  0,
+	  0,
+	  { O(3), O(3), L("gh") },
+	  3,
 	  NULL },
 	{ "oversize then an unterminated tail", 2, "abc\nde", 0, 0, { O(3) }, 1, NULL },
 	{ "empty-line flood then oversize", 2, "\n\n\n\nabc\n", 0, 0, { O(3) }, 1, NULL },
@@ -151,14 +169,37 @@ static const LineCase line_cases[] = {
 	/* CR handling at the bound: only the CR of a final CRLF is not part of the line */
 	{ "CR then content past the bound", 4, "abcd\rx\n", 0, 0, { O(6) }, 1, NULL },
 	{ "inner CR counts toward the bound", 4, "ab\rcd\n", 0, 0, { O(5) }, 1, NULL },
-	{ "CRLF line exactly max_bytes", 8, "12345678\r\n", 0, 0, { L("12345678") }, 1,
+	{ "CRLF line exactly max_bytes",
+	  8,
+	  "12345678\r\n",
+	  0,
+	  0,
+	  { L("12345678") },
+	  1,
 	  "the CR of a CRLF is counted against max_bytes" },
-	{ "CRLF lines exactly max_bytes back to back", 4, "abcd\r\nefgh\r\n", 0, 0,
-	  { L("abcd"), L("efgh") }, 2,
+	{ "CRLF lines exactly max_bytes back to back",
+	  4,
+	  "abcd\r\nefgh\r\n",
+	  0,
+	  0,
+	  { L("abcd"), L("efgh") },
+	  2,
 	  "the CR of a CRLF is counted against max_bytes" },
-	{ "line ending in CR, CRLF-terminated, exactly max", 4, "abc\r\r\n", 0, 0, { L("abc\r") }, 1,
+	{ "line ending in CR, CRLF-terminated, exactly max",
+	  4,
+	  "abc\r\r\n",
+	  0,
+	  0,
+	  { L("abc\r") },
+	  1,
 	  "the CR of a CRLF is counted against max_bytes" },
-	{ "CRLF oversize length excludes the CR", 8, "123456789\r\nok\r\n", 0, 0, { O(9), L("ok") }, 2,
+	{ "CRLF oversize length excludes the CR",
+	  8,
+	  "123456789\r\nok\r\n",
+	  0,
+	  0,
+	  { O(9), L("ok") },
+	  2,
 	  "on_oversize's length includes the CR of a CRLF" },
 };
 

@@ -47,8 +47,10 @@ static void agentd_usage(FILE *out)
 static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 {
 	static const struct option options[] = {
-		{ "listen", required_argument, NULL, 'l' }, { "no-spawn", no_argument, NULL, 'N' },
-		{ "version", no_argument, NULL, 'V' },      { "help", no_argument, NULL, 'h' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "no-spawn", no_argument, NULL, 'N' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
 		{ "analytics-default-enabled", no_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -111,8 +113,7 @@ static json_t *agentd_config_warnings(const Config *fresh)
 	json_t *value;
 	if (!warnings || !json_is_object(table))
 		return warnings;
-	json_object_foreach(table, key, value)
-	{
+	json_object_foreach (table, key, value) {
 		bool is_known = false;
 		for (size_t i = 0; i < sizeof(agentd_config_keys) / sizeof(agentd_config_keys[0]); i++)
 			is_known = is_known || strcmp(key, agentd_config_keys[i]) == 0;
@@ -121,10 +122,11 @@ static json_t *agentd_config_warnings(const Config *fresh)
 		char summary[512];
 		snprintf(summary, sizeof(summary), "Unknown key `%s` in [agentd] is ignored", key);
 		log_warn("%s: %s", fresh->path, summary);
-		json_array_append_new(warnings,
-				      json_pack("{s:s,s:s,s:s,s:n}", "summary", summary, "details",
-						"[agentd] accepts max_message_bytes, max_write_queue_bytes and log_level",
-						"path", fresh->path, "range"));
+		json_array_append_new(
+			warnings,
+			json_pack("{s:s,s:s,s:s,s:n}", "summary", summary, "details",
+				  "[agentd] accepts max_message_bytes, max_write_queue_bytes and log_level",
+				  "path", fresh->path, "range"));
 	}
 	return warnings;
 }
@@ -195,7 +197,8 @@ static void agentd_on_unregistered(void *ctx, const char *service)
 static void agentd_on_broker_event(void *ctx, const Envelope *env)
 {
 	Agentd *server = ctx;
-	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "watchd") == 0 && strcmp(env->method, "fs.changed") == 0) {
+	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "watchd") == 0 &&
+	    strcmp(env->method, "fs.changed") == 0) {
 		proto_fs_on_changed(server, env);
 		return;
 	}
@@ -286,10 +289,12 @@ static int agentd_check_listen(const AgentdFlags *flags, const char *runtime_dir
 			return -EINVAL;
 		}
 		if (spec.kind == LISTEN_WS && !spec.is_loopback) {
-			log_error("refusing to start non-loopback websocket listener %s:%d without auth; this "
-				  "version has no websocket client authentication: listen on a loopback address "
-				  "and forward it (for example over SSH)",
-				  spec.host, spec.port);
+			log_error(
+				"refusing to start non-loopback websocket listener %s:%d without auth; this "
+				"version has no websocket client authentication: listen on a loopback "
+				"address "
+				"and forward it (for example over SSH)",
+				spec.host, spec.port);
 			return -EACCES;
 		}
 	}
@@ -324,7 +329,8 @@ static int agentd_start_signals(Agentd *server)
 	for (int i = 0; i < 3; i++) {
 		uv_signal_init(server->loop, sigs[i]);
 		sigs[i]->data = server;
-		int rc = uv_signal_start(sigs[i], nums[i] == SIGHUP ? agentd_on_hup : agentd_on_signal, nums[i]);
+		int rc = uv_signal_start(sigs[i], nums[i] == SIGHUP ? agentd_on_hup : agentd_on_signal,
+					 nums[i]);
 		if (rc < 0)
 			return rc;
 	}
@@ -337,7 +343,8 @@ static int agentd_start_helpers(Agentd *server, const AgentdFlags *flags)
 {
 	static const BrokerEvents broker_events = { agentd_on_registered, agentd_on_unregistered,
 						    agentd_on_broker_event };
-	static const SupervisorEvents supervisor_events = { agentd_on_helper_exit, agentd_on_helpers_stopped };
+	static const SupervisorEvents supervisor_events = { agentd_on_helper_exit,
+							    agentd_on_helpers_stopped };
 	int rc = paths_runtime_dir(server->runtime_dir, sizeof(server->runtime_dir));
 	if (rc == 0)
 		rc = paths_ensure_private_dir(server->runtime_dir);

@@ -27,7 +27,8 @@ static json_t *mpjson_map(const msgpack_object *obj, int depth)
 			return NULL;
 		}
 		json_t *value = mpjson_convert(&kv->val, depth + 1);
-		if (!value || json_object_setn_new(map, kv->key.via.str.ptr, kv->key.via.str.size, value) < 0) {
+		if (!value ||
+		    json_object_setn_new(map, kv->key.via.str.ptr, kv->key.via.str.size, value) < 0) {
 			json_decref(map);
 			return NULL;
 		}

@@ -39,10 +39,12 @@ static void fs_call_free(FsWatchCall *call)
 static void fs_reply_watch_error(Conn *conn, FsWatchCall *call, int32_t status)
 {
 	if (status == -EEXIST)
-		conn_reply_error(conn, call->id, RPC_INVALID_REQUEST, "watchId already exists: %s", call->watch_id);
+		conn_reply_error(conn, call->id, RPC_INVALID_REQUEST, "watchId already exists: %s",
+				 call->watch_id);
 	else if (status == -ENOSPC)
 		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR,
-				 "cannot watch %s: the inotify watch limit is reached (raise fs.inotify.max_user_watches)",
+				 "cannot watch %s: the inotify watch limit is reached (raise "
+				 "fs.inotify.max_user_watches)",
 				 call->path);
 	else if (status == ENVELOPE_STATUS_UNAVAILABLE)
 		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "service watchd is unavailable");
@@ -81,8 +83,8 @@ static int fs_call_watchd(Conn *conn, FsWatchCall *call, const char *method)
 	if (!call->is_unwatch)
 		mp_pack_kv_str(&pk, "path", call->path);
 	conn_call_started(conn);
-	int rc = broker_call(conn->server->broker, "watchd", method, conn->id, sbuf.data, sbuf.size, 0, fs_on_reply,
-			     call);
+	int rc = broker_call(conn->server->broker, "watchd", method, conn->id, sbuf.data, sbuf.size, 0,
+			     fs_on_reply, call);
 	msgpack_sbuffer_destroy(&sbuf);
 	if (rc < 0)
 		conn_call_finished(conn);
@@ -100,7 +102,8 @@ static const char *fs_watch_id(Conn *conn, json_t *id, json_t *params)
 	if (!json_is_string(watch_id) || json_string_length(watch_id) > FS_WATCH_ID_MAX ||
 	    strlen(json_string_value(watch_id)) != json_string_length(watch_id)) {
 		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-				 "Invalid params: watchId must be a string of at most %u bytes", FS_WATCH_ID_MAX);
+				 "Invalid params: watchId must be a string of at most %u bytes",
+				 FS_WATCH_ID_MAX);
 		return NULL;
 	}
 	return json_string_value(watch_id);

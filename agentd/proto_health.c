@@ -24,14 +24,15 @@ static json_t *health_suite_status(Agentd *server)
 	json_t *services = json_array();
 	for (size_t i = 0; i < agentd_service_count; i++) {
 		const char *name = agentd_services[i];
-		json_t *entry = json_pack("{s:s,s:b,s:i,s:i}", "name", name, "registered",
-					  broker_is_registered(server->broker, name), "pid",
-					  broker_service_pid(server->broker, name), "restarts",
-					  server->supervisor ? (int)supervisor_restarts(server->supervisor, name) : 0);
+		json_t *entry = json_pack(
+			"{s:s,s:b,s:i,s:i}", "name", name, "registered",
+			broker_is_registered(server->broker, name), "pid",
+			broker_service_pid(server->broker, name), "restarts",
+			server->supervisor ? (int)supervisor_restarts(server->supervisor, name) : 0);
 		json_array_append_new(services, entry);
 	}
-	return json_pack("{s:s,s:o,s:i}", "status", server->is_stopping ? "stopping" : "ok", "services", services,
-			 "connections", (int)server->conn_count);
+	return json_pack("{s:s,s:o,s:i}", "status", server->is_stopping ? "stopping" : "ok", "services",
+			 services, "connections", (int)server->conn_count);
 }
 
 static void health_on_reply(void *ctx, int32_t status, const uint8_t *body, size_t body_len)
@@ -42,7 +43,8 @@ static void health_on_reply(void *ctx, int32_t status, const uint8_t *body, size
 	if (!conn)
 		goto out;
 	if (status == ENVELOPE_STATUS_UNAVAILABLE) {
-		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "service %s is unavailable", call->service);
+		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "service %s is unavailable",
+				 call->service);
 	} else if (status != 0) {
 		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "service %s failed: %s", call->service,
 				 strerror(status < 0 ? -status : status));
@@ -55,8 +57,8 @@ static void health_on_reply(void *ctx, int32_t status, const uint8_t *body, size
 		if (result)
 			conn_reply(conn, call->id, result);
 		else
-			conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "service %s sent a malformed answer",
-					 call->service);
+			conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR,
+					 "service %s sent a malformed answer", call->service);
 	}
 	conn_call_finished(conn);
 out:
@@ -92,7 +94,8 @@ void proto_health(Conn *conn, json_t *id, json_t *params)
 	conn_call_started(conn);
 	int rc = broker_call(server->broker, name, "health", conn->id, NULL, 0, 5000, health_on_reply, call);
 	if (rc < 0) {
-		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "cannot reach service %s: %s", name, strerror(-rc));
+		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "cannot reach service %s: %s", name,
+				 strerror(-rc));
 		conn_call_finished(conn);
 		json_decref(call->id);
 		free(call);

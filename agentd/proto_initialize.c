@@ -80,8 +80,8 @@ static json_t *proto_user_agent(const Agentd *server, const char *client_name, c
 	if (!term || !*term)
 		term = getenv("TERM");
 	snprintf(ua, sizeof(ua), "%s/%s (%s; %s) %s (%s; %s)",
-		 server->has_originator ? server->originator : "codex_cli_rs", PACKAGE_VERSION, os, uts.machine,
-		 term && *term ? term : "unknown", client_name, client_version);
+		 server->has_originator ? server->originator : "codex_cli_rs", PACKAGE_VERSION, os,
+		 uts.machine, term && *term ? term : "unknown", client_name, client_version);
 	return json_string(ua);
 }
 
@@ -91,11 +91,13 @@ static int proto_read_opt_outs(Conn *conn, json_t *capabilities, json_t *id)
 	if (!capabilities || json_is_null(capabilities))
 		return 0;
 	if (!json_is_object(capabilities)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: capabilities must be an object");
+		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
+				 "Invalid params: capabilities must be an object");
 		return -1;
 	}
-	static const char *const bool_fields[] = { "experimentalApi", "requestAttestation", "requiredHumanApproval",
-						   "explicitGatewayOauth", "mcpServerOpenaiFormElicitation" };
+	static const char *const bool_fields[] = { "experimentalApi", "requestAttestation",
+						   "requiredHumanApproval", "explicitGatewayOauth",
+						   "mcpServerOpenaiFormElicitation" };
 	for (size_t i = 0; i < sizeof(bool_fields) / sizeof(bool_fields[0]); i++) {
 		json_t *v = json_object_get(capabilities, bool_fields[i]);
 		if (v && !json_is_boolean(v)) {
@@ -108,19 +110,20 @@ static int proto_read_opt_outs(Conn *conn, json_t *capabilities, json_t *id)
 	if (!methods || json_is_null(methods))
 		return 0;
 	if (!json_is_array(methods)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-				 "Invalid params: capabilities.optOutNotificationMethods must be an array of strings");
+		conn_reply_error(
+			conn, id, RPC_INVALID_PARAMS,
+			"Invalid params: capabilities.optOutNotificationMethods must be an array of strings");
 		return -1;
 	}
 	json_t *set = json_object();
 	size_t i;
 	json_t *m;
-	json_array_foreach(methods, i, m)
-	{
+	json_array_foreach (methods, i, m) {
 		if (!json_is_string(m)) {
 			json_decref(set);
 			conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-					 "Invalid params: capabilities.optOutNotificationMethods must be an array of strings");
+					 "Invalid params: capabilities.optOutNotificationMethods must be an "
+					 "array of strings");
 			return -1;
 		}
 		json_object_set_new(set, json_string_value(m), json_true());
@@ -138,8 +141,8 @@ static const char *proto_client_field(Conn *conn, json_t *id, json_t *client_inf
 		return NULL;
 	}
 	if (!json_is_string(v)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: clientInfo.%s must be a string",
-				 field);
+		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
+				 "Invalid params: clientInfo.%s must be a string", field);
 		return NULL;
 	}
 	return json_string_value(v);
@@ -150,8 +153,7 @@ static void proto_send_config_warnings(Conn *conn)
 {
 	size_t i;
 	json_t *warning;
-	json_array_foreach(conn->server->config_warnings, i, warning)
-	{
+	json_array_foreach (conn->server->config_warnings, i, warning) {
 		conn_notify(conn, "configWarning", json_deep_copy(warning));
 	}
 }
@@ -165,7 +167,8 @@ void proto_initialize(Conn *conn, json_t *id, json_t *params)
 		return;
 	}
 	if (!json_is_object(client_info)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: clientInfo must be an object");
+		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
+				 "Invalid params: clientInfo must be an object");
 		return;
 	}
 	const char *name = proto_client_field(conn, id, client_info, "name");
@@ -174,7 +177,8 @@ void proto_initialize(Conn *conn, json_t *id, json_t *params)
 		return;
 	json_t *title = json_object_get(client_info, "title");
 	if (title && !json_is_null(title) && !json_is_string(title)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: clientInfo.title must be a string");
+		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
+				 "Invalid params: clientInfo.title must be a string");
 		return;
 	}
 	if (conn->is_initialized) {

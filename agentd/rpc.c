@@ -33,7 +33,8 @@ static void rpc_dispatch_request(Conn *conn, json_t *id, const char *method, jso
 	}
 	if (!rpc_params_are_acceptable(m, params)) {
 		if (!params)
-			conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: missing field `params`");
+			conn_reply_error(conn, id, RPC_INVALID_PARAMS,
+					 "Invalid params: missing field `params`");
 		else
 			conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: expected an object");
 		return;
@@ -76,7 +77,8 @@ static void rpc_dispatch(Conn *conn, json_t *msg)
 	}
 	if (id && (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
 		/* A reply to a server request; none is outstanding in this version. */
-		log_debug("connection %llu: ignoring response to unknown server request", (unsigned long long)conn->id);
+		log_debug("connection %llu: ignoring response to unknown server request",
+			  (unsigned long long)conn->id);
 		return;
 	}
 	conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: missing field `method`");
@@ -89,8 +91,8 @@ void rpc_handle_text(Conn *conn, const char *text, size_t len)
 	json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
 	if (!msg) {
 		log_debug("connection %llu: parse error: %s", (unsigned long long)conn->id, error.text);
-		conn_reply_error(conn, NULL, RPC_PARSE_ERROR, "Parse error: %s at line %d column %d", error.text,
-				 error.line, error.column);
+		conn_reply_error(conn, NULL, RPC_PARSE_ERROR, "Parse error: %s at line %d column %d",
+				 error.text, error.line, error.column);
 		return;
 	}
 	rpc_dispatch(conn, msg);

@@ -143,8 +143,9 @@ static void supervisor_on_restart_timer(uv_timer_t *timer)
 		return;
 	child->restarts++;
 	if (supervisor_spawn(child) < 0) {
-		child->backoff_ms = child->backoff_ms * 2 > SUPERVISOR_BACKOFF_MAX_MS ? SUPERVISOR_BACKOFF_MAX_MS
-										: child->backoff_ms * 2;
+		child->backoff_ms = child->backoff_ms * 2 > SUPERVISOR_BACKOFF_MAX_MS
+					    ? SUPERVISOR_BACKOFF_MAX_MS
+					    : child->backoff_ms * 2;
 		uv_timer_start(&child->restart_timer, supervisor_on_restart_timer, child->backoff_ms, 0);
 	}
 }
@@ -165,9 +166,11 @@ static void supervisor_schedule_restart(SupervisedChild *child)
 	if (lived_ms >= SUPERVISOR_STABLE_MS || child->backoff_ms == 0)
 		child->backoff_ms = SUPERVISOR_BACKOFF_MIN_MS;
 	else
-		child->backoff_ms = child->backoff_ms * 2 > SUPERVISOR_BACKOFF_MAX_MS ? SUPERVISOR_BACKOFF_MAX_MS
-										: child->backoff_ms * 2;
-	log_warn("%s: restarting in %u ms (restart #%u)", child->name, child->backoff_ms, child->restarts + 1);
+		child->backoff_ms = child->backoff_ms * 2 > SUPERVISOR_BACKOFF_MAX_MS
+					    ? SUPERVISOR_BACKOFF_MAX_MS
+					    : child->backoff_ms * 2;
+	log_warn("%s: restarting in %u ms (restart #%u)", child->name, child->backoff_ms,
+		 child->restarts + 1);
 	uv_timer_start(&child->restart_timer, supervisor_on_restart_timer, child->backoff_ms, 0);
 }
 
@@ -226,7 +229,8 @@ static void supervisor_on_kill_timer(uv_timer_t *timer)
 	for (size_t i = 0; i < sup->child_count; i++) {
 		SupervisedChild *child = &sup->children[i];
 		if (child->is_running) {
-			log_warn("%s did not stop within %u ms: SIGKILL", child->name, SUPERVISOR_STOP_GRACE_MS);
+			log_warn("%s did not stop within %u ms: SIGKILL", child->name,
+				 SUPERVISOR_STOP_GRACE_MS);
 			kill(child->pid, SIGKILL);
 		}
 	}
@@ -263,8 +267,9 @@ int supervisor_pid(const Supervisor *sup, const char *service)
 	return child && child->is_running ? (int)child->pid : 0;
 }
 
-int supervisor_new(uv_loop_t *loop, const char *const *services, size_t service_count, const char *libexec_dir,
-		   bool is_debug, const SupervisorEvents *events, void *ctx, Supervisor **out)
+int supervisor_new(uv_loop_t *loop, const char *const *services, size_t service_count,
+		   const char *libexec_dir, bool is_debug, const SupervisorEvents *events, void *ctx,
+		   Supervisor **out)
 {
 	Supervisor *sup = calloc(1, sizeof(*sup));
 	if (!sup)

@@ -29,8 +29,9 @@ typedef struct SupervisorEvents {
  * build tree (<agentd dir>/../<name>/<name>), else in @libexec_dir.
  * Return: 0 and *out, or a negative errno (-ENOENT naming the missing binary in the log).
  */
-int supervisor_new(uv_loop_t *loop, const char *const *services, size_t service_count, const char *libexec_dir,
-		   bool is_debug, const SupervisorEvents *events, void *ctx, Supervisor **out);
+int supervisor_new(uv_loop_t *loop, const char *const *services, size_t service_count,
+		   const char *libexec_dir, bool is_debug, const SupervisorEvents *events, void *ctx,
+		   Supervisor **out);
 
 /** supervisor_start() - spawn every helper. Return 0 or the first spawn error. */
 int supervisor_start(Supervisor *sup);

@@ -66,7 +66,8 @@ int listen_spec_parse(const char *url, const char *runtime_dir, ListenSpec *out,
 	}
 	if (strncmp(url, "ws://", 5) == 0)
 		return listen_parse_ws(url + 5, out, err, err_len);
-	snprintf(err, err_len, "unsupported listen URL %s (expected stdio://, unix://PATH or ws://IP:PORT)", url);
+	snprintf(err, err_len, "unsupported listen URL %s (expected stdio://, unix://PATH or ws://IP:PORT)",
+		 url);
 	return -EINVAL;
 }
 

@@ -13,9 +13,9 @@ typedef enum ListenKind { LISTEN_STDIO, LISTEN_UNIX, LISTEN_WS } ListenKind;
 typedef struct ListenSpec {
 	ListenKind kind;
 	char path[AGENTD_PATH_MAX]; /* unix */
-	char host[64];              /* ws: numeric IPv4 or IPv6 address */
-	int port;                   /* ws */
-	bool is_loopback;           /* ws */
+	char host[64];		    /* ws: numeric IPv4 or IPv6 address */
+	int port;		    /* ws */
+	bool is_loopback;	    /* ws */
 } ListenSpec;
 
 /**

@@ -313,7 +313,8 @@ static bool unix_peer_is_allowed(uv_pipe_t *client)
 	uv_os_fd_t fd;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	if (uv_fileno((uv_handle_t *)client, &fd) < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+	if (uv_fileno((uv_handle_t *)client, &fd) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return false;
 	if (cred.uid == geteuid() || cred.uid == 0)
 		return true;
@@ -388,7 +389,8 @@ static void unix_on_connection(uv_stream_t *server_stream, int status)
 	sniff->listener = listener;
 	uv_pipe_init(listener->server->loop, &sniff->pipe, 0);
 	sniff->pipe.data = sniff;
-	if (uv_accept(server_stream, (uv_stream_t *)&sniff->pipe) < 0 || !unix_peer_is_allowed(&sniff->pipe) ||
+	if (uv_accept(server_stream, (uv_stream_t *)&sniff->pipe) < 0 ||
+	    !unix_peer_is_allowed(&sniff->pipe) ||
 	    uv_read_start((uv_stream_t *)&sniff->pipe, stream_alloc, unix_sniff_on_read) < 0)
 		uv_close((uv_handle_t *)&sniff->pipe, unix_sniff_on_closed);
 }

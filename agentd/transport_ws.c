@@ -21,7 +21,7 @@ typedef struct WsConn {
 	union {
 		uv_handle_t handle;
 		uv_stream_t stream;
-		uv_tcp_t tcp;   /* ws://IP:PORT */
+		uv_tcp_t tcp;	/* ws://IP:PORT */
 		uv_pipe_t pipe; /* unix://PATH, when the client speaks websocket there */
 	} h;
 	uv_timer_t handshake_timer;
@@ -40,7 +40,7 @@ typedef struct WsWrite {
 	WsConn *wc;
 	size_t payload_len;
 	size_t control_len; /* bytes of a control frame or HTTP answer, counted against the bound */
-	bool is_final; /* close the socket once this is written */
+	bool is_final;	    /* close the socket once this is written */
 	uint8_t header[10];
 	char data[];
 } WsWrite;
@@ -93,7 +93,8 @@ static int ws_queue(WsConn *wc, int opcode, const char *data, size_t len, bool i
 	uv_buf_t bufs[2];
 	unsigned n = 0;
 	if (opcode >= 0)
-		bufs[n++] = uv_buf_init((char *)w->header, (unsigned)ws_frame_header(w->header, (unsigned)opcode, len));
+		bufs[n++] = uv_buf_init((char *)w->header,
+					(unsigned)ws_frame_header(w->header, (unsigned)opcode, len));
 	bufs[n++] = uv_buf_init(w->data, (unsigned)len);
 	int rc = uv_write(&w->req, &wc->h.stream, bufs, n, ws_on_write);
 	if (rc < 0) {
@@ -213,10 +214,11 @@ static int ws_upgrade(WsConn *wc, const WsRequest *req)
 	uv_timer_stop(&wc->handshake_timer);
 	char response[320];
 	/* The reference announces its message bound in this header; clients may size their frames by it. */
-	int n = snprintf(response, sizeof(response),
-			 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-			 "Sec-WebSocket-Accept: %s\r\nx-codex-websocket-max-unfragmented-message-bytes: %zu\r\n\r\n",
-			 accept, wc->server->max_message_bytes);
+	int n = snprintf(
+		response, sizeof(response),
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Accept: %s\r\nx-codex-websocket-max-unfragmented-message-bytes: %zu\r\n\r\n",
+		accept, wc->server->max_message_bytes);
 	wc->phase = WS_PHASE_OPEN;
 	return ws_queue(wc, -1, response, (size_t)n, false);
 }
@@ -282,7 +284,8 @@ static void ws_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	WsConn *wc = stream->data;
 	if (nread < 0) {
 		if (wc->conn)
-			log_debug("connection %llu: %s", (unsigned long long)wc->conn->id, uv_strerror((int)nread));
+			log_debug("connection %llu: %s", (unsigned long long)wc->conn->id,
+				  uv_strerror((int)nread));
 		ws_close_socket(wc);
 		return;
 	}
@@ -386,7 +389,8 @@ static void ws_banner(const Listener *listener, int port)
 	const char *open = strchr(spec->host, ':') ? "[" : "", *close = strchr(spec->host, ':') ? "]" : "";
 	fprintf(stderr,
 		"agentd (WebSockets)\n  listening on: ws://%s%s%s:%d\n  readyz: http://%s%s%s:%d/readyz\n"
-		"  healthz: http://%s%s%s:%d/healthz\n  note: binds localhost only (use SSH port-forwarding for "
+		"  healthz: http://%s%s%s:%d/healthz\n  note: binds localhost only (use SSH port-forwarding "
+		"for "
 		"remote access)\n",
 		open, spec->host, close, port, open, spec->host, close, port, open, spec->host, close, port);
 	fflush(stderr);
@@ -397,10 +401,11 @@ int transport_ws_start(Agentd *server, Listener *listener)
 	const ListenSpec *spec = &listener->spec;
 	/* Fail closed: client authentication arrives with authd, so only loopback may listen now. */
 	if (!spec->is_loopback) {
-		log_error("refusing to start non-loopback websocket listener %s:%d without auth; this version "
-			  "has no websocket client authentication: listen on a loopback address and forward it "
-			  "(for example over SSH)",
-			  spec->host, spec->port);
+		log_error(
+			"refusing to start non-loopback websocket listener %s:%d without auth; this version "
+			"has no websocket client authentication: listen on a loopback address and forward it "
+			"(for example over SSH)",
+			spec->host, spec->port);
 		return -EACCES;
 	}
 	struct sockaddr_storage addr;
@@ -420,7 +425,8 @@ int transport_ws_start(Agentd *server, Listener *listener)
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)tcp, 128, ws_on_connection);
 	if (rc < 0) {
-		log_error("ws transport: cannot listen on %s:%d: %s", spec->host, spec->port, uv_strerror(rc));
+		log_error("ws transport: cannot listen on %s:%d: %s", spec->host, spec->port,
+			  uv_strerror(rc));
 		return rc;
 	}
 	int port = ws_bound_port(tcp);

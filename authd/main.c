@@ -4,7 +4,8 @@
 
 static int authd_setup(Daemon *d, void *ctx)
 {
-	/* authd reads and writes files owned by the service user and talks to the issuer over the network: neither needs a capability. */
+	/* authd reads and writes files owned by the service user and talks to the issuer over the network:
+	 * neither needs a capability. */
 	return daemon_drop_privileges("authd");
 }
 

@@ -166,7 +166,8 @@ static long response_id(const char *line)
 static void health_send(int fd, long id)
 {
 	char req[128];
-	int len = snprintf(req, sizeof(req), "{\"id\":%ld,\"method\":\"agentd/health\",\"params\":{\"service\":\"execd\"}}\n",
+	int len = snprintf(req, sizeof(req),
+			   "{\"id\":%ld,\"method\":\"agentd/health\",\"params\":{\"service\":\"execd\"}}\n",
 			   id);
 	send_all(fd, req, (size_t)len);
 }
@@ -310,21 +311,23 @@ static void report(size_t n, const Figures *raw, const Figures *suite)
 	printf("%-44s %10s %10s %14s\n", "path", "p50 us", "p99 us", "pipelined/s");
 	printf("%-44s %10.1f %10.1f %14.0f\n", "raw nng ipc pair0 (100 B echo, 2 procs)", raw->lat.p50_us,
 	       raw->lat.p99_us, raw->rps);
-	printf("%-44s %10.1f %10.1f %14.0f\n", "suite: client->agentd->execd->agentd->client", suite->lat.p50_us,
-	       suite->lat.p99_us, suite->rps);
+	printf("%-44s %10.1f %10.1f %14.0f\n", "suite: client->agentd->execd->agentd->client",
+	       suite->lat.p50_us, suite->lat.p99_us, suite->rps);
 	printf("ratio suite/raw: p50 %.2fx, p99 %.2fx, throughput %.2fx\n", ratio,
 	       suite->lat.p99_us / raw->lat.p99_us, suite->rps / raw->rps);
 	printf("target: within %.0fx of raw nng at p50 ... %s (%.2fx)\n", TARGET_RATIO,
 	       ratio <= TARGET_RATIO ? "PASS" : "MISS", ratio);
 	printf("RESULT broker p50_us=%.1f p99_us=%.1f raw_p50_us=%.1f raw_p99_us=%.1f ratio_p50=%.2f "
 	       "pipelined_rps=%.0f raw_pipelined_rps=%.0f\n",
-	       suite->lat.p50_us, suite->lat.p99_us, raw->lat.p50_us, raw->lat.p99_us, ratio, suite->rps, raw->rps);
+	       suite->lat.p50_us, suite->lat.p99_us, raw->lat.p50_us, raw->lat.p99_us, ratio, suite->rps,
+	       raw->rps);
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: broker [-n N] [AGENTD]   (AGENTD defaults to ../agentd/agentd beside this binary)\n"
-			"       broker --echo URL      (internal: the raw nng echo peer)\n");
+	fprintf(stderr,
+		"usage: broker [-n N] [AGENTD]   (AGENTD defaults to ../agentd/agentd beside this binary)\n"
+		"       broker --echo URL      (internal: the raw nng echo peer)\n");
 	exit(2);
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* startup.c - time from exec to the initialize response, and idle RSS of the suite, against codex app-server. */
+/* startup.c - time from exec to the initialize response, and idle RSS of the suite, against codex app-server.
+ */
 #include "bench_util.h"
 
 #include <ctype.h>
@@ -24,7 +25,8 @@
 #define TARGET_RSS_MB 15.0
 #define REF_NOTE_STARTUP_MS 200.0
 #define REF_NOTE_RSS_MB 90.0
-#define REF_CODEX "/opt/codex-ref/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
+#define REF_CODEX                                                                                            \
+	"/opt/codex-ref/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
 
 typedef struct Proc {
 	pid_t pid;
@@ -41,7 +43,7 @@ typedef struct Sample {
 	long total_kb, total_pss_kb;
 	Proc procs[MAX_PROCS];
 	size_t proc_count;
-	size_t leaked; /* descendants still alive after agentd exited */
+	size_t leaked;	 /* descendants still alive after agentd exited */
 	bool is_unclean; /* agentd did not exit 0 on SIGTERM */
 } Sample;
 
@@ -75,8 +77,9 @@ static bool proc_stat(pid_t pid, pid_t *ppid, unsigned long long *start_time, ch
 	int parent = 0;
 	/* Fields after the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
 	 * cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime. */
-	if (!p || sscanf(p + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-			 state, &parent, start_time) != 3)
+	if (!p ||
+	    sscanf(p + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   state, &parent, start_time) != 3)
 		return false;
 	*ppid = parent;
 	return true;
@@ -216,7 +219,8 @@ static void agentd_stop(Sample *s, pid_t pid)
 		for (int waited = 0; waited < 1000 && proc_is_alive(p); waited++)
 			sleep_ms(1);
 		if (proc_is_alive(p)) {
-			fprintf(stderr, "bench/startup: %s (pid %d) outlived agentd: killing it\n", p->comm, (int)p->pid);
+			fprintf(stderr, "bench/startup: %s (pid %d) outlived agentd: killing it\n", p->comm,
+				(int)p->pid);
 			kill(p->pid, SIGKILL);
 			s->leaked++;
 		}
@@ -343,22 +347,24 @@ static const char *verdict(bool ok)
 
 static void report_agentd(const Summary *a, const Sample *samples, size_t runs)
 {
-	printf("agentd suite, %zu cold starts (exec -> initialize response over unix socket; RSS after %d ms idle)\n",
+	printf("agentd suite, %zu cold starts (exec -> initialize response over unix socket; RSS after %d ms "
+	       "idle)\n",
 	       runs, IDLE_MS);
 	printf("  startup ms: p50 %.1f  min %.1f  max %.1f   target < %.0f ms ... %s\n", a->p50_ms, a->min_ms,
 	       a->max_ms, TARGET_STARTUP_MS, verdict(a->p50_ms < TARGET_STARTUP_MS));
 	printf("  idle RSS total: %.1f MB (median sum of VmRSS)   target < %.0f MB ... %s\n", a->rss_mb,
 	       TARGET_RSS_MB, verdict(a->rss_mb < TARGET_RSS_MB));
 	print_per_process(samples, runs);
-	printf("  info: PSS total %.1f MB (shared library pages counted once); CPU per start+idle+stop %.1f ms\n",
+	printf("  info: PSS total %.1f MB (shared library pages counted once); CPU per start+idle+stop %.1f "
+	       "ms\n",
 	       a->pss_mb, a->cpu_ms);
 	size_t leaked = 0, unclean = 0;
 	for (size_t i = 0; i < runs; i++) {
 		leaked += samples[i].leaked;
 		unclean += samples[i].is_unclean;
 	}
-	printf("  shutdown on SIGTERM: %zu/%zu runs exited 0, %zu helper(s) outlived agentd ... %s\n", runs - unclean,
-	       runs, leaked, verdict(leaked == 0 && unclean == 0));
+	printf("  shutdown on SIGTERM: %zu/%zu runs exited 0, %zu helper(s) outlived agentd ... %s\n",
+	       runs - unclean, runs, leaked, verdict(leaked == 0 && unclean == 0));
 }
 
 static void report_reference(const Summary *a, const Summary *r, const Sample *samples, size_t runs,
@@ -370,7 +376,8 @@ static void report_reference(const Summary *a, const Summary *r, const Sample *s
 		       REF_NOTE_RSS_MB);
 		return;
 	}
-	printf("reference codex app-server, %zu cold starts (exec -> initialize response over stdio)\n", runs);
+	printf("reference codex app-server, %zu cold starts (exec -> initialize response over stdio)\n",
+	       runs);
 	printf("  startup ms: p50 %.1f  min %.1f  max %.1f   idle RSS total: %.1f MB\n", r->p50_ms, r->min_ms,
 	       r->max_ms, r->rss_mb);
 	print_per_process(samples, runs);
@@ -383,8 +390,9 @@ static void report_reference(const Summary *a, const Summary *r, const Sample *s
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: startup [-r RUNS] [-R] [AGENTD]   (-R: skip the reference codex; AGENTD defaults to\n"
-			"       ../agentd/agentd beside this binary)\n");
+	fprintf(stderr,
+		"usage: startup [-r RUNS] [-R] [AGENTD]   (-R: skip the reference codex; AGENTD defaults to\n"
+		"       ../agentd/agentd beside this binary)\n");
 	exit(2);
 }
 

@@ -49,9 +49,9 @@ typedef struct Suite {
 
 /* What the latency phase saw besides the numbers. */
 typedef struct Anomalies {
-	size_t missing;       /* writes without any fs/changed within EVENT_TIMEOUT_MS */
+	size_t missing;	      /* writes without any fs/changed within EVENT_TIMEOUT_MS */
 	size_t notifications; /* fs/changed received in measured iterations, stray ones included */
-	size_t stray;         /* fs/changed after the first one of an iteration */
+	size_t stray;	      /* fs/changed after the first one of an iteration */
 	size_t wrong_paths;   /* first fs/changed whose changedPaths was not exactly the written file */
 	size_t raw_events;    /* inotify events the raw reader got, stray ones included */
 	size_t raw_stray_reads;
@@ -231,7 +231,8 @@ static void suite_watch(Suite *s)
 	char req[PATH_MAX + 128], expect[PATH_MAX + 32];
 	long id = s->next_id++;
 	int len = snprintf(req, sizeof(req),
-			   "{\"id\":%ld,\"method\":\"fs/watch\",\"params\":{\"watchId\":\"" WATCH_ID "\",\"path\":\"%s\"}}\n",
+			   "{\"id\":%ld,\"method\":\"fs/watch\",\"params\":{\"watchId\":\"" WATCH_ID
+			   "\",\"path\":\"%s\"}}\n",
 			   id, s->dir);
 	send_all(s->r->fd, req, (size_t)len);
 	const char *line = answer_await(s, id);
@@ -465,16 +466,16 @@ static void measure_latency(const char *agentd, size_t n, Latency *lat)
 
 typedef struct Burst {
 	size_t writes;
-	double write_ms;       /* the write loop alone */
-	double first_ms;       /* burst start -> first notification read */
-	double last_ms;        /* burst start -> last notification read */
-	double emitted_ms[8];  /* burst start -> emittedAtMs of the first notifications (wall clock, ms) */
+	double write_ms;      /* the write loop alone */
+	double first_ms;      /* burst start -> first notification read */
+	double last_ms;	      /* burst start -> last notification read */
+	double emitted_ms[8]; /* burst start -> emittedAtMs of the first notifications (wall clock, ms) */
 	size_t notifications;
-	size_t path_entries;   /* changedPaths entries over all notifications */
-	size_t distinct;       /* distinct files of the burst named */
-	size_t root_entries;   /* entries naming the watched directory itself (a collapsed batch) */
-	size_t foreign;        /* entries naming neither */
-	size_t sizes[8];       /* changedPaths length of the first notifications */
+	size_t path_entries; /* changedPaths entries over all notifications */
+	size_t distinct;     /* distinct files of the burst named */
+	size_t root_entries; /* entries naming the watched directory itself (a collapsed batch) */
+	size_t foreign;	     /* entries naming neither */
+	size_t sizes[8];     /* changedPaths length of the first notifications */
 	size_t other_lines;
 } Burst;
 
@@ -529,7 +530,8 @@ static void measure_burst(const char *agentd, Burst *b)
 		char name[16];
 		snprintf(name, sizeof(name), "f%03u", k);
 		path_join(s.dir, name, files[k], sizeof(files[k]));
-		file_write(files[k], O_CREAT | O_TRUNC); /* created before the watch: only modifications count */
+		file_write(files[k],
+			   O_CREAT | O_TRUNC); /* created before the watch: only modifications count */
 	}
 	suite_watch(&s);
 	suite_drain(&s);
@@ -577,18 +579,21 @@ static const char *verdict(bool ok)
 static void report_latency(const Latency *lat)
 {
 	double delta = lat->suite.p50_us - lat->raw.p50_us;
-	printf("fs/watch latency: N=%zu writes per side (after %u warm-up), open(O_TRUNC)+write(%zu B)+close of one file;\n"
+	printf("fs/watch latency: N=%zu writes per side (after %u warm-up), open(O_TRUNC)+write(%zu B)+close "
+	       "of one file;\n"
 	       "raw and suite interleaved in %u blocks; %d ms of quiet after each; debounce_ms = 0\n",
 	       lat->n, WARMUP, sizeof(payload) - 1, ROUNDS, QUIET_MS);
 	printf("%-52s %10s %10s %10s\n", "path", "p50 us", "p99 us", "max us");
-	printf("%-52s %10.1f %10.1f %10.1f\n", "raw inotify, blocking read() in this process", lat->raw.p50_us,
-	       lat->raw.p99_us, lat->raw.max_us);
-	printf("%-52s %10.1f %10.1f %10.1f\n", "suite: inotify->watchd->agentd->client fs/changed", lat->suite.p50_us,
-	       lat->suite.p99_us, lat->suite.max_us);
+	printf("%-52s %10.1f %10.1f %10.1f\n", "raw inotify, blocking read() in this process",
+	       lat->raw.p50_us, lat->raw.p99_us, lat->raw.max_us);
+	printf("%-52s %10.1f %10.1f %10.1f\n", "suite: inotify->watchd->agentd->client fs/changed",
+	       lat->suite.p50_us, lat->suite.p99_us, lat->suite.max_us);
 	printf("target: suite p50 within %.0f us of raw inotify ... %s (delta p50 %.1f us, p99 %.1f us)\n",
-	       TARGET_DELTA_US, verdict(delta <= TARGET_DELTA_US), delta, lat->suite.p99_us - lat->raw.p99_us);
+	       TARGET_DELTA_US, verdict(delta <= TARGET_DELTA_US), delta,
+	       lat->suite.p99_us - lat->raw.p99_us);
 	const Anomalies *an = &lat->an;
-	printf("  suite: %zu/%zu writes notified (%zu missing after %d ms), %zu fs/changed in all (%.2f per write, "
+	printf("  suite: %zu/%zu writes notified (%zu missing after %d ms), %zu fs/changed in all (%.2f per "
+	       "write, "
 	       "%zu stray), %zu first notifications with other paths than the file, %zu other lines\n",
 	       lat->n - an->missing, lat->n, an->missing, EVENT_TIMEOUT_MS, an->notifications,
 	       (double)an->notifications / (double)lat->n, an->stray, an->wrong_paths, lat->other_lines);
@@ -596,24 +601,31 @@ static void report_latency(const Latency *lat)
 	for (size_t i = 0; i < lat->worst_count; i++)
 		printf(" %.0f us (#%zu, %u fs/changed)", lat->worst[i].us, lat->worst[i].index,
 		       lat->worst[i].notifications);
-	printf("\n  raw: %zu writes over 1 ms, %zu over 10 ms; %.2f inotify events per write, %zu writes with events "
+	printf("\n  raw: %zu writes over 1 ms, %zu over 10 ms; %.2f inotify events per write, %zu writes "
+	       "with events "
 	       "after the first read\n",
-	       lat->raw_over_1ms, lat->raw_over_10ms, (double)an->raw_events / (double)lat->n, an->raw_stray_reads);
+	       lat->raw_over_1ms, lat->raw_over_10ms, (double)an->raw_events / (double)lat->n,
+	       an->raw_stray_reads);
 }
 
 static void report_burst(const Burst *b)
 {
-	printf("\nburst: %zu writes (open O_TRUNC+write+close) round robin over %u files in %.1f ms; default debounce "
+	printf("\nburst: %zu writes (open O_TRUNC+write+close) round robin over %u files in %.1f ms; default "
+	       "debounce "
 	       "(200 ms); collected until %d ms of quiet\n",
 	       b->writes, BURST_FILES, b->write_ms, BURST_QUIET_MS);
-	printf("  notifications %zu, changedPaths entries %zu, events per notification %.1f, distinct paths %zu/%u ... %s\n",
-	       b->notifications, b->path_entries, b->notifications ? (double)b->writes / (double)b->notifications : 0,
-	       b->distinct, BURST_FILES, verdict(b->distinct == BURST_FILES));
-	printf("  first notification %.1f ms and last %.1f ms after the burst began; entries naming the directory "
+	printf("  notifications %zu, changedPaths entries %zu, events per notification %.1f, distinct paths "
+	       "%zu/%u ... %s\n",
+	       b->notifications, b->path_entries,
+	       b->notifications ? (double)b->writes / (double)b->notifications : 0, b->distinct, BURST_FILES,
+	       verdict(b->distinct == BURST_FILES));
+	printf("  first notification %.1f ms and last %.1f ms after the burst began; entries naming the "
+	       "directory "
 	       "itself %zu, others %zu; other lines %zu\n",
 	       b->first_ms, b->last_ms, b->root_entries, b->foreign, b->other_lines);
-	size_t shown = b->notifications < sizeof(b->sizes) / sizeof(b->sizes[0]) ? b->notifications
-										    : sizeof(b->sizes) / sizeof(b->sizes[0]);
+	size_t shown = b->notifications < sizeof(b->sizes) / sizeof(b->sizes[0])
+			       ? b->notifications
+			       : sizeof(b->sizes) / sizeof(b->sizes[0]);
 	const char *more = b->notifications > shown ? " ..." : "";
 	printf("  changedPaths per notification:");
 	for (size_t i = 0; i < shown; i++)
@@ -628,7 +640,8 @@ static void report_burst(const Burst *b)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: watch [-n N] [AGENTD]   (AGENTD defaults to ../agentd/agentd beside this binary)\n");
+	fprintf(stderr,
+		"usage: watch [-n N] [AGENTD]   (AGENTD defaults to ../agentd/agentd beside this binary)\n");
 	exit(2);
 }
 
@@ -654,8 +667,8 @@ int main(int argc, char **argv)
 	report_burst(&burst);
 	printf("RESULT watch p50_us=%.1f p99_us=%.1f raw_p50_us=%.1f raw_p99_us=%.1f delta_p50_us=%.1f "
 	       "burst_notifications=%zu burst_events_per_notification=%.1f\n",
-	       lat.suite.p50_us, lat.suite.p99_us, lat.raw.p50_us, lat.raw.p99_us, lat.suite.p50_us - lat.raw.p50_us,
-	       burst.notifications,
+	       lat.suite.p50_us, lat.suite.p99_us, lat.raw.p50_us, lat.raw.p99_us,
+	       lat.suite.p50_us - lat.raw.p50_us, burst.notifications,
 	       burst.notifications ? (double)burst.writes / (double)burst.notifications : 0.0);
 	return 0;
 }

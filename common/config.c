@@ -124,7 +124,8 @@ json_t *config_lookup(const Config *cfg, const char *key)
 	return node;
 }
 
-int config_get_int(const Config *cfg, const char *key, int64_t min, int64_t max, int64_t fallback, int64_t *out)
+int config_get_int(const Config *cfg, const char *key, int64_t min, int64_t max, int64_t fallback,
+		   int64_t *out)
 {
 	json_t *v = config_lookup(cfg, key);
 	if (!v) {

@@ -10,7 +10,7 @@
 typedef struct Config {
 	char codex_home[4096];
 	char path[4096]; /* the config.toml that was read (may not exist) */
-	json_t *root;    /* always an object; empty when the file is absent */
+	json_t *root;	 /* always an object; empty when the file is absent */
 } Config;
 
 /**
@@ -46,7 +46,8 @@ json_t *config_lookup(const Config *cfg, const char *key);
  * config_get_int() / config_get_string() - typed lookups with a default for absent keys.
  * Return: 0; -EINVAL when present with another type or outside [@min, @max].
  */
-int config_get_int(const Config *cfg, const char *key, int64_t min, int64_t max, int64_t fallback, int64_t *out);
+int config_get_int(const Config *cfg, const char *key, int64_t min, int64_t max, int64_t fallback,
+		   int64_t *out);
 int config_get_string(const Config *cfg, const char *key, const char *fallback, const char **out);
 
 #endif

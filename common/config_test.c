@@ -303,8 +303,8 @@ static const LookupCase lookup_cases[] = {
 	{ "agentd.nope", JSON_NULL },
 	{ "agentd.max_message_bytes.deeper", JSON_NULL }, /* a scalar has no children */
 	{ "agentd.log_level.x", JSON_NULL },
-	{ "agent", JSON_NULL },                          /* a prefix of a table name */
-	{ "AGENTD", JSON_NULL },                         /* keys are case-sensitive */
+	{ "agent", JSON_NULL },	 /* a prefix of a table name */
+	{ "AGENTD", JSON_NULL }, /* keys are case-sensitive */
 	{ "top.x", JSON_NULL },
 };
 

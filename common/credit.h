@@ -23,7 +23,8 @@ void credit_init(CreditWindow *w, uint32_t limit);
 bool credit_can_send(const CreditWindow *w);
 /** credit_consume() - take one credit for a chunk sent. Return 0 or -EAGAIN when none is left. */
 int credit_consume(CreditWindow *w);
-/** credit_grant() - return @n credits. Return 0, or -EPROTO when it would exceed the limit (window unchanged). */
+/** credit_grant() - return @n credits. Return 0, or -EPROTO when it would exceed the limit (window
+ * unchanged). */
 int credit_grant(CreditWindow *w, uint32_t n);
 /** credit_in_flight() - chunks sent and not yet acknowledged. */
 uint32_t credit_in_flight(const CreditWindow *w);

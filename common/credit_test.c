@@ -16,48 +16,72 @@ typedef enum OpKind { OP_END = 0, OP_CONSUME, OP_GRANT } OpKind;
 
 typedef struct Op {
 	OpKind kind;
-	uint32_t n;         /* credits granted (OP_GRANT) */
-	int rc;             /* expected return */
+	uint32_t n;	    /* credits granted (OP_GRANT) */
+	int rc;		    /* expected return */
 	uint32_t available; /* expected after the step */
 } Op;
 
 typedef struct CreditCase {
 	const char *name;
-	uint32_t init;  /* credit_init()'s limit argument */
+	uint32_t init;	/* credit_init()'s limit argument */
 	uint32_t limit; /* the limit the window must end up with */
 	Op ops[12];
 } CreditCase;
 
-#define CONSUME(rc, avail) { OP_CONSUME, 0, rc, avail }
-#define GRANT(n, rc, avail) { OP_GRANT, n, rc, avail }
+#define CONSUME(rc, avail)                                                                                   \
+	{                                                                                                    \
+		OP_CONSUME, 0, rc, avail                                                                     \
+	}
+#define GRANT(n, rc, avail)                                                                                  \
+	{                                                                                                    \
+		OP_GRANT, n, rc, avail                                                                       \
+	}
 
 static const CreditCase credit_cases[] = {
 	/* happy paths */
 	{ "init 0 becomes a window of 1", 0, 1, { CONSUME(0, 0), GRANT(1, 0, 1), CONSUME(0, 0) } },
 	{ "init 1", 1, 1, { CONSUME(0, 0), GRANT(1, 0, 1) } },
-	{ "consume to empty, refill", 3, 3,
+	{ "consume to empty, refill",
+	  3,
+	  3,
 	  { CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), GRANT(3, 0, 3), CONSUME(0, 2) } },
-	{ "partial grants back to full", 3, 3,
+	{ "partial grants back to full",
+	  3,
+	  3,
 	  { CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), GRANT(1, 0, 1), GRANT(2, 0, 3) } },
 	{ "grant 0 is a no-op", 2, 2, { GRANT(0, 0, 2), CONSUME(0, 1), GRANT(0, 0, 1) } },
-	{ "largest window", UINT32_MAX, UINT32_MAX,
+	{ "largest window",
+	  UINT32_MAX,
+	  UINT32_MAX,
 	  { CONSUME(0, UINT32_MAX - 1), CONSUME(0, UINT32_MAX - 2), GRANT(2, 0, UINT32_MAX) } },
 	/* failures */
 	{ "empty after one (init 0)", 0, 1, { CONSUME(0, 0), CONSUME(-EAGAIN, 0), CONSUME(-EAGAIN, 0) } },
-	{ "empty after limit", 3, 3,
+	{ "empty after limit",
+	  3,
+	  3,
 	  { CONSUME(0, 2), CONSUME(0, 1), CONSUME(0, 0), CONSUME(-EAGAIN, 0), GRANT(1, 0, 1), CONSUME(0, 0),
 	    CONSUME(-EAGAIN, 0) } },
 	{ "grant on a full window", 4, 4, { GRANT(1, -EPROTO, 4), CONSUME(0, 3), GRANT(1, 0, 4) } },
-	{ "grant more than in flight", 4, 4,
+	{ "grant more than in flight",
+	  4,
+	  4,
 	  { CONSUME(0, 3), CONSUME(0, 2), GRANT(3, -EPROTO, 2), GRANT(2, 0, 4) } },
-	{ "grant one too many after refill", 3, 3,
+	{ "grant one too many after refill",
+	  3,
+	  3,
 	  { CONSUME(0, 2), CONSUME(0, 1), GRANT(1, 0, 2), GRANT(1, 0, 3), GRANT(1, -EPROTO, 3) } },
-	{ "grant that would wrap uint32", 4, 4,
+	{ "grant that would wrap uint32",
+	  4,
+	  4,
 	  { CONSUME(0, 3), GRANT(UINT32_MAX, -EPROTO, 3), GRANT(UINT32_MAX - 1, -EPROTO, 3),
 	    GRANT(1, 0, 4) } },
-	{ "grant on the largest full window", UINT32_MAX, UINT32_MAX,
+	{ "grant on the largest full window",
+	  UINT32_MAX,
+	  UINT32_MAX,
 	  { GRANT(1, -EPROTO, UINT32_MAX), GRANT(UINT32_MAX, -EPROTO, UINT32_MAX) } },
-	{ "grant the limit on an empty window of 1, then more", 0, 1,
+	{ "grant the limit on an empty window of 1, then more",
+	  0,
+	  1,
 	  { CONSUME(0, 0), GRANT(2, -EPROTO, 0), GRANT(1, 0, 1), GRANT(1, -EPROTO, 1) } },
 };
 

@@ -120,7 +120,8 @@ static void daemon_dispatch_event(Daemon *d, const Envelope *env)
 	const DaemonMethod *m = daemon_find_method(d, env->method);
 	MpBody body;
 	if (!m || env->body_len > m->max_body_bytes || mp_body_parse(env->body, env->body_len, &body) < 0) {
-		log_warn("dropping event %s from %s: not in the allow-list or malformed", env->method, env->source);
+		log_warn("dropping event %s from %s: not in the allow-list or malformed", env->method,
+			 env->source);
 		return;
 	}
 	m->handler(d, env, body.map, d->spec->ctx);
@@ -169,7 +170,8 @@ static void daemon_on_envelope(Link *link, const Envelope *env, void *ctx)
 {
 	Daemon *d = ctx;
 	if (strcmp(env->destination, d->spec->name) != 0) {
-		log_warn("dropping %s for %s: not addressed to us", envelope_kind_name(env->kind), env->destination);
+		log_warn("dropping %s for %s: not addressed to us", envelope_kind_name(env->kind),
+			 env->destination);
 		return;
 	}
 	switch (env->kind) {
@@ -194,7 +196,8 @@ static void daemon_on_envelope(Link *link, const Envelope *env, void *ctx)
 	}
 }
 
-int daemon_send_event(Daemon *d, uint64_t connection_id, const char *method, const void *body, size_t body_len)
+int daemon_send_event(Daemon *d, uint64_t connection_id, const char *method, const void *body,
+		      size_t body_len)
 {
 	Envelope env = {
 		.version = ENVELOPE_VERSION,
@@ -301,10 +304,9 @@ int daemon_keep_capabilities(const char *name, const cap_value_t *keep, size_t k
 		bool is_kept = false;
 		for (size_t i = 0; i < keep_count; i++)
 			is_kept = is_kept || keep[i] == cap;
-		if (!is_kept &&
-		    (cap_set_flag(caps, CAP_EFFECTIVE, 1, &cap, CAP_CLEAR) < 0 ||
-		     cap_set_flag(caps, CAP_PERMITTED, 1, &cap, CAP_CLEAR) < 0 ||
-		     cap_set_flag(caps, CAP_INHERITABLE, 1, &cap, CAP_CLEAR) < 0)) {
+		if (!is_kept && (cap_set_flag(caps, CAP_EFFECTIVE, 1, &cap, CAP_CLEAR) < 0 ||
+				 cap_set_flag(caps, CAP_PERMITTED, 1, &cap, CAP_CLEAR) < 0 ||
+				 cap_set_flag(caps, CAP_INHERITABLE, 1, &cap, CAP_CLEAR) < 0)) {
 			rc = -errno;
 			break;
 		}
@@ -389,7 +391,8 @@ static int daemon_start_signals(Daemon *d)
 	for (int i = 0; i < 3; i++) {
 		uv_signal_init(&d->loop, sigs[i]);
 		sigs[i]->data = d;
-		int rc = uv_signal_start(sigs[i], nums[i] == SIGHUP ? daemon_on_hup : daemon_on_stop_signal, nums[i]);
+		int rc = uv_signal_start(sigs[i], nums[i] == SIGHUP ? daemon_on_hup : daemon_on_stop_signal,
+					 nums[i]);
 		if (rc < 0)
 			return rc;
 		uv_unref((uv_handle_t *)sigs[i]);

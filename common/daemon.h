@@ -60,11 +60,14 @@ typedef struct DaemonSpec {
 /** daemon_main() - run a helper from argv to exit. Return: the process exit status. */
 int daemon_main(const DaemonSpec *spec, int argc, char **argv);
 
-/** daemon_reply() - answer @req with @status and a msgpack @body (may be NULL/0). Return 0 or negative errno. */
+/** daemon_reply() - answer @req with @status and a msgpack @body (may be NULL/0). Return 0 or negative errno.
+ */
 int daemon_reply(Daemon *d, const Envelope *req, int32_t status, const void *body, size_t body_len);
 
-/** daemon_send_event() - send event @method about client @connection_id to agentd. Return 0 or negative errno. */
-int daemon_send_event(Daemon *d, uint64_t connection_id, const char *method, const void *body, size_t body_len);
+/** daemon_send_event() - send event @method about client @connection_id to agentd. Return 0 or negative
+ * errno. */
+int daemon_send_event(Daemon *d, uint64_t connection_id, const char *method, const void *body,
+		      size_t body_len);
 
 /** daemon_config() - the daemon's current configuration (replaced on SIGHUP). */
 const Config *daemon_config(const Daemon *d);
@@ -72,7 +75,8 @@ const Config *daemon_config(const Daemon *d);
 /** daemon_loop() - the daemon's libuv loop. */
 uv_loop_t *daemon_loop(Daemon *d);
 
-/** daemon_keep_capabilities() - clear every capability but @keep from all sets. Return 0 or negative errno. */
+/** daemon_keep_capabilities() - clear every capability but @keep from all sets. Return 0 or negative errno.
+ */
 int daemon_keep_capabilities(const char *name, const cap_value_t *keep, size_t keep_count);
 
 /** daemon_drop_privileges() - no_new_privs and an empty capability set (see the comment inside). */

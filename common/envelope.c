@@ -164,7 +164,8 @@ static int read_fields(const msgpack_object *f, Envelope *out)
 	    (rc = read_text(&f[4], out->source, ENVELOPE_NAME_MAX)) < 0 ||
 	    (rc = read_text(&f[5], out->destination, ENVELOPE_NAME_MAX)) < 0 ||
 	    (rc = read_text(&f[6], out->method, ENVELOPE_METHOD_MAX)) < 0 ||
-	    (rc = read_uint(&f[7], UINT64_MAX, &out->connection_id)) < 0 || (rc = read_int32(&f[8], &out->status)) < 0)
+	    (rc = read_uint(&f[7], UINT64_MAX, &out->connection_id)) < 0 ||
+	    (rc = read_int32(&f[8], &out->status)) < 0)
 		return rc;
 	if (f[9].type != MSGPACK_OBJECT_BIN)
 		return -EBADMSG;
@@ -172,7 +173,6 @@ static int read_fields(const msgpack_object *f, Envelope *out)
 	out->body_len = f[9].via.bin.size;
 	return envelope_validate(out);
 }
-
 
 /* Size of the scalar, str or bin element at @p (header included), or 0 when it is a container,
  * an ext, truncated or reserved. msgpack-c allocates container storage from declared counts, so
@@ -187,14 +187,38 @@ static size_t scan_flat_element(const uint8_t *p, size_t avail)
 		body = t & 0x1f;
 	} else {
 		switch (t) {
-		case 0xcc: case 0xd0: body = 1; break;
-		case 0xcd: case 0xd1: body = 2; break;
-		case 0xce: case 0xd2: case 0xca: body = 4; break;
-		case 0xcf: case 0xd3: case 0xcb: body = 8; break;
-		case 0xc4: case 0xd9: head = 2; break;
-		case 0xc5: case 0xda: head = 3; break;
-		case 0xc6: case 0xdb: head = 5; break;
-		default: return 0;
+		case 0xcc:
+		case 0xd0:
+			body = 1;
+			break;
+		case 0xcd:
+		case 0xd1:
+			body = 2;
+			break;
+		case 0xce:
+		case 0xd2:
+		case 0xca:
+			body = 4;
+			break;
+		case 0xcf:
+		case 0xd3:
+		case 0xcb:
+			body = 8;
+			break;
+		case 0xc4:
+		case 0xd9:
+			head = 2;
+			break;
+		case 0xc5:
+		case 0xda:
+			head = 3;
+			break;
+		case 0xc6:
+		case 0xdb:
+			head = 5;
+			break;
+		default:
+			return 0;
 		}
 		if (head > 1) {
 			if (avail < head)
@@ -213,10 +237,17 @@ static size_t scan_bin_declared_size(const uint8_t *p, size_t avail)
 {
 	size_t head, size = 0;
 	switch (p[0]) {
-	case 0xc4: head = 2; break;
-	case 0xc5: head = 3; break;
-	case 0xc6: head = 5; break;
-	default: return 0;
+	case 0xc4:
+		head = 2;
+		break;
+	case 0xc5:
+		head = 3;
+		break;
+	case 0xc6:
+		head = 5;
+		break;
+	default:
+		return 0;
 	}
 	if (avail < head)
 		return 0;

@@ -127,7 +127,7 @@ typedef struct RoundTripCase {
 	uint64_t id, correlation_id, connection_id;
 	int32_t status;
 	const char *source, *destination, *method; /* NULL: keep valid_envelope()'s */
-	size_t body_len;                          /* bytes of a patterned body; SIZE_MAX: none */
+	size_t body_len;			   /* bytes of a patterned body; SIZE_MAX: none */
 } RoundTripCase;
 
 #define NAME31 "abcdefghijklmnopqrstuvwxyz_0123"
@@ -269,17 +269,17 @@ static void test_wire_layout(void **state)
 	msgpack_unpacked_destroy(&u);
 	/* Byte for byte, with every integer in msgpack's shortest form (agentd-ipc(7)). */
 	static const uint8_t want[] = {
-		0x9a,                                                 /* fixarray of 10 */
-		0x01,                                                 /* version: positive fixint */
-		0x01,                                                 /* kind: response */
+		0x9a,						      /* fixarray of 10 */
+		0x01,						      /* version: positive fixint */
+		0x01,						      /* kind: response */
 		0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* id: uint64 */
 		0xcf, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, /* correlation_id: uint64 */
-		0xa6, 'a', 'g', 'e', 'n', 't', 'd',                   /* source: fixstr */
-		0xa5, 'e', 'x', 'e', 'c', 'd',                        /* destination: fixstr */
-		0xa0,                                                 /* method: empty fixstr */
-		0x63,                                                 /* connection_id 99: fixint */
-		0xd0, 0x8f,                                           /* status -113: int8 */
-		0xc4, 0x05, 0x81, 0xa2, 'o', 'k', 0xc3,               /* body: bin8 */
+		0xa6, 'a',  'g',  'e',	'n',  't',  'd',	      /* source: fixstr */
+		0xa5, 'e',  'x',  'e',	'c',  'd',		      /* destination: fixstr */
+		0xa0,						      /* method: empty fixstr */
+		0x63,						      /* connection_id 99: fixint */
+		0xd0, 0x8f,					      /* status -113: int8 */
+		0xc4, 0x05, 0x81, 0xa2, 'o',  'k',  0xc3,	      /* body: bin8 */
 	};
 	assert_int_equal(sb.size, sizeof(want));
 	assert_memory_equal(sb.data, want, sizeof(want));
@@ -290,19 +290,19 @@ static void test_wire_layout(void **state)
 
 typedef enum ValueKind {
 	V_DEFAULT = 0, /* the valid request field at this position */
-	V_UINT,        /* msgpack_pack_uint64(u) */
-	V_INT,         /* msgpack_pack_int64(i) */
+	V_UINT,	       /* msgpack_pack_uint64(u) */
+	V_INT,	       /* msgpack_pack_int64(i) */
 	V_UINT64_WIDE, /* 0xcf + 8 bytes even for small u: non-minimal but valid msgpack */
-	V_STR,         /* str of s[0..len) (may hold NUL) */
+	V_STR,	       /* str of s[0..len) (may hold NUL) */
 	V_STR16,       /* 0xda header even for short s: valid msgpack */
-	V_BIN,         /* bin of s[0..len) */
+	V_BIN,	       /* bin of s[0..len) */
 	V_NIL,
 	V_TRUE,
 	V_FLOAT,
 	V_DOUBLE,
-	V_ARRAY1,      /* [nil] */
-	V_MAP1,        /* {"k": nil} */
-	V_RAW,         /* s[0..len) appended verbatim */
+	V_ARRAY1, /* [nil] */
+	V_MAP1,	  /* {"k": nil} */
+	V_RAW,	  /* s[0..len) appended verbatim */
 } ValueKind;
 
 typedef struct Value {
@@ -313,12 +313,30 @@ typedef struct Value {
 	size_t len;
 } Value;
 
-#define U(x) { .kind = V_UINT, .u = (x) }
-#define I(x) { .kind = V_INT, .i = (x) }
-#define S(x) { .kind = V_STR, .s = (x), .len = sizeof(x) - 1 }
-#define B(x) { .kind = V_BIN, .s = (x), .len = sizeof(x) - 1 }
-#define RAW(x) { .kind = V_RAW, .s = (x), .len = sizeof(x) - 1 }
-#define NIL { .kind = V_NIL }
+#define U(x)                                                                                                 \
+	{                                                                                                    \
+		.kind = V_UINT, .u = (x)                                                                     \
+	}
+#define I(x)                                                                                                 \
+	{                                                                                                    \
+		.kind = V_INT, .i = (x)                                                                      \
+	}
+#define S(x)                                                                                                 \
+	{                                                                                                    \
+		.kind = V_STR, .s = (x), .len = sizeof(x) - 1                                                \
+	}
+#define B(x)                                                                                                 \
+	{                                                                                                    \
+		.kind = V_BIN, .s = (x), .len = sizeof(x) - 1                                                \
+	}
+#define RAW(x)                                                                                               \
+	{                                                                                                    \
+		.kind = V_RAW, .s = (x), .len = sizeof(x) - 1                                                \
+	}
+#define NIL                                                                                                  \
+	{                                                                                                    \
+		.kind = V_NIL                                                                                \
+	}
 
 static void pack_value(msgpack_packer *pk, msgpack_sbuffer *sb, const Value *v)
 {
@@ -387,9 +405,9 @@ static const Value default_fields[ENVELOPE_FIELDS] = {
 };
 
 typedef struct BuildSpec {
-	unsigned count;          /* array elements; 0 means 10 */
+	unsigned count;		      /* array elements; 0 means 10 */
 	Value f[ENVELOPE_FIELDS + 2]; /* per-field override, V_DEFAULT keeps default_fields[] */
-	const char *trail;       /* bytes appended after the array */
+	const char *trail;	      /* bytes appended after the array */
 	size_t trail_len;
 } BuildSpec;
 
@@ -424,14 +442,32 @@ typedef struct HandValidCase {
 static const HandValidCase hand_valid_cases[] = {
 	{ "defaults", { 0 }, 7, "agentd", 5 },
 	{ "uint64 spelling of small ints",
-	  { .f = { { .kind = V_UINT64_WIDE, .u = 1 }, { .kind = V_UINT64_WIDE, .u = 0 },
+	  { .f = { { .kind = V_UINT64_WIDE, .u = 1 },
+		   { .kind = V_UINT64_WIDE, .u = 0 },
 		   { .kind = V_UINT64_WIDE, .u = 42 } } },
-	  42, "agentd", 5 },
-	{ "str8 source", { .f[4] = RAW("\xd9\x05" "authd") }, 7, "authd", 5 },
+	  42,
+	  "agentd",
+	  5 },
+	{ "str8 source",
+	  { .f[4] = RAW("\xd9\x05"
+			"authd") },
+	  7,
+	  "authd",
+	  5 },
 	{ "str16 source", { .f[4] = { .kind = V_STR16, .s = "watchd", .len = 6 } }, 7, "watchd", 5 },
-	{ "str32 source", { .f[4] = RAW("\xdb\x00\x00\x00\x04" "a_b9") }, 7, "a_b9", 5 },
+	{ "str32 source",
+	  { .f[4] = RAW("\xdb\x00\x00\x00\x04"
+			"a_b9") },
+	  7,
+	  "a_b9",
+	  5 },
 	{ "bin16 empty body", { .f[9] = RAW("\xc5\x00\x00") }, 7, "agentd", 0 },
-	{ "bin32 body", { .f[9] = RAW("\xc6\x00\x00\x00\x02" "\x80\x80") }, 7, "agentd", 2 },
+	{ "bin32 body",
+	  { .f[9] = RAW("\xc6\x00\x00\x00\x02"
+			"\x80\x80") },
+	  7,
+	  "agentd",
+	  2 },
 	{ "status as uint8", { .f[8] = RAW("\xcc\x00") }, 7, "agentd", 5 },
 };
 
@@ -501,11 +537,15 @@ static const RejectCase reject_cases[] = {
 	/* correlation only on responses, and a status is never positive */
 	{ "request with correlation 7", { .f[3] = U(7) }, -EINVAL },
 	{ "event with correlation 1", { KIND(ENVELOPE_EVENT), .f[3] = U(1) }, -EINVAL },
-	{ "response with status 1", { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[6] = S(""), .f[8] = U(1) }, -EINVAL },
+	{ "response with status 1",
+	  { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[6] = S(""), .f[8] = U(1) },
+	  -EINVAL },
 	/* a status that does not fit int32 is not a status at all */
-	{ "status above INT32_MAX", { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[8] = U(2147483648ull) },
+	{ "status above INT32_MAX",
+	  { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[8] = U(2147483648ull) },
 	  -EBADMSG },
-	{ "status below INT32_MIN", { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[8] = I(-2147483649ll) },
+	{ "status below INT32_MIN",
+	  { KIND(ENVELOPE_RESPONSE), .f[3] = U(1), .f[8] = I(-2147483649ll) },
 	  -EBADMSG },
 	/* service names */
 	{ "empty source", { .f[4] = S("") }, -EINVAL },
@@ -568,21 +608,34 @@ static const RejectCase reject_cases[] = {
 	{ "array as version", { .f[0] = { .kind = V_ARRAY1 } }, -EBADMSG },
 	/* ext types */
 	{ "fixext1 as id", { .f[2] = RAW("\xd4\x01\x07") }, -EBADMSG },
-	{ "fixext16 as status", { .f[8] = RAW("\xd8\x01" "0123456789abcdef") }, -EBADMSG },
+	{ "fixext16 as status",
+	  { .f[8] = RAW("\xd8\x01"
+			"0123456789abcdef") },
+	  -EBADMSG },
 	{ "ext8 as body", { .f[9] = RAW("\xc7\x01\x05\x80") }, -EBADMSG },
 	{ "ext16 as body", { .f[9] = RAW("\xc8\x00\x01\x05\x80") }, -EBADMSG },
 	{ "ext32 as body", { .f[9] = RAW("\xc9\x00\x00\x00\x01\x05\x80") }, -EBADMSG },
 	{ "timestamp ext as connection", { .f[7] = RAW("\xd6\xff\x00\x00\x00\x01") }, -EBADMSG },
 	/* body size */
 	{ "bin32 declaring max+1, 4 bytes present",
-	  { .f[9] = RAW("\xc6\x00\x80\x00\x01" "\x80\x80\x80\x80") }, -EMSGSIZE },
+	  { .f[9] = RAW("\xc6\x00\x80\x00\x01"
+			"\x80\x80\x80\x80") },
+	  -EMSGSIZE },
 	{ "bin32 declaring 4 GiB - 1, nothing present", { .f[9] = RAW("\xc6\xff\xff\xff\xff") }, -EMSGSIZE },
 	/* exactly the limit declared but not present is truncated, not too large */
-	{ "bin32 declaring max, 4 bytes present", { .f[9] = RAW("\xc6\x00\x80\x00\x00" "\x80\x80\x80\x80") },
+	{ "bin32 declaring max, 4 bytes present",
+	  { .f[9] = RAW("\xc6\x00\x80\x00\x00"
+			"\x80\x80\x80\x80") },
 	  -EBADMSG },
 	{ "bin8 declaring 10, 2 present", { .f[9] = RAW("\xc4\x0a\x80\x80") }, -EBADMSG },
-	{ "str8 source declaring 200, 3 present", { .f[4] = RAW("\xd9\xc8" "abc") }, -EBADMSG },
-	{ "str32 method declaring 4 GiB - 1", { .f[6] = RAW("\xdb\xff\xff\xff\xff" "ab") }, -EBADMSG },
+	{ "str8 source declaring 200, 3 present",
+	  { .f[4] = RAW("\xd9\xc8"
+			"abc") },
+	  -EBADMSG },
+	{ "str32 method declaring 4 GiB - 1",
+	  { .f[6] = RAW("\xdb\xff\xff\xff\xff"
+			"ab") },
+	  -EBADMSG },
 	{ "truncated bin32 header", { .count = 10, .f[9] = RAW("\xc6\x00\x80") }, -EBADMSG },
 	/* the version is read first, then the fields in order (agentd-ipc(7)) */
 	{ "version 2 and id 0", { .f[0] = U(2), .f[2] = U(0) }, -EPROTONOSUPPORT },
@@ -641,7 +694,10 @@ typedef struct RawCase {
 	int rc;
 } RawCase;
 
-#define RAWCASE(n, b, r) { n, b, sizeof(b) - 1, r }
+#define RAWCASE(n, b, r)                                                                                     \
+	{                                                                                                    \
+		n, b, sizeof(b) - 1, r                                                                       \
+	}
 
 static const RawCase raw_cases[] = {
 	{ "empty input", "", 0, -EBADMSG },
@@ -652,7 +708,10 @@ static const RawCase raw_cases[] = {
 		"\x8a\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0"
 		"\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0",
 		-EBADMSG),
-	RAWCASE("str", "\xa3" "abc", -EBADMSG),
+	RAWCASE("str",
+		"\xa3"
+		"abc",
+		-EBADMSG),
 	RAWCASE("bin", "\xc4\x01\x00", -EBADMSG),
 	RAWCASE("empty array", "\x90", -EBADMSG),
 	RAWCASE("fixarray 10 header only", "\x9a", -EBADMSG),
@@ -704,7 +763,10 @@ typedef struct HugeCase {
 	size_t len;
 } HugeCase;
 
-#define HUGE(n, f, h) { n, f, h, sizeof(h) - 1 }
+#define HUGE(n, f, h)                                                                                        \
+	{                                                                                                    \
+		n, f, h, sizeof(h) - 1                                                                       \
+	}
 
 static const HugeCase huge_cases[] = {
 	HUGE("array32 2^31 as body", 9, "\xdd\x80\x00\x00\x00"),
@@ -914,32 +976,82 @@ static const ValidateCase validate_cases[] = {
 static void mutate(Envelope *env, Mutation m)
 {
 	switch (m) {
-	case M_VERSION_0: env->version = 0; break;
-	case M_VERSION_2: env->version = 2; break;
-	case M_KIND_4: env->kind = (EnvelopeKind)4; break;
-	case M_KIND_NEGATIVE: env->kind = (EnvelopeKind)-1; break;
-	case M_ID_0: env->id = 0; break;
-	case M_RESPONSE_CORRELATION_0: env->correlation_id = 0; break;
-	case M_REQUEST_STATUS: env->status = 1; break;
-	case M_EVENT_STATUS: env->status = -113; break;
-	case M_CREDIT_STATUS: env->status = INT32_MIN; break;
-	case M_SOURCE_EMPTY: env->source[0] = '\0'; break;
-	case M_SOURCE_32: memset(env->source, 'a', 32); break; /* fills the array: no NUL */
-	case M_SOURCE_UNTERMINATED: memset(env->source, 'z', sizeof(env->source)); break;
-	case M_SOURCE_UPPER: strcpy(env->source, "agentD"); break;
-	case M_SOURCE_SLASH: strcpy(env->source, "a/b"); break;
-	case M_DEST_EMPTY: env->destination[0] = '\0'; break;
-	case M_DEST_32: memset(env->destination, 'b', 32); break;
-	case M_DEST_UPPER: strcpy(env->destination, "Execd"); break;
-	case M_DEST_SLASH: strcpy(env->destination, "execd/"); break;
+	case M_VERSION_0:
+		env->version = 0;
+		break;
+	case M_VERSION_2:
+		env->version = 2;
+		break;
+	case M_KIND_4:
+		env->kind = (EnvelopeKind)4;
+		break;
+	case M_KIND_NEGATIVE:
+		env->kind = (EnvelopeKind)-1;
+		break;
+	case M_ID_0:
+		env->id = 0;
+		break;
+	case M_RESPONSE_CORRELATION_0:
+		env->correlation_id = 0;
+		break;
+	case M_REQUEST_STATUS:
+		env->status = 1;
+		break;
+	case M_EVENT_STATUS:
+		env->status = -113;
+		break;
+	case M_CREDIT_STATUS:
+		env->status = INT32_MIN;
+		break;
+	case M_SOURCE_EMPTY:
+		env->source[0] = '\0';
+		break;
+	case M_SOURCE_32:
+		memset(env->source, 'a', 32);
+		break; /* fills the array: no NUL */
+	case M_SOURCE_UNTERMINATED:
+		memset(env->source, 'z', sizeof(env->source));
+		break;
+	case M_SOURCE_UPPER:
+		strcpy(env->source, "agentD");
+		break;
+	case M_SOURCE_SLASH:
+		strcpy(env->source, "a/b");
+		break;
+	case M_DEST_EMPTY:
+		env->destination[0] = '\0';
+		break;
+	case M_DEST_32:
+		memset(env->destination, 'b', 32);
+		break;
+	case M_DEST_UPPER:
+		strcpy(env->destination, "Execd");
+		break;
+	case M_DEST_SLASH:
+		strcpy(env->destination, "execd/");
+		break;
 	case M_METHOD_EMPTY_REQUEST:
-	case M_METHOD_EMPTY_EVENT: env->method[0] = '\0'; break;
-	case M_METHOD_64: memset(env->method, 'm', 64); break;
-	case M_METHOD_SPACE: strcpy(env->method, "a b"); break;
-	case M_METHOD_QUOTE: strcpy(env->method, "a\"b"); break;
-	case M_BODY_OVER: env->body_len = ENVELOPE_MAX_BODY_BYTES + 1; break;
-	case M_BODY_WAY_OVER: env->body_len = SIZE_MAX; break;
-	case M_BODY_NULL: env->body = NULL; break;
+	case M_METHOD_EMPTY_EVENT:
+		env->method[0] = '\0';
+		break;
+	case M_METHOD_64:
+		memset(env->method, 'm', 64);
+		break;
+	case M_METHOD_SPACE:
+		strcpy(env->method, "a b");
+		break;
+	case M_METHOD_QUOTE:
+		strcpy(env->method, "a\"b");
+		break;
+	case M_BODY_OVER:
+		env->body_len = ENVELOPE_MAX_BODY_BYTES + 1;
+		break;
+	case M_BODY_WAY_OVER:
+		env->body_len = SIZE_MAX;
+		break;
+	case M_BODY_NULL:
+		env->body = NULL;
+		break;
 	}
 }
 
@@ -1024,9 +1136,9 @@ typedef struct NameCase {
 } NameCase;
 
 static const NameCase name_cases[] = {
-	{ "agentd", 1 }, { "a", 1 }, { "_", 1 }, { "0", 1 }, { NAME31, 1 },
-	{ "", 0 }, { NAME31 "x", 0 }, { "Agentd", 0 }, { "a/b", 0 }, { "a-b", 0 }, { "a.b", 0 },
-	{ "a b", 0 }, { "\xc3\xa9", 0 }, { "agentd\n", 0 },
+	{ "agentd", 1 }, { "a", 1 },	    { "_", 1 },	       { "0", 1 },	  { NAME31, 1 },
+	{ "", 0 },	 { NAME31 "x", 0 }, { "Agentd", 0 },   { "a/b", 0 },	  { "a-b", 0 },
+	{ "a.b", 0 },	 { "a b", 0 },	    { "\xc3\xa9", 0 }, { "agentd\n", 0 },
 };
 
 static void test_name_is_valid(void **state)

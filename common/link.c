@@ -83,7 +83,8 @@ static void link_pipe_added_pre(nng_pipe pipe, Link *link)
 	uint64_t pid = 0;
 	if (nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_UID, &uid) != 0 ||
 	    (uid != (uint64_t)link->allowed_uid && uid != 0)) {
-		log_warn("link %s: refusing peer with uid %lld", link->url, uid == UINT64_MAX ? -1LL : (long long)uid);
+		log_warn("link %s: refusing peer with uid %lld", link->url,
+			 uid == UINT64_MAX ? -1LL : (long long)uid);
 		nng_pipe_close(pipe);
 		return;
 	}
@@ -210,7 +211,8 @@ int link_send(Link *link, const Envelope *env)
 	if (nng_msg_alloc(&msg, 0) != 0)
 		return -ENOMEM;
 	/* One allocation sized for the whole envelope: the body is copied exactly once. */
-	if (nng_msg_reserve(msg, env->body_len + 192) != 0 || (rc = envelope_encode(env, link_msg_write, msg)) < 0) {
+	if (nng_msg_reserve(msg, env->body_len + 192) != 0 ||
+	    (rc = envelope_encode(env, link_msg_write, msg)) < 0) {
 		nng_msg_free(msg);
 		return rc < 0 ? rc : -ENOMEM;
 	}
@@ -296,7 +298,8 @@ static int link_start(Link *link, LinkMode mode)
 	return uv_poll_start(&link->recv_poll, UV_READABLE, link_on_readable);
 }
 
-int link_open(uv_loop_t *loop, LinkMode mode, const char *url, const LinkEvents *events, void *ctx, Link **out)
+int link_open(uv_loop_t *loop, LinkMode mode, const char *url, const LinkEvents *events, void *ctx,
+	      Link **out)
 {
 	if (strncmp(url, "ipc://", 6) != 0 || strlen(url) >= sizeof(((Link *)0)->url))
 		return -EINVAL;
@@ -317,7 +320,8 @@ int link_open(uv_loop_t *loop, LinkMode mode, const char *url, const LinkEvents 
 	link->open_handles = 1;
 	rc = link_start(link, mode);
 	if (rc < 0) {
-		log_error("link %s: cannot %s: %s", url, mode == LINK_LISTEN ? "listen" : "dial", strerror(-rc));
+		log_error("link %s: cannot %s: %s", url, mode == LINK_LISTEN ? "listen" : "dial",
+			  strerror(-rc));
 		link_free(link);
 		return rc;
 	}

@@ -33,7 +33,8 @@ typedef enum LinkMode { LINK_LISTEN, LINK_DIAL } LinkMode;
  * neither ours nor root are refused before their first message.
  * Return: 0 and *out, or a negative errno.
  */
-int link_open(uv_loop_t *loop, LinkMode mode, const char *url, const LinkEvents *events, void *ctx, Link **out);
+int link_open(uv_loop_t *loop, LinkMode mode, const char *url, const LinkEvents *events, void *ctx,
+	      Link **out);
 
 /**
  * link_send() - encode and send @env without blocking.

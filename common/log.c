@@ -60,8 +60,9 @@ void log_write(LogLevel level, const char *fmt, ...)
 	struct tm tm;
 	gettimeofday(&now, NULL);
 	gmtime_r(&now.tv_sec, &tm);
-	int head = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s: ",
-			    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	int head = snprintf(line, sizeof(line),
+			    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s: ", tm.tm_year + 1900,
+			    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 			    (long)(now.tv_usec / 1000), log_ident, (long)getpid(), log_level_names[level]);
 	va_list ap;
 	va_start(ap, fmt);
@@ -69,7 +70,8 @@ void log_write(LogLevel level, const char *fmt, ...)
 	va_end(ap);
 	size_t len = (size_t)head;
 	if (body > 0)
-		len += (size_t)body < sizeof(line) - (size_t)head - 1 ? (size_t)body : sizeof(line) - (size_t)head - 2;
+		len += (size_t)body < sizeof(line) - (size_t)head - 1 ? (size_t)body
+								      : sizeof(line) - (size_t)head - 2;
 	log_scrub(line + head, len - (size_t)head);
 	line[len++] = '\n';
 	/* One write per line so lines of concurrent processes never interleave. */

@@ -16,7 +16,8 @@ int mp_body_parse(const uint8_t *data, size_t len, MpBody *body)
 	}
 	size_t offset = 0;
 	msgpack_unpack_return ret = msgpack_unpack_next(&body->unpacked, (const char *)data, len, &offset);
-	if (ret != MSGPACK_UNPACK_SUCCESS || offset != len || body->unpacked.data.type != MSGPACK_OBJECT_MAP) {
+	if (ret != MSGPACK_UNPACK_SUCCESS || offset != len ||
+	    body->unpacked.data.type != MSGPACK_OBJECT_MAP) {
 		msgpack_unpacked_destroy(&body->unpacked);
 		return -EBADMSG;
 	}

@@ -22,34 +22,73 @@ typedef struct ParseCase {
 	uint32_t entries; /* map size when rc == 0 */
 } ParseCase;
 
-#define PC(n, b, rc, e) { n, b, sizeof(b) - 1, rc, e }
+#define PC(n, b, rc, e)                                                                                      \
+	{                                                                                                    \
+		n, b, sizeof(b) - 1, rc, e                                                                   \
+	}
 
 static const ParseCase parse_cases[] = {
 	/* happy */
 	{ "empty body is an empty map", "", 0, 0, 0 },
 	PC("empty fixmap", "\x80", 0, 0),
-	PC("one entry", "\x81\xa1" "a" "\x01", 0, 1),
-	PC("map16 spelling", "\xde\x00\x02\xa1" "a" "\x01\xa1" "b" "\xc2", 0, 2),
+	PC("one entry",
+	   "\x81\xa1"
+	   "a"
+	   "\x01",
+	   0, 1),
+	PC("map16 spelling",
+	   "\xde\x00\x02\xa1"
+	   "a"
+	   "\x01\xa1"
+	   "b"
+	   "\xc2",
+	   0, 2),
 	PC("map32 spelling of empty", "\xdf\x00\x00\x00\x00", 0, 0),
-	PC("nested values", "\x81\xa1" "a" "\x81\xa1" "b" "\x92\x01\x02", 0, 1),
-	PC("non-string key", "\x81\x07\xa1" "x", 0, 1),
+	PC("nested values",
+	   "\x81\xa1"
+	   "a"
+	   "\x81\xa1"
+	   "b"
+	   "\x92\x01\x02",
+	   0, 1),
+	PC("non-string key",
+	   "\x81\x07\xa1"
+	   "x",
+	   0, 1),
 	/* failures */
 	PC("nil", "\xc0", -EBADMSG, 0),
 	PC("positive int", "\x01", -EBADMSG, 0),
-	PC("string", "\xa1" "a", -EBADMSG, 0),
+	PC("string",
+	   "\xa1"
+	   "a",
+	   -EBADMSG, 0),
 	PC("empty array", "\x90", -EBADMSG, 0),
 	PC("array of a map", "\x91\x80", -EBADMSG, 0),
 	PC("bin holding a map", "\xc4\x01\x80", -EBADMSG, 0),
 	PC("trailing map", "\x80\x80", -EBADMSG, 0),
-	PC("trailing nil", "\x81\xa1" "a" "\x01\xc0", -EBADMSG, 0),
+	PC("trailing nil",
+	   "\x81\xa1"
+	   "a"
+	   "\x01\xc0",
+	   -EBADMSG, 0),
 	PC("trailing zero byte", "\x80\x00", -EBADMSG, 0),
-	PC("truncated: value missing", "\x81\xa1" "a", -EBADMSG, 0),
+	PC("truncated: value missing",
+	   "\x81\xa1"
+	   "a",
+	   -EBADMSG, 0),
 	PC("truncated: header only", "\x81", -EBADMSG, 0),
-	PC("truncated: key string cut", "\x81\xa5" "ab", -EBADMSG, 0),
+	PC("truncated: key string cut",
+	   "\x81\xa5"
+	   "ab",
+	   -EBADMSG, 0),
 	PC("truncated: map16 header", "\xde\x00", -EBADMSG, 0),
 	PC("map32 claiming 2^16 entries, none present", "\xdf\x00\x01\x00\x00", -EBADMSG, 0),
 	PC("reserved byte", "\xc1", -EBADMSG, 0),
-	PC("reserved byte as value", "\x81\xa1" "a" "\xc1", -EBADMSG, 0),
+	PC("reserved byte as value",
+	   "\x81\xa1"
+	   "a"
+	   "\xc1",
+	   -EBADMSG, 0),
 };
 
 static void test_body_parse(void **state)
@@ -80,8 +119,16 @@ static void test_body_parse(void **state)
 static void test_body_parse_prefixes(void **state)
 {
 	(void)state;
-	static const char whole[] = "\x83\xa4" "name" "\xa5" "execd" "\xa1" "n" "\xcd\x01\x2c"
-				    "\xa4" "flag" "\xc3";
+	static const char whole[] = "\x83\xa4"
+				    "name"
+				    "\xa5"
+				    "execd"
+				    "\xa1"
+				    "n"
+				    "\xcd\x01\x2c"
+				    "\xa4"
+				    "flag"
+				    "\xc3";
 	size_t len = sizeof(whole) - 1;
 	MpBody body;
 	assert_int_equal(mp_body_parse((const uint8_t *)whole, len, &body), 0);
@@ -149,7 +196,7 @@ typedef struct GetCase {
 	size_t max_len; /* GET_STR */
 	int rc;
 	const char *str; /* expected GET_STR value */
-	uint64_t u64;    /* expected GET_U64 value, or GET_BOOL as 0/1 */
+	uint64_t u64;	 /* expected GET_U64 value, or GET_BOOL as 0/1 */
 } GetCase;
 
 static const GetCase get_cases[] = {
@@ -281,24 +328,62 @@ typedef struct PackCase {
 static char long_text[70001]; /* str32 territory, filled in main() */
 
 static const PackCase pack_cases[] = {
-	{ "str", GET_STR, "name", "execd", 0, false, BYTES("\xa4" "name" "\xa5" "execd") },
-	{ "empty str", GET_STR, "e", "", 0, false, BYTES("\xa1" "e" "\xa0") },
+	{ "str", GET_STR, "name", "execd", 0, false,
+	  BYTES("\xa4"
+		"name"
+		"\xa5"
+		"execd") },
+	{ "empty str", GET_STR, "e", "", 0, false,
+	  BYTES("\xa1"
+		"e"
+		"\xa0") },
 	{ "31-byte str is fixstr", GET_STR, "k", "0123456789012345678901234567890", 0, false,
-	  BYTES("\xa1" "k" "\xbf" "0123456789012345678901234567890") },
+	  BYTES("\xa1"
+		"k"
+		"\xbf"
+		"0123456789012345678901234567890") },
 	{ "32-byte str is str8", GET_STR, "k", "01234567890123456789012345678901", 0, false,
-	  BYTES("\xa1" "k" "\xd9\x20" "01234567890123456789012345678901") },
+	  BYTES("\xa1"
+		"k"
+		"\xd9\x20"
+		"01234567890123456789012345678901") },
 	{ "70000-byte str", GET_STR, "long", long_text, 0, false, NULL, 0 },
-	{ "u64 0", GET_U64, "n", NULL, 0, false, BYTES("\xa1" "n" "\x00") },
-	{ "u64 127", GET_U64, "n", NULL, 127, false, BYTES("\xa1" "n" "\x7f") },
-	{ "u64 128", GET_U64, "n", NULL, 128, false, BYTES("\xa1" "n" "\xcc\x80") },
-	{ "u64 300", GET_U64, "n", NULL, 300, false, BYTES("\xa1" "n" "\xcd\x01\x2c") },
-	{ "u64 65536", GET_U64, "n", NULL, 65536, false, BYTES("\xa1" "n" "\xce\x00\x01\x00\x00") },
+	{ "u64 0", GET_U64, "n", NULL, 0, false,
+	  BYTES("\xa1"
+		"n"
+		"\x00") },
+	{ "u64 127", GET_U64, "n", NULL, 127, false,
+	  BYTES("\xa1"
+		"n"
+		"\x7f") },
+	{ "u64 128", GET_U64, "n", NULL, 128, false,
+	  BYTES("\xa1"
+		"n"
+		"\xcc\x80") },
+	{ "u64 300", GET_U64, "n", NULL, 300, false,
+	  BYTES("\xa1"
+		"n"
+		"\xcd\x01\x2c") },
+	{ "u64 65536", GET_U64, "n", NULL, 65536, false,
+	  BYTES("\xa1"
+		"n"
+		"\xce\x00\x01\x00\x00") },
 	{ "u64 2^32", GET_U64, "n", NULL, 1ull << 32, false,
-	  BYTES("\xa1" "n" "\xcf\x00\x00\x00\x01\x00\x00\x00\x00") },
+	  BYTES("\xa1"
+		"n"
+		"\xcf\x00\x00\x00\x01\x00\x00\x00\x00") },
 	{ "u64 max", GET_U64, "n", NULL, UINT64_MAX, false,
-	  BYTES("\xa1" "n" "\xcf\xff\xff\xff\xff\xff\xff\xff\xff") },
-	{ "bool true", GET_BOOL, "ok", NULL, 0, true, BYTES("\xa2" "ok" "\xc3") },
-	{ "bool false", GET_BOOL, "ok", NULL, 0, false, BYTES("\xa2" "ok" "\xc2") },
+	  BYTES("\xa1"
+		"n"
+		"\xcf\xff\xff\xff\xff\xff\xff\xff\xff") },
+	{ "bool true", GET_BOOL, "ok", NULL, 0, true,
+	  BYTES("\xa2"
+		"ok"
+		"\xc3") },
+	{ "bool false", GET_BOOL, "ok", NULL, 0, false,
+	  BYTES("\xa2"
+		"ok"
+		"\xc2") },
 };
 
 static int pack_one(msgpack_packer *pk, const PackCase *c)
@@ -366,7 +451,11 @@ static void test_pack_cstr(void **state)
 	assert_int_equal(mp_pack_cstr(&pk, "abc"), 0);
 	assert_int_equal(mp_pack_cstr(&pk, ""), 0);
 	assert_int_equal(sb.size, 5);
-	assert_memory_equal(sb.data, "\xa3" "abc" "\xa0", 5);
+	assert_memory_equal(sb.data,
+			    "\xa3"
+			    "abc"
+			    "\xa0",
+			    5);
 	msgpack_sbuffer_destroy(&sb);
 }
 

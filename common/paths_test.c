@@ -133,9 +133,9 @@ typedef struct NormalCase {
 } NormalCase;
 
 static const NormalCase normal_cases[] = {
-	{ "/", 1 }, { "/a", 1 }, { "/a/b/c", 1 }, { "/.../x", 1 }, { "/a/.b", 1 },
-	{ NULL, 0 }, { "", 0 }, { "a/b", 0 }, { "./a", 0 }, { "/a/", 0 }, { "//a", 0 }, { "/a//b", 0 },
-	{ "/a/./b", 0 }, { "/a/../b", 0 }, { "/..", 0 }, { "/.", 0 }, { "/a/.", 0 },
+	{ "/", 1 },	 { "/a", 1 },	   { "/a/b/c", 1 }, { "/.../x", 1 }, { "/a/.b", 1 }, { NULL, 0 },
+	{ "", 0 },	 { "a/b", 0 },	   { "./a", 0 },    { "/a/", 0 },    { "//a", 0 },   { "/a//b", 0 },
+	{ "/a/./b", 0 }, { "/a/../b", 0 }, { "/..", 0 },    { "/.", 0 },     { "/a/.", 0 },
 };
 
 static void test_is_normal_absolute(void **state)
@@ -191,7 +191,7 @@ typedef struct RuntimeCase {
 	const char *name;
 	const char *agentd; /* AGENTD_RUNTIME_DIR, NULL: unset */
 	const char *xdg;    /* XDG_RUNTIME_DIR, NULL: unset */
-	size_t out_len;     /* 0: AGENTD_PATH_MAX */
+	size_t out_len;	    /* 0: AGENTD_PATH_MAX */
 	int rc;
 	const char *want;
 } RuntimeCase;

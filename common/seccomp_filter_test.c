@@ -167,10 +167,14 @@ static void test_profile_adds_syscalls(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_base_refuses_execve),     cmocka_unit_test(test_base_refuses_inet_sockets),
-		cmocka_unit_test(test_base_allows_unix_sockets), cmocka_unit_test(test_base_refuses_listen),
-		cmocka_unit_test(test_base_allows_reading_files), cmocka_unit_test(test_filter_sets_no_new_privs),
-		cmocka_unit_test(test_profile_adds_inet),        cmocka_unit_test(test_base_refuses_kill),
+		cmocka_unit_test(test_base_refuses_execve),
+		cmocka_unit_test(test_base_refuses_inet_sockets),
+		cmocka_unit_test(test_base_allows_unix_sockets),
+		cmocka_unit_test(test_base_refuses_listen),
+		cmocka_unit_test(test_base_allows_reading_files),
+		cmocka_unit_test(test_filter_sets_no_new_privs),
+		cmocka_unit_test(test_profile_adds_inet),
+		cmocka_unit_test(test_base_refuses_kill),
 		cmocka_unit_test(test_profile_adds_syscalls),
 		cmocka_unit_test(test_read_only_profile_refuses_write_opens),
 		cmocka_unit_test(test_base_allows_write_opens),

@@ -108,7 +108,7 @@ static void parser_locate(const TomlParser *p, size_t offset, int *line, int *co
 }
 
 static int parser_fail(TomlParser *p, size_t offset, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+	__attribute__((format(printf, 3, 4)));
 
 static int parser_fail(TomlParser *p, size_t offset, const char *fmt, ...)
 {
@@ -150,7 +150,7 @@ static void key_describe(const TomlKeyPart *part, char *buf, size_t cap)
 
 /* fmt has exactly one %s, which receives the key's name. */
 static int parser_fail_key_at(TomlParser *p, size_t offset, const TomlKeyPart *part, const char *fmt)
-    __attribute__((format(printf, 4, 0)));
+	__attribute__((format(printf, 4, 0)));
 
 static int parser_fail_key_at(TomlParser *p, size_t offset, const TomlKeyPart *part, const char *fmt)
 {
@@ -161,7 +161,7 @@ static int parser_fail_key_at(TomlParser *p, size_t offset, const TomlKeyPart *p
 }
 
 static int parser_fail_key(TomlParser *p, const TomlKeyPart *part, const char *fmt)
-    __attribute__((format(printf, 3, 0)));
+	__attribute__((format(printf, 3, 0)));
 
 static int parser_fail_key(TomlParser *p, const TomlKeyPart *part, const char *fmt)
 {
@@ -197,7 +197,7 @@ static TomlMetaSlot *meta_find(const TomlMeta *meta, const json_t *node)
 static int meta_grow(TomlMeta *meta)
 {
 	size_t cap = meta->cap ? meta->cap * 2 : 64;
-	TomlMeta bigger = {calloc(cap, sizeof(TomlMetaSlot)), cap, meta->used};
+	TomlMeta bigger = { calloc(cap, sizeof(TomlMetaSlot)), cap, meta->used };
 
 	if (!bigger.slots)
 		return -ENOMEM;
@@ -716,7 +716,7 @@ static int string_parse(TomlParser *p, bool allow_multiline, TomlBuf *out)
 
 static int string_value_parse(TomlParser *p, json_t **out)
 {
-	TomlBuf buf = {0};
+	TomlBuf buf = { 0 };
 	int rc = string_parse(p, true, &buf);
 
 	if (rc == 0) {
@@ -761,7 +761,7 @@ static int bare_key_parse(TomlParser *p, TomlBuf *out)
 
 static int key_part_parse(TomlParser *p, TomlKey *key)
 {
-	TomlBuf buf = {0};
+	TomlBuf buf = { 0 };
 	size_t start = p->pos;
 	int c = peek(p);
 	int rc;
@@ -775,7 +775,7 @@ static int key_part_parse(TomlParser *p, TomlKey *key)
 		free(buf.data);
 		return rc;
 	}
-	key->parts[key->count++] = (TomlKeyPart){buf.data, buf.len, start};
+	key->parts[key->count++] = (TomlKeyPart){ buf.data, buf.len, start };
 	return 0;
 }
 
@@ -860,7 +860,7 @@ static int prefixed_integer_parse(TomlParser *p, size_t start, size_t end, json_
 	char kind = p->src[start + 1];
 	TomlDigitClass is_ok = kind == 'x' ? is_hex_digit : kind == 'o' ? is_octal_digit : is_binary_digit;
 	int base = kind == 'x' ? 16 : kind == 'o' ? 8 : 2;
-	TomlBuf digits = {0};
+	TomlBuf digits = { 0 };
 	size_t i = start + 2;
 	int rc = digits_parse(p, &i, end, is_ok, &digits);
 
@@ -940,8 +940,8 @@ static int decimal_parse(TomlParser *p, size_t start, size_t end, json_t **out)
 	bool negative = s[start] == '-';
 	size_t i = start + (s[start] == '-' || s[start] == '+');
 	size_t int_start = i;
-	TomlBuf text = {0};
-	TomlBuf digits = {0};
+	TomlBuf text = { 0 };
+	TomlBuf digits = { 0 };
 	bool is_float = false;
 	int rc = digits_parse(p, &i, end, is_digit, &digits);
 
@@ -1043,7 +1043,7 @@ static int field_parse(TomlParser *p, size_t *i, size_t end, int min, int max, c
 
 static int days_in_month(int year, int month)
 {
-	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 
 	if (month < 1 || month > 12)
@@ -1463,7 +1463,7 @@ static int keyval_assign(TomlParser *p, json_t *table, int depth, const TomlKey 
 
 static int keyval_parse(TomlParser *p, json_t *table, int depth)
 {
-	TomlKey key = {.count = 0};
+	TomlKey key = { .count = 0 };
 	int rc = key_parse(p, &key);
 
 	if (rc == 0 && peek(p) != '=')
@@ -1581,7 +1581,7 @@ static int header_syntax_parse(TomlParser *p, TomlKey *key, bool *is_array)
 
 static int header_parse(TomlParser *p, json_t *root)
 {
-	TomlKey key = {.count = 0};
+	TomlKey key = { .count = 0 };
 	json_t *table = root;
 	int depth = 0;
 	bool is_array;
@@ -1643,7 +1643,7 @@ static void parser_release(TomlParser *p)
 int toml_parse(const char *text, size_t len, json_t **out, TomlError *err)
 {
 	TomlError scratch;
-	TomlParser p = {.src = text ? text : "", .len = len};
+	TomlParser p = { .src = text ? text : "", .len = len };
 	json_t *root;
 	int rc;
 

@@ -94,7 +94,7 @@ static int ws_span_copy(WsSpan s, char *dst, size_t cap)
 static WsSpan ws_span_next_line(WsSpan *rest)
 {
 	const char *lf = memchr(rest->ptr, '\n', rest->len);
-	WsSpan line = {rest->ptr, (size_t)(lf - rest->ptr) - 1};
+	WsSpan line = { rest->ptr, (size_t)(lf - rest->ptr) - 1 };
 
 	rest->len -= line.len + 2;
 	rest->ptr = lf + 1;
@@ -108,7 +108,7 @@ static bool ws_list_has_token(WsSpan list, const char *token)
 	while (list.len > 0) {
 		const char *comma = memchr(list.ptr, ',', list.len);
 		size_t item_len = comma ? (size_t)(comma - list.ptr) : list.len;
-		WsSpan item = ws_span_trim((WsSpan){list.ptr, item_len});
+		WsSpan item = ws_span_trim((WsSpan){ list.ptr, item_len });
 
 		if (ws_span_equals_nocase(item, token))
 			return true;
@@ -161,7 +161,7 @@ static int ws_target_parse(WsSpan target, WsRequest *req)
 			return -EINVAL;
 	}
 	const char *query = memchr(target.ptr, '?', target.len);
-	WsSpan path = {target.ptr, query ? (size_t)(query - target.ptr) : target.len};
+	WsSpan path = { target.ptr, query ? (size_t)(query - target.ptr) : target.len };
 
 	return ws_span_copy(path, req->path, sizeof(req->path));
 }
@@ -173,14 +173,14 @@ static int ws_request_line_parse(WsSpan line, WsRequest *req)
 
 	if (!sp1)
 		return -EINVAL;
-	WsSpan method = {line.ptr, (size_t)(sp1 - line.ptr)};
-	WsSpan after = {sp1 + 1, line.len - method.len - 1};
+	WsSpan method = { line.ptr, (size_t)(sp1 - line.ptr) };
+	WsSpan after = { sp1 + 1, line.len - method.len - 1 };
 	const char *sp2 = memchr(after.ptr, ' ', after.len);
 
 	if (!sp2)
 		return -EINVAL;
-	WsSpan target = {after.ptr, (size_t)(sp2 - after.ptr)};
-	WsSpan version = {sp2 + 1, after.len - target.len - 1};
+	WsSpan target = { after.ptr, (size_t)(sp2 - after.ptr) };
+	WsSpan version = { sp2 + 1, after.len - target.len - 1 };
 
 	if (!ws_span_is_token(method) || !ws_span_equals(version, "HTTP/1.1"))
 		return -EINVAL;
@@ -256,12 +256,12 @@ static const struct {
 	const char *name;
 	WsHeaderApply apply;
 } ws_header_table[] = {
-    {"upgrade", ws_header_upgrade},
-    {"connection", ws_header_connection},
-    {"sec-websocket-key", ws_header_key},
-    {"sec-websocket-version", ws_header_version},
-    {"authorization", ws_header_authorization},
-    {"origin", ws_header_origin},
+	{ "upgrade", ws_header_upgrade },
+	{ "connection", ws_header_connection },
+	{ "sec-websocket-key", ws_header_key },
+	{ "sec-websocket-version", ws_header_version },
+	{ "authorization", ws_header_authorization },
+	{ "origin", ws_header_origin },
 };
 
 static int ws_header_parse(WsSpan line, WsHeadParse *parse)
@@ -273,8 +273,8 @@ static int ws_header_parse(WsSpan line, WsHeadParse *parse)
 
 	if (!colon)
 		return -EINVAL;
-	WsSpan name = {line.ptr, (size_t)(colon - line.ptr)};
-	WsSpan value = ws_span_trim((WsSpan){colon + 1, line.len - name.len - 1});
+	WsSpan name = { line.ptr, (size_t)(colon - line.ptr) };
+	WsSpan value = ws_span_trim((WsSpan){ colon + 1, line.len - name.len - 1 });
 
 	/* Also refuses "Name :" - whitespace before the colon must be rejected (RFC 9112 section 5.1). */
 	if (!ws_span_is_token(name))
@@ -287,7 +287,7 @@ static int ws_header_parse(WsSpan line, WsHeadParse *parse)
 
 static int ws_head_parse(WsSpan head, WsRequest *req)
 {
-	WsHeadParse parse = {.req = req};
+	WsHeadParse parse = { .req = req };
 	int rc = ws_request_line_parse(ws_span_next_line(&head), req);
 
 	while (rc == 0) {
@@ -313,7 +313,7 @@ int ws_request_parse(const char *buf, size_t len, WsRequest *req)
 
 	if (head_len <= 0)
 		return head_len;
-	int rc = ws_head_parse((WsSpan){buf, (size_t)head_len}, req);
+	int rc = ws_head_parse((WsSpan){ buf, (size_t)head_len }, req);
 
 	if (rc < 0) {
 		/* Never leave half a request (say, its Authorization) for a caller to act on. */
@@ -587,7 +587,7 @@ static void ws_message_add_frame(WsDecoder *dec, uint64_t payload_len)
 		ws_message_free_buffer(msg);
 	}
 	msg->total_len =
-	    payload_len > UINT64_MAX - msg->total_len ? UINT64_MAX : msg->total_len + payload_len;
+		payload_len > UINT64_MAX - msg->total_len ? UINT64_MAX : msg->total_len + payload_len;
 }
 
 /* Grow by doubling from what has actually arrived, never from a header's

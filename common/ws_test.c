@@ -115,9 +115,9 @@ static void on_control(void *ctx, unsigned opcode, const uint8_t *data, size_t l
 }
 
 static const WsDecoderEvents recorder_events = {
-    .on_message = on_message,
-    .on_oversize = on_oversize,
-    .on_control = on_control,
+	.on_message = on_message,
+	.on_oversize = on_oversize,
+	.on_control = on_control,
 };
 
 static WsDecoder *recorder_start(Recorder *rec, size_t max_message_bytes)
@@ -183,7 +183,7 @@ static void stream_raw(Stream *s, const void *bytes, size_t n)
 	memcpy(stream_grow(s, n), bytes, n);
 }
 
-static const uint8_t test_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+static const uint8_t test_mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
 
 /* Append one masked client frame; b0 is FIN plus opcode, exactly as on the wire. */
 static void stream_frame(Stream *s, unsigned b0, const void *payload, size_t len)
@@ -255,14 +255,14 @@ static void test_accept_key_rfc_example(void **state)
 static void test_accept_key_rejects_malformed(void **state)
 {
 	static const char *const bad[] = {
-	    "",
-	    "dGhlIHNhbXBsZSBub25jZQ=",	 /* 23 chars */
-	    "dGhlIHNhbXBsZSBub25jZQ===", /* 25 chars */
-	    "dGhlIHNhbXBsZSBub25jZQAA",	 /* no padding: 18 bytes */
-	    "dGhlIHNhbXBsZSBub25jZ===",	 /* padding too early */
-	    "dGhlIHNhbXBsZSBub25j*Q==",	 /* not base64 */
-	    "dGhlIHNhbXBsZSBub25jZQ=A",
-	    " dGhlIHNhbXBsZSBub25jZQ=",
+		"",
+		"dGhlIHNhbXBsZSBub25jZQ=",   /* 23 chars */
+		"dGhlIHNhbXBsZSBub25jZQ===", /* 25 chars */
+		"dGhlIHNhbXBsZSBub25jZQAA",  /* no padding: 18 bytes */
+		"dGhlIHNhbXBsZSBub25jZ===",  /* padding too early */
+		"dGhlIHNhbXBsZSBub25j*Q==",  /* not base64 */
+		"dGhlIHNhbXBsZSBub25jZQ=A",
+		" dGhlIHNhbXBsZSBub25jZQ=",
 	};
 	char out[29];
 
@@ -366,37 +366,37 @@ typedef struct RawCase {
 static void test_request_parse_malformed(void **state)
 {
 	static const RawCase cases[] = {
-	    RAW("GET/ HTTP/1.1\r\n\r\n"),
-	    RAW("GET  / HTTP/1.1\r\n\r\n"),
-	    RAW("GET / HTTP/1.1 \r\n\r\n"),
-	    RAW("GET /\r\n\r\n"),
-	    RAW("GET / HTTP/1.0\r\n\r\n"),
-	    RAW("GET / HTTP/2.0\r\n\r\n"),
-	    RAW("GET / http/1.1\r\n\r\n"),
-	    RAW("GET chat HTTP/1.1\r\n\r\n"),
-	    RAW("GET http://host/ HTTP/1.1\r\n\r\n"),
-	    RAW("GET /a#frag HTTP/1.1\r\n\r\n"),
-	    RAW("GET /\x80 HTTP/1.1\r\n\r\n"),
-	    RAW("G(T / HTTP/1.1\r\n\r\n"),
-	    RAW("GETGETGETGETGETGET / HTTP/1.1\r\n\r\n"),
-	    RAW("\r\nGET / HTTP/1.1\r\n\r\n"),
-	    RAW("\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nHost : x\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\n: x\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nX-A: 1\r\n\tfolded\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nX-A: a\x01z\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nX-A: a\x7fz\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nX-A: a\0z\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\nHost: x\n\n"),
-	    RAW("GET / HTTP/1.1\r\nX-A: a\rz\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nSec-WebSocket-Key: a\r\nsec-websocket-key: b\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version: abc\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version: 256\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version: 13, 8\r\n\r\n"),
-	    RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version:\r\n\r\n"),
+		RAW("GET/ HTTP/1.1\r\n\r\n"),
+		RAW("GET  / HTTP/1.1\r\n\r\n"),
+		RAW("GET / HTTP/1.1 \r\n\r\n"),
+		RAW("GET /\r\n\r\n"),
+		RAW("GET / HTTP/1.0\r\n\r\n"),
+		RAW("GET / HTTP/2.0\r\n\r\n"),
+		RAW("GET / http/1.1\r\n\r\n"),
+		RAW("GET chat HTTP/1.1\r\n\r\n"),
+		RAW("GET http://host/ HTTP/1.1\r\n\r\n"),
+		RAW("GET /a#frag HTTP/1.1\r\n\r\n"),
+		RAW("GET /\x80 HTTP/1.1\r\n\r\n"),
+		RAW("G(T / HTTP/1.1\r\n\r\n"),
+		RAW("GETGETGETGETGETGET / HTTP/1.1\r\n\r\n"),
+		RAW("\r\nGET / HTTP/1.1\r\n\r\n"),
+		RAW("\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nHost : x\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\n: x\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nX-A: 1\r\n\tfolded\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nX-A: a\x01z\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nX-A: a\x7fz\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nX-A: a\0z\r\n\r\n"),
+		RAW("GET / HTTP/1.1\nHost: x\n\n"),
+		RAW("GET / HTTP/1.1\r\nX-A: a\rz\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nSec-WebSocket-Key: a\r\nsec-websocket-key: b\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version: abc\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version: 256\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version: 13, 8\r\n\r\n"),
+		RAW("GET / HTTP/1.1\r\nSec-WebSocket-Version:\r\n\r\n"),
 	};
 	WsRequest req;
 
@@ -414,10 +414,10 @@ static void test_request_parse_malformed(void **state)
 static void test_request_parse_rejects_early(void **state)
 {
 	static const RawCase cases[] = {
-	    RAW("GET / HTTP/1.1\nHo"),
-	    RAW("\0GET"),
-	    RAW("GET / HTTP/1.1\rX"),
-	    RAW("GET / HTTP/1.1\r\nX-A: \x1b"),
+		RAW("GET / HTTP/1.1\nHo"),
+		RAW("\0GET"),
+		RAW("GET / HTTP/1.1\rX"),
+		RAW("GET / HTTP/1.1\r\nX-A: \x1b"),
 	};
 	WsRequest req;
 
@@ -454,15 +454,15 @@ static void test_request_parse_upgrade_tokens(void **state)
 		const char *headers;
 		bool is_upgrade;
 	} cases[] = {
-	    {"Upgrade: websocket\r\nConnection: Upgrade\r\n", true},
-	    {"Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: upgrade\r\n", true},
-	    {"Upgrade: h2c, websocket\r\nConnection: Upgrade, HTTP2-Settings\r\n", true},
-	    {"Upgrade: websocket\r\n", false},
-	    {"Connection: Upgrade\r\n", false},
-	    {"Upgrade: h2c\r\nConnection: Upgrade\r\n", false},
-	    {"Upgrade: websockets\r\nConnection: Upgrade\r\n", false},
-	    {"Upgrade: websocket\r\nConnection: upgraded\r\n", false},
-	    {"Upgrade: websocket\r\nConnection: keep-alive\r\n", false},
+		{ "Upgrade: websocket\r\nConnection: Upgrade\r\n", true },
+		{ "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: upgrade\r\n", true },
+		{ "Upgrade: h2c, websocket\r\nConnection: Upgrade, HTTP2-Settings\r\n", true },
+		{ "Upgrade: websocket\r\n", false },
+		{ "Connection: Upgrade\r\n", false },
+		{ "Upgrade: h2c\r\nConnection: Upgrade\r\n", false },
+		{ "Upgrade: websockets\r\nConnection: Upgrade\r\n", false },
+		{ "Upgrade: websocket\r\nConnection: upgraded\r\n", false },
+		{ "Upgrade: websocket\r\nConnection: keep-alive\r\n", false },
 	};
 	WsRequest req;
 	char text[512];
@@ -482,14 +482,14 @@ static void test_request_parse_origin(void **state)
 		const char *headers;
 		bool has_origin;
 	} cases[] = {
-	    {"Origin: https://example.com\r\n", true},
-	    {"origin: null\r\n", true},
-	    {"Origin:\r\n", true},
-	    {"Origin: a\r\nOrigin: b\r\n", true},
-	    {"", false},
-	    {"X-Origin: a\r\n", false},
-	    {"Origin-Agent-Cluster: ?1\r\n", false},
-	    {"Referer: https://example.com/\r\n", false},
+		{ "Origin: https://example.com\r\n", true },
+		{ "origin: null\r\n", true },
+		{ "Origin:\r\n", true },
+		{ "Origin: a\r\nOrigin: b\r\n", true },
+		{ "", false },
+		{ "X-Origin: a\r\n", false },
+		{ "Origin-Agent-Cluster: ?1\r\n", false },
+		{ "Referer: https://example.com/\r\n", false },
 	};
 	WsRequest req;
 	char text[512];
@@ -568,12 +568,12 @@ static void test_frame_header_lengths(void **state)
 		size_t header_len;
 		uint8_t bytes[10];
 	} cases[] = {
-	    {0, 2, {0x81, 0}},
-	    {125, 2, {0x81, 125}},
-	    {126, 4, {0x81, 126, 0x00, 0x7e}},
-	    {65535, 4, {0x81, 126, 0xff, 0xff}},
-	    {65536, 10, {0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
-	    {0x123456789aull, 10, {0x81, 127, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, 0x9a}},
+		{ 0, 2, { 0x81, 0 } },
+		{ 125, 2, { 0x81, 125 } },
+		{ 126, 4, { 0x81, 126, 0x00, 0x7e } },
+		{ 65535, 4, { 0x81, 126, 0xff, 0xff } },
+		{ 65536, 10, { 0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0 } },
+		{ 0x123456789aull, 10, { 0x81, 127, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, 0x9a } },
 	};
 	uint8_t out[10];
 
@@ -595,7 +595,7 @@ static void test_frame_header_lengths(void **state)
 static void test_decoder_single_text(void **state)
 {
 	/* RFC 6455 section 5.7: a single-frame masked text message "Hello". */
-	static const uint8_t frame[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58};
+	static const uint8_t frame[] = { 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58 };
 	Recorder rec;
 	WsDecoder *dec = recorder_start(&rec, 1024);
 
@@ -630,7 +630,7 @@ static void build_mixed_stream(Stream *s)
 
 static void test_decoder_byte_at_a_time(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder whole, bytewise;
 
 	(void)state;
@@ -659,9 +659,9 @@ static void test_decoder_byte_at_a_time(void **state)
 
 static void test_decoder_close_frame(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
-	static const uint8_t close_payload[] = {0x03, 0xe8, 'b', 'y', 'e'};
+	static const uint8_t close_payload[] = { 0x03, 0xe8, 'b', 'y', 'e' };
 
 	(void)state;
 	recorder_start(&rec, 1024);
@@ -678,7 +678,7 @@ static void test_decoder_close_frame(void **state)
 
 static void test_decoder_fragmented_with_ping(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -700,7 +700,7 @@ static void test_decoder_fragmented_with_ping(void **state)
 
 static void test_decoder_oversize_fragments(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -734,7 +734,7 @@ static void test_decoder_oversize_fragments(void **state)
 
 static void test_decoder_zero_limit(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -760,30 +760,30 @@ static void test_decoder_protocol_errors(void **state)
 		uint8_t bytes[24];
 		size_t len;
 	} cases[] = {
-	    {"unmasked text", {0x81, 0x00}, 2},
-	    {"unmasked close", {0x88, 0x00}, 2},
-	    {"rsv1", {0xc1, 0x80, M}, 6},
-	    {"rsv2", {0xa1, 0x80, M}, 6},
-	    {"rsv3", {0x91, 0x80, M}, 6},
-	    {"opcode 3", {0x83, 0x80, M}, 6},
-	    {"opcode 7", {0x87, 0x80, M}, 6},
-	    {"opcode 11", {0x8b, 0x80, M}, 6},
-	    {"opcode 15", {0x8f, 0x80, M}, 6},
-	    {"fragmented ping", {0x09, 0x80, M}, 6},
-	    {"fragmented close", {0x08, 0x80, M}, 6},
-	    {"ping of 126", {0x89, 0xfe, 0x00, 0x7e, M}, 8},
-	    {"pong with 64-bit length", {0x8a, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, M}, 14},
-	    {"cont without message", {0x80, 0x80, M}, 6},
-	    {"unfinished cont without message", {0x00, 0x80, M}, 6},
-	    {"text inside fragmented text", {0x01, 0x80, M, 0x81, 0x80, M}, 12},
-	    {"binary inside fragmented text", {0x01, 0x80, M, 0x02, 0x80, M}, 12},
-	    {"cont after finished message", {0x81, 0x80, M, 0x80, 0x80, M}, 12},
-	    {"64-bit length top bit", {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, M}, 14},
-	    {"close with 1-byte payload", {0x88, 0x81, M, 0x03 ^ 0x37}, 7},
-	    {"close code 1005", {0x88, 0x82, M, 0x03 ^ 0x37, 0xed ^ 0xfa}, 8},
-	    {"close code 999", {0x88, 0x82, M, 0x03 ^ 0x37, 0xe7 ^ 0xfa}, 8},
-	    {"close code 2000", {0x88, 0x82, M, 0x07 ^ 0x37, 0xd0 ^ 0xfa}, 8},
-	    {"close code 5000", {0x88, 0x82, M, 0x13 ^ 0x37, 0x88 ^ 0xfa}, 8},
+		{ "unmasked text", { 0x81, 0x00 }, 2 },
+		{ "unmasked close", { 0x88, 0x00 }, 2 },
+		{ "rsv1", { 0xc1, 0x80, M }, 6 },
+		{ "rsv2", { 0xa1, 0x80, M }, 6 },
+		{ "rsv3", { 0x91, 0x80, M }, 6 },
+		{ "opcode 3", { 0x83, 0x80, M }, 6 },
+		{ "opcode 7", { 0x87, 0x80, M }, 6 },
+		{ "opcode 11", { 0x8b, 0x80, M }, 6 },
+		{ "opcode 15", { 0x8f, 0x80, M }, 6 },
+		{ "fragmented ping", { 0x09, 0x80, M }, 6 },
+		{ "fragmented close", { 0x08, 0x80, M }, 6 },
+		{ "ping of 126", { 0x89, 0xfe, 0x00, 0x7e, M }, 8 },
+		{ "pong with 64-bit length", { 0x8a, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, M }, 14 },
+		{ "cont without message", { 0x80, 0x80, M }, 6 },
+		{ "unfinished cont without message", { 0x00, 0x80, M }, 6 },
+		{ "text inside fragmented text", { 0x01, 0x80, M, 0x81, 0x80, M }, 12 },
+		{ "binary inside fragmented text", { 0x01, 0x80, M, 0x02, 0x80, M }, 12 },
+		{ "cont after finished message", { 0x81, 0x80, M, 0x80, 0x80, M }, 12 },
+		{ "64-bit length top bit", { 0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, M }, 14 },
+		{ "close with 1-byte payload", { 0x88, 0x81, M, 0x03 ^ 0x37 }, 7 },
+		{ "close code 1005", { 0x88, 0x82, M, 0x03 ^ 0x37, 0xed ^ 0xfa }, 8 },
+		{ "close code 999", { 0x88, 0x82, M, 0x03 ^ 0x37, 0xe7 ^ 0xfa }, 8 },
+		{ "close code 2000", { 0x88, 0x82, M, 0x07 ^ 0x37, 0xd0 ^ 0xfa }, 8 },
+		{ "close code 5000", { 0x88, 0x82, M, 0x13 ^ 0x37, 0x88 ^ 0xfa }, 8 },
 	};
 
 	(void)state;
@@ -803,7 +803,7 @@ static void test_decoder_protocol_errors(void **state)
 				fail_msg("%s (bytewise %d): got %d", cases[i].name, bytewise, rc);
 			assert_int_equal(ws_decoder_close_code(rec.dec), 1002);
 			/* Unusable afterwards, even for a valid frame. */
-			assert_int_equal(ws_decoder_feed(rec.dec, (const uint8_t[]){0x81, 0x80, M}, 6),
+			assert_int_equal(ws_decoder_feed(rec.dec, (const uint8_t[]){ 0x81, 0x80, M }, 6),
 					 -EPROTO);
 			for (size_t e = 0; e < rec.count; e++)
 				assert_int_equal(rec.events[e].opcode,
@@ -816,30 +816,30 @@ static void test_decoder_protocol_errors(void **state)
 static void test_decoder_invalid_utf8(void **state)
 {
 	static const RawCase bad[] = {
-	    RAW("\xc0\x80"),	     /* overlong NUL */
-	    RAW("\xc1\xbf"),	     /* overlong */
-	    RAW("\xe0\x80\xaf"),     /* overlong '/' */
-	    RAW("\xed\xa0\x80"),     /* surrogate U+D800 */
-	    RAW("\xf4\x90\x80\x80"), /* past U+10FFFF */
-	    RAW("\xf5\x80\x80\x80"),
-	    RAW("\xe2\x82"), /* truncated */
-	    RAW("ok\x80"),   /* lone continuation */
-	    RAW("\xff"),
-	    RAW("\xe2\x28\xa1"),
+		RAW("\xc0\x80"),	 /* overlong NUL */
+		RAW("\xc1\xbf"),	 /* overlong */
+		RAW("\xe0\x80\xaf"),	 /* overlong '/' */
+		RAW("\xed\xa0\x80"),	 /* surrogate U+D800 */
+		RAW("\xf4\x90\x80\x80"), /* past U+10FFFF */
+		RAW("\xf5\x80\x80\x80"),
+		RAW("\xe2\x82"), /* truncated */
+		RAW("ok\x80"),	 /* lone continuation */
+		RAW("\xff"),
+		RAW("\xe2\x28\xa1"),
 	};
 	static const RawCase good[] = {
-	    RAW("\x7f"),
-	    RAW("\xc2\x80"),
-	    RAW("\xed\x9f\xbf"),
-	    RAW("\xee\x80\x80"),
-	    RAW("\xf0\x90\x80\x80"),
-	    RAW("\xf4\x8f\xbf\xbf"),
-	    RAW("\xef\xbb\xbfplain"),
+		RAW("\x7f"),
+		RAW("\xc2\x80"),
+		RAW("\xed\x9f\xbf"),
+		RAW("\xee\x80\x80"),
+		RAW("\xf0\x90\x80\x80"),
+		RAW("\xf4\x8f\xbf\xbf"),
+		RAW("\xef\xbb\xbfplain"),
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		Stream s = {0};
+		Stream s = { 0 };
 		Recorder rec;
 
 		recorder_start(&rec, 1024);
@@ -854,7 +854,7 @@ static void test_decoder_invalid_utf8(void **state)
 		stream_free(&s);
 	}
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		Stream s = {0};
+		Stream s = { 0 };
 		Recorder rec;
 
 		recorder_start(&rec, 1024);
@@ -868,7 +868,7 @@ static void test_decoder_invalid_utf8(void **state)
 
 static void test_decoder_close_reason_utf8(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -883,9 +883,9 @@ static void test_decoder_close_reason_utf8(void **state)
 
 static void test_close_payload_parse(void **state)
 {
-	static const uint16_t sendable[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009,
-					    1010, 1011, 1012, 1014, 3000, 4999};
-	static const uint16_t reserved[] = {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535};
+	static const uint16_t sendable[] = { 1000, 1001, 1002, 1003, 1007, 1008, 1009,
+					     1010, 1011, 1012, 1014, 3000, 4999 };
+	static const uint16_t reserved[] = { 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535 };
 	uint16_t code = 0;
 	uint8_t payload[2];
 
@@ -911,7 +911,7 @@ static void test_close_payload_parse(void **state)
 static void test_decoder_memory_bound(void **state)
 {
 	const size_t fragment = 64 * KIB, total = 16 * MIB;
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -947,7 +947,7 @@ static void test_decoder_memory_bound(void **state)
 /* A header announcing a large frame reserves nothing until its bytes arrive. */
 static void test_decoder_no_preallocation(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -963,7 +963,7 @@ static void test_decoder_no_preallocation(void **state)
 
 static void test_decoder_shrinks_after_large_message(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -985,7 +985,7 @@ static void test_decoder_shrinks_after_large_message(void **state)
 
 static void test_decoder_rejects_reentry_and_bad_arguments(void **state)
 {
-	Stream s = {0};
+	Stream s = { 0 };
 	Recorder rec;
 
 	(void)state;
@@ -1007,33 +1007,33 @@ static void test_decoder_rejects_reentry_and_bad_arguments(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_accept_key_rfc_example),
-	    cmocka_unit_test(test_accept_key_rejects_malformed),
-	    cmocka_unit_test(test_request_parse_complete),
-	    cmocka_unit_test(test_request_parse_incomplete),
-	    cmocka_unit_test(test_request_parse_oversized),
-	    cmocka_unit_test(test_request_parse_malformed),
-	    cmocka_unit_test(test_request_parse_rejects_early),
-	    cmocka_unit_test(test_request_parse_case_insensitive),
-	    cmocka_unit_test(test_request_parse_upgrade_tokens),
-	    cmocka_unit_test(test_request_parse_origin),
-	    cmocka_unit_test(test_request_parse_authorization),
-	    cmocka_unit_test(test_request_parse_path_limits),
-	    cmocka_unit_test(test_frame_header_lengths),
-	    cmocka_unit_test(test_decoder_single_text),
-	    cmocka_unit_test(test_decoder_byte_at_a_time),
-	    cmocka_unit_test(test_decoder_close_frame),
-	    cmocka_unit_test(test_decoder_fragmented_with_ping),
-	    cmocka_unit_test(test_decoder_oversize_fragments),
-	    cmocka_unit_test(test_decoder_zero_limit),
-	    cmocka_unit_test(test_decoder_protocol_errors),
-	    cmocka_unit_test(test_decoder_invalid_utf8),
-	    cmocka_unit_test(test_decoder_close_reason_utf8),
-	    cmocka_unit_test(test_close_payload_parse),
-	    cmocka_unit_test(test_decoder_memory_bound),
-	    cmocka_unit_test(test_decoder_no_preallocation),
-	    cmocka_unit_test(test_decoder_shrinks_after_large_message),
-	    cmocka_unit_test(test_decoder_rejects_reentry_and_bad_arguments),
+		cmocka_unit_test(test_accept_key_rfc_example),
+		cmocka_unit_test(test_accept_key_rejects_malformed),
+		cmocka_unit_test(test_request_parse_complete),
+		cmocka_unit_test(test_request_parse_incomplete),
+		cmocka_unit_test(test_request_parse_oversized),
+		cmocka_unit_test(test_request_parse_malformed),
+		cmocka_unit_test(test_request_parse_rejects_early),
+		cmocka_unit_test(test_request_parse_case_insensitive),
+		cmocka_unit_test(test_request_parse_upgrade_tokens),
+		cmocka_unit_test(test_request_parse_origin),
+		cmocka_unit_test(test_request_parse_authorization),
+		cmocka_unit_test(test_request_parse_path_limits),
+		cmocka_unit_test(test_frame_header_lengths),
+		cmocka_unit_test(test_decoder_single_text),
+		cmocka_unit_test(test_decoder_byte_at_a_time),
+		cmocka_unit_test(test_decoder_close_frame),
+		cmocka_unit_test(test_decoder_fragmented_with_ping),
+		cmocka_unit_test(test_decoder_oversize_fragments),
+		cmocka_unit_test(test_decoder_zero_limit),
+		cmocka_unit_test(test_decoder_protocol_errors),
+		cmocka_unit_test(test_decoder_invalid_utf8),
+		cmocka_unit_test(test_decoder_close_reason_utf8),
+		cmocka_unit_test(test_close_payload_parse),
+		cmocka_unit_test(test_decoder_memory_bound),
+		cmocka_unit_test(test_decoder_no_preallocation),
+		cmocka_unit_test(test_decoder_shrinks_after_large_message),
+		cmocka_unit_test(test_decoder_rejects_reentry_and_bad_arguments),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

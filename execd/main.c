@@ -4,7 +4,8 @@
 
 static int execd_setup(Daemon *d, void *ctx)
 {
-	/* execd spawns commands as the service user; it needs no capability and must never gain one (a command it runs inherits no_new_privs too). */
+	/* execd spawns commands as the service user; it needs no capability and must never gain one (a
+	 * command it runs inherits no_new_privs too). */
 	return daemon_drop_privileges("execd");
 }
 

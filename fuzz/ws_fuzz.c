@@ -48,9 +48,9 @@ static void fuzz_on_control(void *ctx, unsigned opcode, const uint8_t *data, siz
 }
 
 static const WsDecoderEvents fuzz_events = {
-    .on_message = fuzz_on_message,
-    .on_oversize = fuzz_on_oversize,
-    .on_control = fuzz_on_control,
+	.on_message = fuzz_on_message,
+	.on_oversize = fuzz_on_oversize,
+	.on_control = fuzz_on_control,
 };
 
 /* Decode the input whole (is_split false) or in irregular small reads; the
@@ -88,7 +88,7 @@ static int fuzz_decode(const uint8_t *data, size_t len, bool is_split, FuzzDiges
 
 static void fuzz_decode_both_ways(const uint8_t *data, size_t len)
 {
-	FuzzDigest whole = {0}, split = {0};
+	FuzzDigest whole = { 0 }, split = { 0 };
 	uint16_t whole_code = 0, split_code = 0;
 	int whole_rc = fuzz_decode(data, len, false, &whole, &whole_code);
 	int split_rc = fuzz_decode(data, len, true, &split, &split_code);

@@ -11,7 +11,8 @@ static int sandboxd_setup(Daemon *d, void *ctx)
 	 * Run unprivileged, the kept set is empty anyway (user namespaces grant the rest).
 	 * no_new_privs comes with the seccomp allow-list installed after this.
 	 */
-	static const cap_value_t keep[] = { CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT, CAP_SETPCAP };
+	static const cap_value_t keep[] = { CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT,
+					    CAP_SETPCAP };
 	return daemon_keep_capabilities("sandboxd", keep, sizeof(keep) / sizeof(keep[0]));
 }
 

@@ -24,7 +24,8 @@ static int watchd_pack_write(void *data, const char *buf, size_t len)
 }
 
 /* fs.changed {watchId, paths}: one coalesced batch for one connection's watch. */
-static int watchd_emit(void *ctx, uint64_t conn_id, const char *watch_id, const char *const *paths, size_t count)
+static int watchd_emit(void *ctx, uint64_t conn_id, const char *watch_id, const char *const *paths,
+		       size_t count)
 {
 	Watchd *w = ctx;
 	msgpack_sbuffer sbuf;
@@ -70,7 +71,8 @@ static int watchd_add(Daemon *d, const Envelope *req, const msgpack_object *para
 		return -EINVAL;
 	int rc = watch_table_add(w->table, req->connection_id, watch_id, path);
 	if (rc == -ENOSPC)
-		log_warn("watch %s on %s: inotify watch limit reached (fs.inotify.max_user_watches)", watch_id, path);
+		log_warn("watch %s on %s: inotify watch limit reached (fs.inotify.max_user_watches)",
+			 watch_id, path);
 	if (rc < 0)
 		return rc;
 	return daemon_reply(d, req, 0, "\x80", 1);
@@ -122,9 +124,10 @@ static int watchd_health(Daemon *d, msgpack_packer *pk, void *ctx)
 static int watchd_debounce(const Config *cfg, uint32_t *out)
 {
 	int64_t value;
-	if (config_get_int(cfg, "watchd.debounce_ms", 0, WATCHD_MAX_DEBOUNCE_MS, WATCHD_DEFAULT_DEBOUNCE_MS, &value) <
-	    0) {
-		log_error("%s: [watchd] debounce_ms must be an integer in 0..%d", cfg->path, WATCHD_MAX_DEBOUNCE_MS);
+	if (config_get_int(cfg, "watchd.debounce_ms", 0, WATCHD_MAX_DEBOUNCE_MS, WATCHD_DEFAULT_DEBOUNCE_MS,
+			   &value) < 0) {
+		log_error("%s: [watchd] debounce_ms must be an integer in 0..%d", cfg->path,
+			  WATCHD_MAX_DEBOUNCE_MS);
 		return -EINVAL;
 	}
 	*out = (uint32_t)value;

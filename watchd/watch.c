@@ -37,16 +37,16 @@ struct Sub {
 	Sub *next;
 	uint64_t conn_id;
 	char *watch_id;
-	char *target;         /* the requested path, normalised, in the client's spelling */
-	Anchor *anchor;       /* the directory watched for it */
+	char *target;	      /* the requested path, normalised, in the client's spelling */
+	Anchor *anchor;	      /* the directory watched for it */
 	bool is_dir_mode;     /* anchor is the target itself (an existing directory) */
 	char *next_component; /* otherwise: the name under the anchor that leads to the target */
-	bool did_exist;       /* the target existed when last looked at */
-	char **pending;       /* paths gathered for the next batch */
+	bool did_exist;	      /* the target existed when last looked at */
+	char **pending;	      /* paths gathered for the next batch */
 	size_t pending_count, pending_cap;
-	bool is_collapsed;    /* too many paths or a queue overflow: the batch is just the root */
-	uint64_t due_ms;      /* when the current batch is ready (0: no batch) */
-	CreditWindow credit;  /* WATCH_CREDIT_WINDOW batches may be on their way to the client */
+	bool is_collapsed;   /* too many paths or a queue overflow: the batch is just the root */
+	uint64_t due_ms;     /* when the current batch is ready (0: no batch) */
+	CreditWindow credit; /* WATCH_CREDIT_WINDOW batches may be on their way to the client */
 };
 
 struct WatchTable {
@@ -272,7 +272,8 @@ static void sub_add_path(WatchTable *t, Sub *s, const char *path)
 static void sub_add_child(WatchTable *t, Sub *s, const char *name)
 {
 	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s%s%s", s->target, strcmp(s->target, "/") == 0 ? "" : "/", name);
+	int n = snprintf(path, sizeof(path), "%s%s%s", s->target, strcmp(s->target, "/") == 0 ? "" : "/",
+			 name);
 	if (n > 0 && (size_t)n < sizeof(path))
 		sub_add_path(t, s, path);
 	else
