@@ -350,21 +350,29 @@ static void line_fill(LineReader *r)
 	r->len += (size_t)got;
 }
 
+char *line_take(LineReader *r)
+{
+	char *nl = memchr(r->buf + r->off, '\n', r->len - r->off);
+	if (nl) {
+		char *line = r->buf + r->off;
+		*nl = '\0';
+		r->off = (size_t)(nl - r->buf) + 1;
+		return line;
+	}
+	memmove(r->buf, r->buf + r->off, r->len - r->off);
+	r->len -= r->off;
+	r->off = 0;
+	if (r->len == sizeof(r->buf))
+		die("line from %s longer than %zu bytes", r->peer, sizeof(r->buf));
+	return NULL;
+}
+
 char *line_next(LineReader *r)
 {
 	for (;;) {
-		char *nl = memchr(r->buf + r->off, '\n', r->len - r->off);
-		if (nl) {
-			char *line = r->buf + r->off;
-			*nl = '\0';
-			r->off = (size_t)(nl - r->buf) + 1;
+		char *line = line_take(r);
+		if (line)
 			return line;
-		}
-		memmove(r->buf, r->buf + r->off, r->len - r->off);
-		r->len -= r->off;
-		r->off = 0;
-		if (r->len == sizeof(r->buf))
-			die("response line longer than %zu bytes", sizeof(r->buf));
 		line_fill(r);
 	}
 }

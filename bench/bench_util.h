@@ -102,6 +102,9 @@ void initialize_send(int fd);
 /** line_reader_init() - start reading lines from @fd, which @peer writes. */
 void line_reader_init(LineReader *r, int fd, const char *peer);
 
+/** line_take() - the next complete line already buffered, or NULL (the buffer is compacted). */
+char *line_take(LineReader *r);
+
 /** line_next() - the next line (NUL-terminated, without its newline); valid until the next call. */
 char *line_next(LineReader *r);
 

@@ -114,18 +114,9 @@ static char *line_next_within(LineReader *r, int timeout_ms)
 {
 	double deadline = now_ms() + timeout_ms;
 	for (;;) {
-		char *nl = memchr(r->buf + r->off, '\n', r->len - r->off);
-		if (nl) {
-			char *line = r->buf + r->off;
-			*nl = '\0';
-			r->off = (size_t)(nl - r->buf) + 1;
+		char *line = line_take(r);
+		if (line)
 			return line;
-		}
-		memmove(r->buf, r->buf + r->off, r->len - r->off);
-		r->len -= r->off;
-		r->off = 0;
-		if (r->len == sizeof(r->buf))
-			die("line from %s longer than %zu bytes", r->peer, sizeof(r->buf));
 		double left = deadline - now_ms();
 		struct pollfd p = { .fd = r->fd, .events = POLLIN };
 		int rc = poll(&p, 1, ms_ceil(left));
