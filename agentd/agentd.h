@@ -18,7 +18,7 @@ typedef struct Conn Conn;
 typedef struct Listener Listener;
 
 /* Default bound on one client message (a JSON line or a websocket message). */
-#define AGENTD_DEFAULT_MAX_MESSAGE_BYTES (8u * 1024u * 1024u)
+#define AGENTD_DEFAULT_MAX_MESSAGE_BYTES (16u * 1024u * 1024u)
 /* Bytes queued towards one client before it counts as not reading and is disconnected. */
 #define AGENTD_DEFAULT_MAX_WRITE_QUEUE_BYTES (64u * 1024u * 1024u)
 #define AGENTD_MAX_LISTENERS 8

@@ -156,11 +156,11 @@ static void ws_on_message(void *ctx, unsigned opcode, const uint8_t *data, size_
 		conn_on_message(wc->conn, (const char *)data, len);
 }
 
-static void ws_on_oversize(void *ctx, uint64_t total_len)
+static void ws_on_oversize(void *ctx, uint64_t total_len, const uint8_t *head, size_t head_len)
 {
 	WsConn *wc = ctx;
 	if (wc->phase == WS_PHASE_OPEN)
-		conn_on_oversize(wc->conn, (size_t)total_len, NULL, 0);
+		conn_on_oversize(wc->conn, (size_t)total_len, (const char *)head, head_len);
 }
 
 static void ws_on_control(void *ctx, unsigned opcode, const uint8_t *data, size_t len)

@@ -518,6 +518,8 @@ typedef struct WsMessage {
 	uint8_t *buf;
 	size_t len;
 	size_t cap; /* never above the decoder's max_message_bytes */
+	uint8_t head[WS_OVERSIZE_HEAD_BYTES]; /* an oversized message's start, kept for its id */
+	size_t head_len;
 } WsMessage;
 
 struct WsDecoder {
@@ -573,6 +575,7 @@ static void ws_message_start(WsMessage *msg, unsigned opcode)
 	msg->opcode = opcode;
 	msg->total_len = 0;
 	msg->len = 0;
+	msg->head_len = 0;
 }
 
 /* Decide from each frame header, before its payload arrives, whether the
@@ -584,6 +587,9 @@ static void ws_message_add_frame(WsDecoder *dec, uint64_t payload_len)
 
 	if (!msg->is_oversize && payload_len > dec->max_message_bytes - msg->total_len) {
 		msg->is_oversize = true;
+		msg->head_len = msg->len < WS_OVERSIZE_HEAD_BYTES ? msg->len : WS_OVERSIZE_HEAD_BYTES;
+		if (msg->head_len)
+			memcpy(msg->head, msg->buf, msg->head_len);
 		ws_message_free_buffer(msg);
 	}
 	msg->total_len =
@@ -621,7 +627,7 @@ static int ws_message_finish(WsDecoder *dec)
 	msg->is_open = false;
 	if (msg->is_oversize) {
 		if (ev->on_oversize)
-			ev->on_oversize(dec->ctx, msg->total_len);
+			ev->on_oversize(dec->ctx, msg->total_len, msg->head, msg->head_len);
 	} else {
 		if (msg->opcode == WS_OP_TEXT && !ws_utf8_is_valid(msg->buf, msg->len))
 			return -EILSEQ;
@@ -761,6 +767,11 @@ static int ws_decoder_read_payload(WsDecoder *dec, const uint8_t *data, size_t l
 			return rc;
 		dst = msg->buf + msg->len;
 		msg->len += n;
+	} else if (msg->head_len < WS_OVERSIZE_HEAD_BYTES) {
+		size_t keep = WS_OVERSIZE_HEAD_BYTES - msg->head_len < n ? WS_OVERSIZE_HEAD_BYTES - msg->head_len : n;
+
+		ws_payload_unmask(msg->head + msg->head_len, data, keep, frame->mask, frame->payload_done);
+		msg->head_len += keep;
 	}
 	if (dst)
 		ws_payload_unmask(dst, data, n, frame->mask, frame->payload_done);

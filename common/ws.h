@@ -101,13 +101,16 @@ int ws_close_payload_parse(const uint8_t *data, size_t len, uint16_t *code);
  * the decoder is still walking its input when they return. Any callback may
  * be NULL, in which case the event is dropped.
  */
+#define WS_OVERSIZE_HEAD_BYTES 256u
+
 typedef struct WsDecoderEvents {
 	/* A complete data message (TEXT or BINARY, fragments reassembled, unmasked). data valid only during
 	 * the call. */
 	void (*on_message)(void *ctx, unsigned opcode, const uint8_t *data, size_t len);
 	/* A data message exceeded max_message_bytes: its payload was discarded as it streamed in (never
-	 * buffered); called once, after its final frame, with the total payload length seen. */
-	void (*on_oversize)(void *ctx, uint64_t total_len);
+	 * buffered); called once, after its final frame, with the total payload length seen and the
+	 * message's first bytes (at most WS_OVERSIZE_HEAD_BYTES, unmasked), enough to find an id. */
+	void (*on_oversize)(void *ctx, uint64_t total_len, const uint8_t *head, size_t head_len);
 	/* PING/PONG/CLOSE with their payload (<=125 bytes). */
 	void (*on_control)(void *ctx, unsigned opcode, const uint8_t *data, size_t len);
 } WsDecoderEvents;

@@ -104,8 +104,10 @@ static void on_message(void *ctx, unsigned opcode, const uint8_t *data, size_t l
 		rec->reentry_rc = ws_decoder_feed(rec->dec, (const uint8_t *)"x", 1);
 }
 
-static void on_oversize(void *ctx, uint64_t total_len)
+static void on_oversize(void *ctx, uint64_t total_len, const uint8_t *head, size_t head_len)
 {
+	assert_true(head_len <= WS_OVERSIZE_HEAD_BYTES && head_len <= total_len);
+	assert_true(head_len == 0 || head != NULL);
 	recorder_add(ctx, EVENT_OVERSIZE, 0, NULL, total_len);
 }
 
@@ -1004,9 +1006,61 @@ static void test_decoder_rejects_reentry_and_bad_arguments(void **state)
 	stream_free(&s);
 }
 
+typedef struct HeadSeen {
+	uint8_t head[WS_OVERSIZE_HEAD_BYTES];
+	size_t head_len;
+	uint64_t total_len;
+	int calls;
+} HeadSeen;
+
+static void head_on_oversize(void *ctx, uint64_t total_len, const uint8_t *head, size_t head_len)
+{
+	HeadSeen *seen = ctx;
+	memcpy(seen->head, head, head_len);
+	seen->head_len = head_len;
+	seen->total_len = total_len;
+	seen->calls++;
+}
+
+/* An oversized message keeps its unmasked start whether it overflows in its first frame or a later
+ * one, and whatever the feed chunking, so agentd can answer the request's id. */
+static void test_decoder_oversize_keeps_head(void **state)
+{
+	uint8_t payload[1000];
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)('a' + i % 26);
+	memcpy(payload, "{\"id\":77,", 10);
+	static const WsDecoderEvents events = { .on_oversize = head_on_oversize };
+	for (int split = 0; split < 2; split++) {
+		for (size_t chunk = 1; chunk <= 1100; chunk = chunk * 3 + 1) {
+			HeadSeen seen = { 0 };
+			Stream s = { 0 };
+			if (split) { /* 100 bytes fit, the next fragment overflows the 512-byte bound */
+				stream_frame(&s, WS_OP_TEXT, payload, 100);
+				stream_frame(&s, 0x80 | WS_OP_CONT, payload + 100, sizeof(payload) - 100);
+			} else {
+				stream_frame(&s, 0x80 | WS_OP_TEXT, payload, sizeof(payload));
+			}
+			WsDecoder *dec = ws_decoder_new(512, &events, &seen);
+			assert_non_null(dec);
+			for (size_t off = 0; off < s.len; off += chunk) {
+				size_t n = s.len - off < chunk ? s.len - off : chunk;
+				assert_int_equal(ws_decoder_feed(dec, s.bytes + off, n), 0);
+			}
+			assert_int_equal(seen.calls, 1);
+			assert_int_equal(seen.total_len, sizeof(payload));
+			assert_int_equal(seen.head_len, WS_OVERSIZE_HEAD_BYTES);
+			assert_memory_equal(seen.head, payload, WS_OVERSIZE_HEAD_BYTES);
+			ws_decoder_free(dec);
+			free(s.bytes);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decoder_oversize_keeps_head),
 		cmocka_unit_test(test_accept_key_rfc_example),
 		cmocka_unit_test(test_accept_key_rejects_malformed),
 		cmocka_unit_test(test_request_parse_complete),

@@ -33,8 +33,10 @@ static void fuzz_on_message(void *ctx, unsigned opcode, const uint8_t *data, siz
 	fuzz_digest_add(ctx, 1, opcode, data, len);
 }
 
-static void fuzz_on_oversize(void *ctx, uint64_t total_len)
+static void fuzz_on_oversize(void *ctx, uint64_t total_len, const uint8_t *head, size_t head_len)
 {
+	if (head_len > WS_OVERSIZE_HEAD_BYTES || head_len > total_len)
+		__builtin_trap();
 	if (total_len <= FUZZ_MAX_MESSAGE_BYTES)
 		__builtin_trap();
 	fuzz_digest_add(ctx, 2, 0, NULL, total_len);

@@ -14,7 +14,7 @@ BIG = 16 * 1024 * 1024
 
 
 def _huge_line():
-    # Valid JSON that would be a real request if it were not over the 8 MiB limit.
+    # Valid JSON that would be a real request if it were not over the 16 MiB limit.
     pad = "x" * BIG
     return json.dumps({"id": 4242, "method": "agentd/health", "params": {"pad": pad}})
 
@@ -37,7 +37,7 @@ CASES = [
     Case("trailing-garbage", '{"id":1,"method":"agentd/health"} x', PARSE_ERROR),
     Case("invalid-utf8", b'{"id":1,"method":"agentd/health","params":{"s":"\xff\xfe"}}', PARSE_ERROR),
     Case("duplicate-keys", '{"id":1,"id":2,"method":"agentd/health"}', PARSE_ERROR),
-    # over the 8 MiB default limit
+    # over the 16 MiB default limit
     Case("16MiB-message", None, INVALID_REQUEST),
     # unknown method, before and after initialize
     Case("unknown-method", '{"id":3,"method":"no/such/method"}', METHOD_NOT_FOUND, id=3, message="no/such/method"),
@@ -95,8 +95,8 @@ def test_bad_input(connect, transport, case):
     proc, client = connect(initialized=case.initialized)
     payload = _huge_line() if case.send is None else case.send
     expected_id = case.id
-    if case.send is None and transport == "stdio":
-        expected_id = 4242  # a line keeps its head: the id at its start is answered
+    if case.send is None:
+        expected_id = 4242  # the discarded message's head is kept: the id at its start is answered
     client.send_raw(payload, timeout=20)
     msg = client.recv(timeout=10)
     if case.ok:
@@ -148,8 +148,8 @@ def _request_of_size(size, id_value):
 
 def test_configured_message_limit_boundary(connect, transport):
     proc, client = connect(initialized=True, config=LIMIT_CONFIG)
-    # A line keeps its head, so over stdio the id at its start is answered; websocket: null.
-    over_id = (lambda i: i) if transport == "stdio" else (lambda i: None)
+    # The discarded message's head is kept, so the id at its start is answered.
+    over_id = lambda i: i  # noqa: E731
     # Exactly at the limit: served.
     client.send_raw(_request_of_size(LIMIT, 1))
     assert client.wait_response(1)["result"]["status"] == "ok"

@@ -200,7 +200,7 @@ def test_sighup_reloads_config_for_new_connections(agentd_factory):
     new.initialize()
     new.send_raw(big)
     msg = new.recv()
-    assert msg["id"] is None and msg["error"]["code"] == -32600, msg
+    assert msg["id"] == "big" and msg["error"]["code"] == -32600, msg
     # A broken file on the next SIGHUP keeps the old configuration and the server.
     (proc.codex_home / "config.toml").write_text("[agentd\n")
     proc.signal(signal.SIGHUP)

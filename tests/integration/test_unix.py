@@ -168,7 +168,7 @@ def test_unix_websocket_client_as_the_reference_speaks(agentd_factory, tmp_path,
             return bound, init, err
 
     bound, init, err = asyncio.run(asyncio.wait_for(session(), 20))
-    assert int(bound) == 8 * 1024 * 1024
+    assert int(bound) == 16 * 1024 * 1024
     assert not protocol.check(init, lambda _id: "initialize")
     assert init["id"] == 1 and init["result"]["userAgent"].startswith("unix-ws/")
     assert not protocol.check(err, lambda _id: None)

@@ -144,7 +144,11 @@ def test_oversized_message_gets_error_and_connection_lives(agentd_factory):
     c.initialize()
     c.send_raw(json.dumps({"id": 1, "method": "agentd/health", "params": {"pad": "z" * (LIMIT * 3)}}))
     msg = c.recv()
-    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] is None, msg
+    # The id at the start of the discarded message is answered, so the client is not left waiting.
+    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] == 1, msg
+    c.send_raw(json.dumps({"method": "agentd/health", "id": 5, "params": {"pad": "z" * (LIMIT * 3)}}))
+    msg = c.recv()
+    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] is None, msg  # id not first
     c.sync()
     assert c.health()["status"] == "ok"
     c.ping(b"alive")
@@ -166,7 +170,7 @@ def test_oversized_fragmented_message(agentd_factory):
     raw.send(ws_frame(WS_CONT, body[2 * third :], fin=True))
     op, payload = raw.read_frame()
     msg = json.loads(payload)
-    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] is None, msg
+    assert msg["error"]["code"] == INVALID_REQUEST and msg["id"] == 2, msg
     raw.send_request({"id": 3, "method": "agentd/health"})
     op, payload = raw.read_frame()
     assert json.loads(payload)["id"] == 3
