@@ -2,6 +2,7 @@
 """The ws:// listener: health endpoints, Origin, the websocket protocol itself (section 7)."""
 import json
 import socket
+import time
 
 import pytest
 import websockets.exceptions
@@ -357,3 +358,17 @@ def test_ws_ping_flood_without_reading_is_cut_off(ws_agentd):
     other = ws_agentd.ws_client()
     other.initialize()
     assert other.health()["status"] == "ok"
+
+
+def test_ws_client_that_never_finishes_its_handshake_is_cut_off(ws_agentd):
+    """A half-sent request head cannot hold a connection slot for ever (10 s deadline)."""
+    s = socket.create_connection(("127.0.0.1", ws_agentd.ws_port), timeout=20)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    assert s.recv(4096) == b"", "agentd answered a request head that never ended"
+    waited = time.monotonic() - started
+    s.close()
+    assert 8 <= waited <= 15, f"closed after {waited:.1f} s"
+    client = ws_agentd.ws_client()
+    client.initialize()
+    assert client.health()["status"] == "ok"
