@@ -12,6 +12,7 @@
 #include "agentd.h"
 #include "conn.h"
 #include "daemon.h"
+#include "seccomp_filter.h"
 #include "log.h"
 #include "proto.h"
 #include "transport.h"
@@ -163,6 +164,22 @@ static int agentd_adopt_config(const Config *fresh, void *ctx)
 
 static void agentd_start_listeners(Agentd *server, const AgentdFlags *flags);
 
+/*
+ * With --no-spawn, once its listeners are bound agentd needs only its loop, nng, accepting
+ * clients, configuration reads and removing its sockets at exit: it confines itself to that.
+ * When it supervises the helpers it cannot, because a seccomp filter is inherited by every child
+ * (the helpers, and through execd the commands they run); the helpers install their own.
+ */
+static void agentd_confine(Agentd *server)
+{
+	static const char *const extra[] = { "accept", "accept4", "unlink", "unlinkat" };
+	const SeccompProfile profile = { extra, sizeof(extra) / sizeof(extra[0]), false, false };
+	if (seccomp_filter_apply("agentd", &profile) < 0) {
+		server->exit_status = 1;
+		agentd_shutdown(server);
+	}
+}
+
 static const AgentdFlags *agentd_pending_flags;
 
 static void agentd_become_ready(Agentd *server)
@@ -172,6 +189,8 @@ static void agentd_become_ready(Agentd *server)
 	server->is_ready = true;
 	uv_timer_stop(&server->ready_timer);
 	agentd_start_listeners(server, agentd_pending_flags);
+	if (!server->is_stopping && !server->supervisor)
+		agentd_confine(server);
 }
 
 static void agentd_on_registered(void *ctx, const char *service, int pid)

@@ -59,3 +59,39 @@ def test_helpers_never_inherit_agentd_stdout(stdio_agentd):
         target = os.readlink(f"/proc/{pid}/fd/1")
         assert target == "/dev/null", f"{service} stdout is {target}"
         assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
+
+
+def test_no_spawn_agentd_confines_itself_and_serves_external_helpers(agentd_factory, tmp_path):
+    """Under systemd (--no-spawn) agentd installs its own seccomp allow-list once it listens,
+    and still accepts helpers started elsewhere, routes to them and reloads its configuration."""
+    import signal
+    import subprocess
+
+    from conftest import AGENTD_BIN, wait_until
+
+    proc = agentd_factory(["ws://127.0.0.1:0"], args=["--no-spawn"])
+    wait_until(lambda: proc_status(proc.pid)["Seccomp"] == "2", 5, what="agentd's seccomp filter")
+    assert proc_status(proc.pid)["NoNewPrivs"] == "1"
+    helpers = []
+    try:
+        for name in HELPERS:
+            binary = AGENTD_BIN.parent.parent / name / name
+            helpers.append(subprocess.Popen([str(binary)], env=proc.env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+        client = proc.ws_client()
+        client.initialize()
+        wait_until(lambda: all(s["registered"] for s in client.health()["services"]), 10,
+                   what="the external helpers to register")
+        assert client.health("watchd")["service"] == "watchd"
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in proc.stderr(), 5, what="the reload")
+        assert client.health()["status"] == "ok"
+    finally:
+        for h in helpers:
+            h.terminate()
+        for h in helpers:
+            try:
+                h.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                h.kill()
+                h.wait()
