@@ -169,7 +169,8 @@ static void broker_on_hello(Broker *b, BrokerService *s, const Envelope *env)
 	resp.status = status;
 	link_send(s->link, &resp);
 	if (status < 0) {
-		log_error("%s: refusing hello that names another service", s->name);
+		log_error("%s: refusing hello that names another service: cutting the peer off", s->name);
+		link_cut_off(s->link);
 		return;
 	}
 	s->is_registered = true;
@@ -206,8 +207,9 @@ static void broker_handle_local(Broker *b, BrokerService *s, const Envelope *env
 			broker_on_hello(b, s, env);
 			return;
 		}
-		log_warn("%s: refusing request %s to agentd: not in the allow-list", s->name, env->method);
-		broker_answer_for(b, s, env->id, BROKER_SELF, env->connection_id, -ENOSYS);
+		log_error("%s: request %s to agentd is not in the allow-list: cutting the peer off", s->name,
+			  env->method);
+		link_cut_off(s->link);
 		return;
 	case ENVELOPE_RESPONSE:
 		broker_on_response(b, s, env, -1);
@@ -224,10 +226,9 @@ static void broker_forward(Broker *b, BrokerService *from, const Envelope *env)
 {
 	int to_index = broker_find(b, env->destination);
 	if (to_index < 0) {
-		log_warn("%s: dropping %s for unknown service %s", from->name, envelope_kind_name(env->kind),
-			 env->destination);
-		if (env->kind == ENVELOPE_REQUEST)
-			broker_answer_for(b, from, env->id, BROKER_SELF, env->connection_id, -ENOENT);
+		log_error("%s: %s for unknown service %s: cutting the peer off", from->name,
+			  envelope_kind_name(env->kind), env->destination);
+		link_cut_off(from->link);
 		return;
 	}
 	BrokerService *to = &b->services[to_index];
@@ -268,11 +269,13 @@ static void broker_on_envelope(Link *link, const Envelope *env, void *ctx)
 	Broker *b = s->broker;
 	/* A helper speaks only for itself; anything else is a broken or hostile sibling. */
 	if (strcmp(env->source, s->name) != 0) {
-		log_error("%s: dropping envelope claiming to come from %s", s->name, env->source);
+		log_error("%s: envelope claiming to come from %s: cutting the peer off", s->name, env->source);
+		link_cut_off(link);
 		return;
 	}
 	if (!s->is_registered && !(env->kind == ENVELOPE_REQUEST && strcmp(env->method, "hello") == 0)) {
-		log_warn("%s: dropping %s before hello", s->name, envelope_kind_name(env->kind));
+		log_error("%s: %s before hello: cutting the peer off", s->name, envelope_kind_name(env->kind));
+		link_cut_off(link);
 		return;
 	}
 	if (strcmp(env->destination, BROKER_SELF) == 0)
@@ -478,4 +481,11 @@ void broker_free(Broker *b)
 	b->service_count = 0;
 	uv_timer_stop(&b->sweep);
 	uv_close((uv_handle_t *)&b->sweep, broker_on_timer_closed);
+}
+
+void broker_cut_off(Broker *b, const char *service)
+{
+	int index = broker_find(b, service);
+	if (index >= 0)
+		link_cut_off(b->services[index].link);
 }

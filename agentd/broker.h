@@ -60,6 +60,9 @@ int broker_send_credit(Broker *broker, const char *service, uint64_t connection_
 int broker_send_event(Broker *broker, const char *service, const char *method, uint64_t connection_id,
 		      const void *body, size_t body_len);
 
+/** broker_cut_off() - disconnect @service's peer for the envelope being handled (a violation). */
+void broker_cut_off(Broker *broker, const char *service);
+
 /** broker_is_registered() - whether @service has said hello on its current link. */
 bool broker_is_registered(const Broker *broker, const char *service);
 

@@ -221,8 +221,9 @@ static void agentd_on_broker_event(void *ctx, const Envelope *env)
 		proto_fs_on_changed(server, env);
 		return;
 	}
-	log_warn("dropping %s %s from %s: not in the allow-list", envelope_kind_name(env->kind), env->method,
-		 env->source);
+	log_error("%s %s from %s is not in the allow-list: cutting the peer off", envelope_kind_name(env->kind),
+		  env->method, env->source);
+	broker_cut_off(server->broker, env->source);
 }
 
 static void agentd_on_helper_exit(void *ctx, const char *service, int64_t status, int term_signal)

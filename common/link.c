@@ -38,6 +38,7 @@ struct Link {
 	atomic_int peer_count;
 	atomic_int peer_pid;
 	bool was_connected;
+	nng_pipe last_pipe; /* the pipe the envelope being handled came from */
 	/* Abandoned at exit: nng's threads may still call back, so nothing may be signalled or freed. */
 	atomic_bool is_abandoned;
 	struct Link *next_abandoned;
@@ -124,7 +125,14 @@ static void link_deliver(Link *link, nng_msg *msg)
 			 strerror(-rc));
 		return;
 	}
+	link->last_pipe = nng_msg_get_pipe(msg);
 	link->events.on_envelope(link, &env, link->ctx);
+}
+
+void link_cut_off(Link *link)
+{
+	if (nng_pipe_id(link->last_pipe) > 0)
+		nng_pipe_close(link->last_pipe);
 }
 
 static void link_on_readable(uv_poll_t *poll, int status, int events)

@@ -42,6 +42,13 @@ int link_open(uv_loop_t *loop, LinkMode mode, const char *url, const LinkEvents 
  */
 int link_send(Link *link, const Envelope *env);
 
+/**
+ * link_cut_off() - close the connection of the peer whose envelope is being handled: a sibling
+ * that sends something outside the allow-list is disconnected, never "handled" (it reconnects
+ * and says hello again, or its supervisor restarts it).
+ */
+void link_cut_off(Link *link);
+
 /** link_is_connected() - whether a peer is attached right now. */
 bool link_is_connected(const Link *link);
 
