@@ -27,9 +27,15 @@ const size_t agentd_service_count = sizeof(agentd_services) / sizeof(agentd_serv
 /* How long clients wait for the helpers at start-up before being served regardless. */
 #define AGENTD_READY_TIMEOUT_MS 5000u
 
+#define AGENTD_MAX_OVERRIDES 32
+
 typedef struct AgentdFlags {
 	const char *listen[AGENTD_MAX_LISTENERS];
 	size_t listen_count;
+	/* -c key=value, --enable F, --disable F: codex's configuration overrides, in order. */
+	const char *overrides[AGENTD_MAX_OVERRIDES];
+	char feature_overrides[AGENTD_MAX_OVERRIDES][160];
+	size_t override_count;
 	bool is_debug;
 	bool is_check_only;
 	bool is_no_spawn;
@@ -37,12 +43,33 @@ typedef struct AgentdFlags {
 
 static void agentd_usage(FILE *out)
 {
-	fprintf(out, "usage: agentd [app-server] [--listen URL]... [--no-spawn] [-d] [-n] [--version]\n"
+	fprintf(out, "usage: agentd [app-server] [--listen URL]... [-c key=value]... [--enable F] [--disable F]\n"
+		     "              [--no-spawn] [-d] [-n] [--version]\n"
 		     "  --listen URL  stdio:// (default), unix://PATH or ws://IP:PORT; may repeat\n"
+		     "  -c key=value  override a config.toml value (TOML value, else a string), as codex -c\n"
+		     "  --enable F    same as -c features.F=true; --disable F: features.F=false\n"
 		     "  --no-spawn    do not start the helpers (systemd units run them)\n"
 		     "  -d            log at debug level\n"
 		     "  -n            check the configuration and exit\n"
 		     "  --version     print the version and exit\n");
+}
+
+static int agentd_add_override(AgentdFlags *flags, int opt, const char *arg)
+{
+	if (flags->override_count == AGENTD_MAX_OVERRIDES) {
+		fprintf(stderr, "agentd: at most %d -c/--enable/--disable values\n", AGENTD_MAX_OVERRIDES);
+		return -EINVAL;
+	}
+	size_t i = flags->override_count++;
+	if (opt == 'c') {
+		flags->overrides[i] = arg;
+		return 0;
+	}
+	/* --enable F is -c features.F=true, as in codex. */
+	snprintf(flags->feature_overrides[i], sizeof(flags->feature_overrides[i]), "features.%s=%s", arg,
+		 opt == 'E' ? "true" : "false");
+	flags->overrides[i] = flags->feature_overrides[i];
+	return 0;
 }
 
 static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
@@ -53,6 +80,9 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "analytics-default-enabled", no_argument, NULL, 'A' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "enable", required_argument, NULL, 'E' },
+		{ "disable", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -62,8 +92,14 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 		argc--;
 		argv++;
 	}
-	while ((opt = getopt_long(argc, argv, "dnh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "dnhc:", options, NULL)) != -1) {
 		switch (opt) {
+		case 'c':
+		case 'E':
+		case 'D':
+			if (agentd_add_override(flags, opt, optarg) < 0)
+				return -EINVAL;
+			break;
 		case 'l':
 			if (flags->listen_count == AGENTD_MAX_LISTENERS) {
 				fprintf(stderr, "agentd: at most %d --listen values\n", AGENTD_MAX_LISTENERS);
@@ -409,6 +445,10 @@ int main(int argc, char **argv)
 		return 2;
 	log_init("agentd", flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 	server.is_debug = flags.is_debug;
+	if (config_set_overrides(flags.overrides, flags.override_count, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return 2;
+	}
 	if (config_load(&server.config, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		config_free(&server.config);

@@ -72,6 +72,76 @@ out:
 	return rc;
 }
 
+static const char *const *config_overrides;
+static size_t config_override_count;
+
+int config_set_overrides(const char *const *settings, size_t count, char *err, size_t err_len)
+{
+	for (size_t i = 0; i < count; i++) {
+		const char *eq = strchr(settings[i], '=');
+		if (!eq || eq == settings[i]) {
+			snprintf(err, err_len, "invalid override %s: expected key=value", settings[i]);
+			return -EINVAL;
+		}
+	}
+	config_overrides = settings;
+	config_override_count = count;
+	return 0;
+}
+
+/* The value as TOML ("v = <value>"), else the raw text as a string, as codex does. */
+static json_t *config_override_value(const char *text)
+{
+	size_t len = strlen(text);
+	char *doc = malloc(len + 6);
+	json_t *parsed = NULL, *value = NULL;
+	if (!doc)
+		return NULL;
+	memcpy(doc, "v = ", 4);
+	memcpy(doc + 4, text, len);
+	doc[len + 4] = '\n';
+	doc[len + 5] = '\0';
+	if (toml_parse(doc, len + 5, &parsed, NULL) == 0)
+		value = json_incref(json_object_get(parsed, "v"));
+	json_decref(parsed);
+	free(doc);
+	return value ? value : json_string(text);
+}
+
+/* Sets @value (stolen) at dotted @key, creating tables on the way and replacing non-tables. */
+static int config_set_path(json_t *root, const char *key, size_t key_len, json_t *value)
+{
+	json_t *node = root;
+	const char *p = key, *end = key + key_len;
+	for (;;) {
+		const char *dot = memchr(p, '.', (size_t)(end - p));
+		if (!dot)
+			return json_object_setn_new(node, p, (size_t)(end - p), value) == 0 ? 0 : -ENOMEM;
+		json_t *child = json_object_getn(node, p, (size_t)(dot - p));
+		if (!json_is_object(child)) {
+			child = json_object();
+			if (!child || json_object_setn_new(node, p, (size_t)(dot - p), child) < 0) {
+				json_decref(value);
+				return -ENOMEM;
+			}
+		}
+		node = child;
+		p = dot + 1;
+	}
+}
+
+static int config_apply_overrides(Config *cfg)
+{
+	for (size_t i = 0; i < config_override_count; i++) {
+		const char *setting = config_overrides[i];
+		const char *eq = strchr(setting, '=');
+		json_t *value = config_override_value(eq + 1);
+		if (!value || config_set_path(cfg->root, setting, (size_t)(eq - setting), value) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int config_load(Config *cfg, char *err, size_t err_len)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -89,14 +159,14 @@ int config_load(Config *cfg, char *err, size_t err_len)
 	size_t len = 0;
 	rc = config_read_file(cfg->path, &text, &len);
 	if (rc == -ENOENT)
-		return 0;
+		return config_apply_overrides(cfg);
 	if (rc < 0) {
 		snprintf(err, err_len, "%s: %s", cfg->path, strerror(-rc));
 		return rc;
 	}
 	rc = config_load_text(cfg, cfg->path, text, len, err, err_len);
 	free(text);
-	return rc;
+	return rc == 0 ? config_apply_overrides(cfg) : rc;
 }
 
 void config_free(Config *cfg)

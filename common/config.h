@@ -26,6 +26,14 @@ int config_load_text(Config *cfg, const char *name, const char *text, size_t len
 
 void config_free(Config *cfg);
 
+/**
+ * config_set_overrides() - "key=value" settings (codex's `-c`) applied on every later
+ * config_load(), reloads included. The key is a dotted path; the value is parsed as TOML and
+ * taken as a literal string when it is not TOML. The strings must outlive every load.
+ * Return: 0, or -EINVAL (with @err) for an entry without '=' or with an empty key.
+ */
+int config_set_overrides(const char *const *settings, size_t count, char *err, size_t err_len);
+
 /*
  * Validates a freshly loaded configuration and puts its values to use; returns a negative
  * errno (having logged why) to refuse it, in which case nothing of it may have been applied.

@@ -463,6 +463,52 @@ static void test_reload_keeps_old_when_refused(void **state)
 	config_free(&cfg);
 }
 
+/* ---- overrides (codex -c) ------------------------------------------------------------------- */
+
+static void test_overrides_apply_on_every_load(void **state)
+{
+	Home *h = *state;
+	static const char *const overrides[] = {
+		"agentd.max_message_bytes=2048",     /* replaces a file value */
+		"model=o3",                          /* not TOML: a literal string */
+		"features.fast=true",                /* new nested table */
+		"model_providers.mock.name=\"Mock\"", /* deeper, quoted TOML string */
+		"agentd.log_level.x=1",              /* a non-table on the way is replaced by a table */
+	};
+	char err[256];
+	Config cfg;
+	write_file(h->toml, "[agentd]\nmax_message_bytes = 1024\nlog_level = \"info\"\n");
+	assert_int_equal(config_set_overrides(overrides, 5, err, sizeof(err)), 0);
+	assert_int_equal(config_load(&cfg, err, sizeof(err)), 0);
+	int64_t v = 0;
+	assert_int_equal(config_get_int(&cfg, "agentd.max_message_bytes", 0, INT64_MAX, 0, &v), 0);
+	assert_int_equal(v, 2048);
+	const char *text = NULL;
+	assert_int_equal(config_get_string(&cfg, "model", NULL, &text), 0);
+	assert_string_equal(text, "o3");
+	assert_true(json_is_true(config_lookup(&cfg, "features.fast")));
+	assert_int_equal(config_get_string(&cfg, "model_providers.mock.name", NULL, &text), 0);
+	assert_string_equal(text, "Mock");
+	assert_int_equal(json_integer_value(config_lookup(&cfg, "agentd.log_level.x")), 1);
+	/* A reload applies them again. */
+	write_file(h->toml, "[agentd]\nmax_message_bytes = 4096\n");
+	assert_int_equal(config_reload(&cfg, NULL, NULL), 0);
+	assert_int_equal(config_get_int(&cfg, "agentd.max_message_bytes", 0, INT64_MAX, 0, &v), 0);
+	assert_int_equal(v, 2048);
+	config_free(&cfg);
+	assert_int_equal(config_set_overrides(NULL, 0, err, sizeof(err)), 0);
+}
+
+static void test_overrides_refuse_malformed(void **state)
+{
+	static const char *const no_equals[] = { "model" };
+	static const char *const empty_key[] = { "=1" };
+	char err[256] = "";
+	assert_int_equal(config_set_overrides(no_equals, 1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "model"));
+	assert_int_equal(config_set_overrides(empty_key, 1, err, sizeof(err)), -EINVAL);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, home_setup, home_teardown)
@@ -480,6 +526,8 @@ int main(void)
 		T(test_reload_replaces_on_success),
 		T(test_reload_keeps_old_on_syntax_error),
 		T(test_reload_keeps_old_when_refused),
+		T(test_overrides_apply_on_every_load),
+		T(test_overrides_refuse_malformed),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

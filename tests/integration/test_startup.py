@@ -183,3 +183,21 @@ def test_app_server_subcommand_as_codex_is_started(tmp_path):
                           env=dict(os.environ, AGENTD_RUNTIME_DIR=str(tmp_path / "rt"), CODEX_HOME=str(tmp_path)))
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert json.loads(done.stdout.decode().splitlines()[0])["result"]["userAgent"].startswith("ide/")
+
+
+def test_codex_config_overrides_are_applied(tmp_path):
+    """`-c key=value`, `--enable F` and `--disable F` work as on `codex app-server`."""
+    line = json.dumps({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "c", "version": "1"}}})
+    env = dict(os.environ, AGENTD_RUNTIME_DIR=str(tmp_path / "rt"), CODEX_HOME=str(tmp_path))
+    done = subprocess.run([str(AGENTD_BIN), "app-server", "-c", "agentd.typo=1", "--enable", "x", "--disable", "y",
+                           "-c", 'model="o3"'], input=(line + "\n").encode(), capture_output=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    messages = [json.loads(m) for m in done.stdout.decode().splitlines()]
+    assert messages[0]["id"] == 1
+    assert messages[1]["method"] == "configWarning" and "typo" in messages[1]["params"]["summary"]
+    # An override outside its range is refused like a file value.
+    refused = subprocess.run([str(AGENTD_BIN), "-c", "agentd.max_message_bytes=12", "-n"], capture_output=True,
+                             timeout=30, env=env)
+    assert refused.returncode == 1 and b"max_message_bytes" in refused.stderr
+    malformed = subprocess.run([str(AGENTD_BIN), "-c", "novalue"], capture_output=True, timeout=30, env=env)
+    assert malformed.returncode == 2 and b"key=value" in malformed.stderr
