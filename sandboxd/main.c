@@ -1,28 +1,601 @@
 /* SPDX-License-Identifier: MIT */
-/* sandboxd - probes the host and compiles sandbox policies into launch plans. */
+/*
+ * sandboxd - probes the host and compiles sandbox policies into launch plans.
+ *
+ * One binary, four faces, chosen by argv:
+ *   agentd-sandbox ...        the in-sandbox stage (basename dispatch; see inner.c, builtin.c)
+ *   sandboxd --probe          print what the host offers, as JSON
+ *   sandboxd run ... -- CMD   run one command under a policy, for people trying policies by hand
+ *   sandboxd [-d] [-n] ...    the daemon: answers "plan" for execd/agentd over the broker
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "builtin.h"
 #include "daemon.h"
+#include "inner.h"
+#include "log.h"
+#include "mpjson.h"
+#include "paths.h"
+#include "plan.h"
+#include "policy.h"
+#include "probe.h"
+
+/* A plan request: cwd, command and policy text are bounded well below the envelope limit. */
+#define PLAN_MAX_BODY (256 * 1024)
+#define PLAN_MAX_ARGS 4096
+
+typedef struct Sandboxd {
+	Probe probe;
+	bool is_refusing; /* the configured launcher cannot be had: every plan is refused */
+	char launcher_setting[16];
+	int prober; /* socket to the unfiltered probe child, -1 when none */
+	pid_t prober_pid;
+	char exe[PATH_MAX];  /* our own full path: re-entered with --argv0 */
+	char link[PATH_MAX]; /* <dir>/agentd-sandbox: the compatibility path and the built-in launcher */
+	char empty_file[AGENTD_PATH_MAX];
+	char empty_readable_file[AGENTD_PATH_MAX];
+	char runtime_dir[AGENTD_PATH_MAX];
+	char auth_json[AGENTD_PATH_MAX];
+	const char *hidden[2];
+	size_t hidden_count;
+} Sandboxd;
+
+/* --- set-up shared by every face --------------------------------------------------------------- */
+
+static int locate_self(Sandboxd *s)
+{
+	char dir[PATH_MAX];
+	if (!realpath("/proc/self/exe", s->exe))
+		return -errno;
+	snprintf(dir, sizeof(dir), "%s", s->exe);
+	snprintf(s->link, sizeof(s->link), "%s/%s", dirname(dir), INNER_STAGE_NAME);
+	if (access(s->link, X_OK) < 0) {
+		fprintf(stderr, "sandboxd: the inner-stage link %s is missing (make and make install create it)\n",
+			s->link);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int ensure_empty_file(const char *path, mode_t mode)
+{
+	int fd = open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int rc = fstat(fd, &st) < 0 ? -errno : 0;
+	if (rc == 0 && (!S_ISREG(st.st_mode) || st.st_size != 0 || st.st_uid != geteuid()))
+		rc = -EEXIST; /* not ours, or not empty: never mount it over anything */
+	if (rc == 0 && (st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* The files masks are bound from, and the paths every sandbox hides. */
+static int prepare_masks(Sandboxd *s)
+{
+	char dir[AGENTD_PATH_MAX], home[AGENTD_PATH_MAX];
+	int rc = paths_runtime_dir(s->runtime_dir, sizeof(s->runtime_dir));
+	if (rc == 0)
+		rc = paths_ensure_private_dir(s->runtime_dir);
+	if (rc == 0)
+		rc = paths_join(s->runtime_dir, "sandbox", dir, sizeof(dir));
+	if (rc == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
+		rc = -errno;
+	if (rc == 0)
+		rc = paths_join(dir, "empty-0000", s->empty_file, sizeof(s->empty_file));
+	if (rc == 0)
+		rc = paths_join(dir, "empty-0444", s->empty_readable_file, sizeof(s->empty_readable_file));
+	if (rc == 0)
+		rc = ensure_empty_file(s->empty_file, 0000);
+	if (rc == 0)
+		rc = ensure_empty_file(s->empty_readable_file, 0444);
+	if (rc < 0) {
+		fprintf(stderr, "sandboxd: mask files in %s: %s\n", s->runtime_dir, strerror(-rc));
+		return rc;
+	}
+	/* Sibling daemons' sockets and the credentials are nothing a sandboxed command may touch. */
+	s->hidden[s->hidden_count++] = s->runtime_dir;
+	if (paths_codex_home(home, sizeof(home)) == 0 &&
+	    paths_join(home, "auth.json", s->auth_json, sizeof(s->auth_json)) == 0)
+		s->hidden[s->hidden_count++] = s->auth_json;
+	return 0;
+}
+
+static int read_launcher_setting(const Config *cfg, char *out, size_t out_len)
+{
+	const char *value = NULL;
+	if (config_get_string(cfg, "sandboxd.launcher", "auto", &value) < 0 ||
+	    (strcmp(value, "auto") != 0 && strcmp(value, "system") != 0 && strcmp(value, "builtin") != 0)) {
+		log_error("%s: [sandboxd] launcher must be one of auto|system|builtin", cfg->path);
+		return -EINVAL;
+	}
+	snprintf(out, out_len, "%s", value);
+	return 0;
+}
+
+static void run_probe(Sandboxd *s)
+{
+	char cwd[PATH_MAX];
+	ProbeOptions opts = {
+		.fixed_bwrap = "/usr/bin/bwrap",
+		.path_env = getenv("PATH"),
+		.cwd = getcwd(cwd, sizeof(cwd)),
+		.forced = s->launcher_setting,
+	};
+	s->is_refusing = probe_run(&s->probe, &opts) < 0;
+}
+
+/* --- plans ------------------------------------------------------------------------------------- */
+
+typedef struct PlanRequest {
+	const char *cwd;
+	const char *policy_json; /* a SandboxPolicy or filesystem policy, or NULL */
+	const char *profile;	 /* a permission profile name, or NULL (the configured default) */
+	const char *tmpdir;
+	char *const *command;
+} PlanRequest;
+
+/* The profile a request without a policy gets: default_permissions, legacy sandbox_mode, read-only. */
+static const char *default_profile(const Config *cfg)
+{
+	const char *name = NULL, *mode = NULL;
+	config_get_string(cfg, "default_permissions", NULL, &name);
+	if (name)
+		return name;
+	config_get_string(cfg, "sandbox_mode", NULL, &mode);
+	if (mode && strcmp(mode, "workspace-write") == 0)
+		return ":workspace";
+	if (mode && strcmp(mode, "danger-full-access") == 0)
+		return ":danger-full-access";
+	return ":read-only";
+}
+
+static int build_policy(const Config *cfg, const PlanRequest *req, Policy *policy, char *err, size_t err_len)
+{
+	const char *home = getenv("HOME");
+	PolicyContext pc = { .cwd = req->cwd, .tmpdir = req->tmpdir, .home = home };
+	if (req->policy_json) {
+		json_error_t jerr;
+		json_t *json = json_loads(req->policy_json, 0, &jerr);
+		if (!json) {
+			snprintf(err, err_len, "sandbox policy is not JSON: %s", jerr.text);
+			return -EINVAL;
+		}
+		int rc = policy_from_json(policy, &pc, json, err, err_len);
+		json_decref(json);
+		return rc;
+	}
+	return policy_from_profile(policy, &pc, cfg->root, req->profile ? req->profile : default_profile(cfg), err,
+				   err_len);
+}
+
+static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *req, Plan *plan, StrVec *argv,
+			   char *err, size_t err_len)
+{
+	Policy policy;
+	policy_init(&policy);
+	memset(plan, 0, sizeof(*plan));
+	int rc = build_policy(cfg, req, &policy, err, err_len);
+	PlanEnv env = { s->empty_file, s->empty_readable_file, s->hidden, s->hidden_count };
+	if (rc == 0)
+		rc = plan_compile(plan, &policy, req->cwd, &env, err, err_len);
+	policy_free(&policy);
+	if (rc < 0)
+		return rc;
+	if (!plan->is_unwrapped && s->is_refusing) {
+		snprintf(err, err_len, "%.900s", s->probe.warnings[0]);
+		plan_free(plan);
+		return -EINVAL;
+	}
+	bool is_system = s->probe.launcher == LAUNCHER_SYSTEM;
+	LaunchTarget target = { is_system ? s->probe.bwrap : NULL, s->probe.bwrap_has_argv0, s->exe, s->link };
+	rc = plan_render(plan, &target, req->command, argv);
+	if (rc < 0)
+		plan_free(plan);
+	return rc;
+}
+
+/* --- sandboxd run ------------------------------------------------------------------------------ */
+
+static int run_usage(void)
+{
+	fprintf(stderr, "usage: sandboxd run [--policy JSON | --profile NAME] [-C DIR] [--print] -- COMMAND [ARG...]\n");
+	return 2;
+}
+
+static int wait_for(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return 126;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int run_main(Sandboxd *s, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "policy", required_argument, NULL, 'p' },
+		{ "profile", required_argument, NULL, 'P' },
+		{ "print", no_argument, NULL, 'x' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char cwd_buf[AGENTD_PATH_MAX], here[PATH_MAX], err[1024];
+	PlanRequest req = { .tmpdir = getenv("TMPDIR") };
+	bool is_print_only = false;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "+C:", options, NULL)) != -1) {
+		if (opt == 'p')
+			req.policy_json = optarg;
+		else if (opt == 'P')
+			req.profile = optarg;
+		else if (opt == 'C')
+			req.cwd = optarg;
+		else if (opt == 'x')
+			is_print_only = true;
+		else
+			return run_usage();
+	}
+	if (optind >= argc || (req.policy_json && req.profile))
+		return run_usage();
+	req.command = argv + optind;
+	if (!getcwd(here, sizeof(here)) ||
+	    path_normalize(here, req.cwd ? req.cwd : here, cwd_buf, sizeof(cwd_buf)) < 0) {
+		fprintf(stderr, "sandboxd: bad working directory\n");
+		return 2;
+	}
+	req.cwd = cwd_buf;
+	Config cfg;
+	if (config_load(&cfg, err, sizeof(err)) < 0 || read_launcher_setting(&cfg, s->launcher_setting,
+									  sizeof(s->launcher_setting)) < 0) {
+		fprintf(stderr, "sandboxd: %s\n", err);
+		config_free(&cfg);
+		return 2;
+	}
+	if (locate_self(s) < 0 || prepare_masks(s) < 0) {
+		config_free(&cfg);
+		return 126;
+	}
+	run_probe(s);
+	Plan plan;
+	StrVec plan_argv;
+	int rc = compile_request(s, &cfg, &req, &plan, &plan_argv, err, sizeof(err));
+	config_free(&cfg);
+	if (rc < 0) {
+		fprintf(stderr, "sandboxd: %s\n", err);
+		return 1;
+	}
+	int status = 0;
+	if (is_print_only) {
+		for (size_t i = 0; i < plan_argv.count; i++)
+			printf("%s%c", plan_argv.items[i], i + 1 < plan_argv.count ? ' ' : '\n');
+	} else {
+		pid_t pid = fork();
+		if (pid == 0) {
+			execv(plan_argv.items[0], plan_argv.items);
+			if (errno == ENOENT || errno == EACCES)
+				execvp(plan_argv.items[0], plan_argv.items); /* unwrapped: a bare command name */
+			fprintf(stderr, "sandboxd: %s: %s\n", plan_argv.items[0], strerror(errno));
+			_exit(127);
+		}
+		/* The sandbox gets the terminal's signals itself; we only wait for it. */
+		signal(SIGINT, SIG_IGN);
+		signal(SIGQUIT, SIG_IGN);
+		status = pid < 0 ? 126 : wait_for(pid);
+		plan_remove_created(&plan);
+	}
+	strvec_free(&plan_argv);
+	plan_free(&plan);
+	return status;
+}
+
+/* --- sandboxd --probe -------------------------------------------------------------------------- */
+
+static int probe_main(Sandboxd *s)
+{
+	Config cfg;
+	char err[512];
+	if (config_load(&cfg, err, sizeof(err)) < 0 ||
+	    read_launcher_setting(&cfg, s->launcher_setting, sizeof(s->launcher_setting)) < 0) {
+		fprintf(stderr, "sandboxd: %s\n", err);
+		config_free(&cfg);
+		return 2;
+	}
+	config_free(&cfg);
+	run_probe(s);
+	json_t *json = probe_to_json(&s->probe);
+	json_object_set_new(json, "launcherSetting", json_string(s->launcher_setting));
+	char *text = json_dumps(json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(json);
+	if (!text)
+		return 1;
+	puts(text);
+	free(text);
+	return s->is_refusing ? 1 : 0;
+}
+
+/* --- the daemon -------------------------------------------------------------------------------- */
+
+/*
+ * The probe runs bwrap, which needs system calls (mount, namespaces, netlink) the daemon's own
+ * allow-list refuses. So a child forked before the filter goes on does the probing, on request,
+ * and hands back the result; it runs nothing else.
+ */
+static void prober_loop(Sandboxd *s, int sock)
+{
+	char setting[sizeof(s->launcher_setting)];
+	for (;;) {
+		ssize_t n = recv(sock, setting, sizeof(setting) - 1, 0);
+		if (n <= 0)
+			_exit(0);
+		setting[n] = '\0';
+		snprintf(s->launcher_setting, sizeof(s->launcher_setting), "%s", setting);
+		run_probe(s);
+		if (send(sock, &s->probe, sizeof(s->probe), MSG_NOSIGNAL) != (ssize_t)sizeof(s->probe) ||
+		    send(sock, &s->is_refusing, sizeof(s->is_refusing), MSG_NOSIGNAL) != (ssize_t)sizeof(s->is_refusing))
+			_exit(1);
+	}
+}
+
+static int start_prober(Sandboxd *s)
+{
+	int pair[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(pair[0]);
+		close(pair[1]);
+		return -errno;
+	}
+	if (pid == 0) {
+		close(pair[0]);
+		prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+		prober_loop(s, pair[1]);
+	}
+	close(pair[1]);
+	s->prober = pair[0];
+	s->prober_pid = pid;
+	return 0;
+}
+
+/* Ask the prober; on failure keep what we knew. */
+static int reprobe(Sandboxd *s)
+{
+	Probe fresh;
+	bool is_refusing;
+	if (s->prober < 0 ||
+	    send(s->prober, s->launcher_setting, strlen(s->launcher_setting), MSG_NOSIGNAL) < 0 ||
+	    recv(s->prober, &fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh) ||
+	    recv(s->prober, &is_refusing, sizeof(is_refusing), 0) != (ssize_t)sizeof(is_refusing)) {
+		log_error("host probe failed: keeping the previous result");
+		return -EIO;
+	}
+	s->probe = fresh;
+	s->is_refusing = is_refusing;
+	log_info("probe: launcher %s, bwrap %s%s, user namespaces %s, landlock ABI %d",
+		 probe_launcher_name(s->probe.launcher), s->probe.has_bwrap ? s->probe.bwrap : "none",
+		 s->probe.has_bwrap && !s->probe.bwrap_has_argv0 ? " (no --argv0)" : "",
+		 s->probe.has_user_namespaces ? "yes" : "no", s->probe.landlock_abi);
+	for (size_t i = 0; i < s->probe.warning_count; i++)
+		log_warn("%s", s->probe.warnings[i]);
+	return 0;
+}
+
+static int copy_text(const msgpack_object *params, const char *key, size_t max, char **out)
+{
+	const char *text;
+	size_t len;
+	int rc = mp_get_str(params, key, max, &text, &len);
+	if (rc < 0)
+		return rc;
+	if (memchr(text, '\0', len))
+		return -EINVAL;
+	*out = strndup(text, len);
+	return *out ? 0 : -ENOMEM;
+}
+
+static void free_command(char **command)
+{
+	for (size_t i = 0; command && command[i]; i++)
+		free(command[i]);
+	free(command);
+}
+
+static int copy_command(const msgpack_object *params, char ***out)
+{
+	const msgpack_object *array = mp_map_find(params, "command");
+	if (!array || array->type != MSGPACK_OBJECT_ARRAY || array->via.array.size == 0 ||
+	    array->via.array.size > PLAN_MAX_ARGS)
+		return -EINVAL;
+	char **command = calloc(array->via.array.size + 1, sizeof(*command));
+	if (!command)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < array->via.array.size; i++) {
+		const msgpack_object *item = &array->via.array.ptr[i];
+		if (item->type != MSGPACK_OBJECT_STR || memchr(item->via.str.ptr, '\0', item->via.str.size) ||
+		    !(command[i] = strndup(item->via.str.ptr, item->via.str.size))) {
+			free_command(command);
+			return -EINVAL;
+		}
+	}
+	*out = command;
+	return 0;
+}
+
+static int reply_error(Daemon *d, const Envelope *req, const char *message)
+{
+	msgpack_sbuffer sbuf;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sbuf);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	mp_pack_kv_str(&pk, "message", message);
+	int rc = daemon_reply(d, req, -EINVAL, sbuf.data, sbuf.size);
+	msgpack_sbuffer_destroy(&sbuf);
+	return rc;
+}
+
+static int reply_plan(Daemon *d, const Envelope *req, const Plan *plan, const StrVec *argv, const Probe *probe)
+{
+	msgpack_sbuffer sbuf;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sbuf);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	mp_pack_kv_str(&pk, "launcher", plan->is_unwrapped ? "none" : probe_launcher_name(probe->launcher));
+	mp_pack_kv_str(&pk, "cwd", plan->cwd);
+	mp_pack_cstr(&pk, "argv");
+	msgpack_pack_array(&pk, argv->count);
+	for (size_t i = 0; i < argv->count; i++)
+		mp_pack_cstr(&pk, argv->items[i]);
+	mp_pack_cstr(&pk, "created");
+	msgpack_pack_array(&pk, plan->created.count);
+	for (size_t i = 0; i < plan->created.count; i++)
+		mp_pack_cstr(&pk, plan->created.items[i]);
+	int rc = daemon_reply(d, req, 0, sbuf.data, sbuf.size);
+	msgpack_sbuffer_destroy(&sbuf);
+	return rc;
+}
+
+/* "plan" {cwd, command, policy? (JSON text), profile?, tmpdir?} -> {launcher, cwd, argv, created} */
+static int sandboxd_plan(Daemon *d, const Envelope *req, const msgpack_object *params, void *ctx)
+{
+	Sandboxd *s = ctx;
+	char *cwd = NULL, *policy = NULL, *profile = NULL, *tmpdir = NULL, **command = NULL;
+	int rc = copy_text(params, "cwd", AGENTD_PATH_MAX - 1, &cwd);
+	if (rc == 0)
+		rc = copy_command(params, &command);
+	if (rc == 0 && (rc = copy_text(params, "policy", PLAN_MAX_BODY, &policy)) == -ENOENT)
+		rc = 0;
+	if (rc == 0 && (rc = copy_text(params, "profile", 256, &profile)) == -ENOENT)
+		rc = 0;
+	if (rc == 0 && (rc = copy_text(params, "tmpdir", AGENTD_PATH_MAX - 1, &tmpdir)) == -ENOENT)
+		rc = 0;
+	if (rc == 0 && !path_is_normal_absolute(cwd))
+		rc = -EINVAL;
+	if (rc == 0) {
+		PlanRequest request = { cwd, policy, profile, tmpdir, command };
+		Plan plan;
+		StrVec argv;
+		char err[1024];
+		rc = compile_request(s, daemon_config(d), &request, &plan, &argv, err, sizeof(err));
+		if (rc == 0) {
+			rc = reply_plan(d, req, &plan, &argv, &s->probe);
+			strvec_free(&argv);
+			plan_free(&plan);
+		} else if (rc == -EINVAL) {
+			rc = reply_error(d, req, err);
+		}
+	}
+	free(cwd);
+	free(policy);
+	free(profile);
+	free(tmpdir);
+	free_command(command);
+	return rc;
+}
+
+static int sandboxd_health(Daemon *d, msgpack_packer *pk, void *ctx)
+{
+	Sandboxd *s = ctx;
+	json_t *json = probe_to_json(&s->probe);
+	if (!json)
+		return -ENOMEM;
+	json_object_set_new(json, "refusing", json_boolean(s->is_refusing));
+	int rc = mp_pack_cstr(pk, "probe") == 0 && mpjson_pack(pk, json) == 0 ? 0 : -ENOMEM;
+	json_decref(json);
+	return rc;
+}
+
+static int sandboxd_adopt_config(Daemon *d, const Config *fresh, void *ctx)
+{
+	Sandboxd *s = ctx;
+	char setting[sizeof(s->launcher_setting)];
+	if (read_launcher_setting(fresh, setting, sizeof(setting)) < 0)
+		return -EINVAL;
+	snprintf(s->launcher_setting, sizeof(s->launcher_setting), "%s", setting);
+	/* Start-up and SIGHUP both land here: the host is probed again each time. */
+	if (s->prober >= 0)
+		reprobe(s);
+	return 0;
+}
 
 static int sandboxd_setup(Daemon *d, void *ctx)
 {
+	Sandboxd *s = ctx;
+	if (locate_self(s) < 0 || prepare_masks(s) < 0)
+		return -ENOENT;
+	int rc = start_prober(s);
+	if (rc < 0) {
+		log_error("starting the host prober: %s", strerror(-rc));
+		return rc;
+	}
+	reprobe(s);
 	/*
-	 * Namespace set-up for the built-in launcher needs, when we run as root: CAP_SYS_ADMIN
-	 * (mount, pivot_root, unshare), CAP_SETUID/CAP_SETGID (uid/gid maps), CAP_SYS_CHROOT and
-	 * CAP_SETPCAP (dropping the bounding set inside the sandbox). Everything else goes.
-	 * Run unprivileged, the kept set is empty anyway (user namespaces grant the rest).
-	 * no_new_privs comes with the seccomp allow-list installed after this.
+	 * The daemon itself only reads the filesystem and answers requests: plans are run by execd,
+	 * probes by the prober child. Nothing of root's is needed here.
 	 */
-	static const cap_value_t keep[] = { CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT,
-					    CAP_SETPCAP };
-	return daemon_keep_capabilities("sandboxd", keep, sizeof(keep) / sizeof(keep[0]));
+	return daemon_drop_privileges("sandboxd");
 }
+
+static void sandboxd_teardown(Daemon *d, void *ctx)
+{
+	Sandboxd *s = ctx;
+	if (s->prober >= 0) {
+		close(s->prober);
+		s->prober = -1;
+		while (waitpid(s->prober_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
+static const DaemonMethod sandboxd_methods[] = {
+	{ "plan", PLAN_MAX_BODY, sandboxd_plan },
+};
+
+static Sandboxd sandboxd = { .prober = -1, .launcher_setting = "auto" };
 
 static const DaemonSpec sandboxd_spec = {
 	.name = "sandboxd",
 	.summary = "probes the host and compiles sandbox policies into launch plans",
+	.methods = sandboxd_methods,
+	.method_count = sizeof(sandboxd_methods) / sizeof(sandboxd_methods[0]),
+	.ctx = &sandboxd,
+	.health_fields = sandboxd_health,
+	.health_field_count = 1,
 	.setup = sandboxd_setup,
+	/* Compiling plans reads the filesystem (realpath, lstat, .git files): the base list has it. */
+	.seccomp = { 0 },
+	.adopt_config = sandboxd_adopt_config,
+	.teardown = sandboxd_teardown,
 };
 
 int main(int argc, char **argv)
 {
+	char name[PATH_MAX];
+	snprintf(name, sizeof(name), "%s", argv[0]);
+	if (strcmp(basename(name), INNER_STAGE_NAME) == 0)
+		return argc > 1 && strcmp(argv[1], "--launch") == 0 ? builtin_launch_main(argc, argv)
+								  : inner_stage_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "--probe") == 0)
+		return probe_main(&sandboxd);
+	if (argc > 1 && strcmp(argv[1], "run") == 0)
+		return run_main(&sandboxd, argc - 1, argv + 1);
 	return daemon_main(&sandboxd_spec, argc, argv);
 }

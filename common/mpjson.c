@@ -2,6 +2,8 @@
 /* mpjson.c - msgpack to jansson, bounded in depth. */
 #include "mpjson.h"
 
+#include <string.h>
+
 static json_t *mpjson_convert(const msgpack_object *obj, int depth);
 
 static json_t *mpjson_array(const msgpack_object *obj, int depth)
@@ -66,4 +68,44 @@ static json_t *mpjson_convert(const msgpack_object *obj, int depth)
 json_t *mpjson_from_object(const msgpack_object *obj)
 {
 	return mpjson_convert(obj, 0);
+}
+
+int mpjson_pack(msgpack_packer *pk, const json_t *json)
+{
+	switch (json_typeof(json)) {
+	case JSON_OBJECT: {
+		const char *key;
+		json_t *value;
+		int rc = msgpack_pack_map(pk, json_object_size(json));
+		json_object_foreach((json_t *)json, key, value) {
+			if (rc == 0)
+				rc = msgpack_pack_str_with_body(pk, key, strlen(key));
+			if (rc == 0)
+				rc = mpjson_pack(pk, value);
+		}
+		return rc;
+	}
+	case JSON_ARRAY: {
+		size_t i;
+		json_t *value;
+		int rc = msgpack_pack_array(pk, json_array_size(json));
+		json_array_foreach(json, i, value)
+			if (rc == 0)
+				rc = mpjson_pack(pk, value);
+		return rc;
+	}
+	case JSON_STRING:
+		return msgpack_pack_str_with_body(pk, json_string_value(json), json_string_length(json));
+	case JSON_INTEGER:
+		return msgpack_pack_int64(pk, json_integer_value(json));
+	case JSON_REAL:
+		return msgpack_pack_double(pk, json_real_value(json));
+	case JSON_TRUE:
+		return msgpack_pack_true(pk);
+	case JSON_FALSE:
+		return msgpack_pack_false(pk);
+	case JSON_NULL:
+		return msgpack_pack_nil(pk);
+	}
+	return -1;
 }

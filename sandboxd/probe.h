@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/* probe.h - what this host offers a sandbox: system bwrap and its flags, user namespaces, landlock, seccomp. */
+#ifndef SANDBOXD_PROBE_H
+#define SANDBOXD_PROBE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PROBE_MAX_WARNINGS 4
+
+typedef enum Launcher { LAUNCHER_SYSTEM, LAUNCHER_BUILTIN } Launcher;
+
+typedef struct Probe {
+	bool has_bwrap;	      /* a usable system bwrap (found, and has --perms) */
+	char bwrap[4096];     /* its canonical path */
+	bool bwrap_has_argv0; /* bubblewrap >= 0.9.0 */
+	bool bwrap_has_perms;
+	bool has_user_namespaces;
+	char user_namespace_error[256]; /* the trial run's stderr line when it failed */
+	int landlock_abi;		/* 0: none */
+	bool has_seccomp;
+	Launcher launcher; /* what plans use: system bwrap when usable, else built-in */
+	char warnings[PROBE_MAX_WARNINGS][4096 + 512];
+	size_t warning_count;
+} Probe;
+
+typedef struct ProbeOptions {
+	const char *fixed_bwrap; /* tried before PATH ("/usr/bin/bwrap"); NULL: PATH only */
+	const char *path_env;	 /* $PATH to search */
+	const char *cwd;	 /* candidates under it are never used */
+	const char *forced;	 /* "system", "builtin" or NULL/"auto" */
+} ProbeOptions;
+
+/**
+ * probe_find_bwrap() - the system bwrap: @fixed first, then the first executable "bwrap" on
+ * @path_env, canonicalised, skipping any candidate under @cwd (unless @cwd is "/").
+ * Return: 0 with @out set, or -ENOENT.
+ */
+int probe_find_bwrap(const char *fixed, const char *path_env, const char *cwd, char *out, size_t out_len);
+
+/**
+ * probe_bwrap_features() - run "@bwrap --help" and look for --argv0 and --perms in what it prints.
+ * Return: 0, or a negative errno when it could not be run.
+ */
+int probe_bwrap_features(const char *bwrap, bool *has_argv0, bool *has_perms);
+
+/**
+ * probe_run() - probe the host. A system bwrap without --perms counts as absent. Never fails:
+ * what is missing is recorded, with the warnings clients are shown.
+ * Return: 0, or -EINVAL when @opts->forced names a launcher this host cannot provide
+ * (the reason is the first warning).
+ */
+int probe_run(Probe *p, const ProbeOptions *opts);
+
+/** probe_user_namespace_warning() - whether trial-run stderr @text is codex's "no user namespaces" case. */
+bool probe_is_user_namespace_failure(const char *text);
+
+/** probe_to_json() - the probe as the health field and `sandboxd --probe` print it. */
+json_t *probe_to_json(const Probe *p);
+
+const char *probe_launcher_name(Launcher launcher);
+
+#endif
