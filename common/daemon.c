@@ -331,6 +331,17 @@ int daemon_drop_privileges(const char *name)
 		log_error("%s: prctl(PR_SET_NO_NEW_PRIVS): %s", name, strerror(errno));
 		return rc;
 	}
+	/* The bounding and ambient sets too, so nothing we exec can win a capability back. Without
+	 * CAP_SETPCAP (an unprivileged service user) the bounding set cannot shrink, and need not. */
+	for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; cap++)
+		if (CAP_IS_SUPPORTED(cap) && cap_get_bound(cap) == 1 && cap_drop_bound(cap) < 0 && errno != EPERM) {
+			log_error("%s: cannot drop capability %d from the bounding set: %s", name, cap, strerror(errno));
+			return -errno;
+		}
+	if (cap_reset_ambient() < 0 && errno != EINVAL) {
+		log_error("%s: cannot clear the ambient capabilities: %s", name, strerror(errno));
+		return -errno;
+	}
 	return daemon_keep_capabilities(name, NULL, 0);
 }
 

@@ -366,6 +366,9 @@ static int start_prober(Sandboxd *s)
 	if (pid == 0) {
 		close(pair[0]);
 		prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+		/* Unprivileged user namespaces are all the trial runs need: no capability, ever. */
+		if (daemon_drop_privileges("sandboxd prober") < 0)
+			_exit(1);
 		prober_loop(s, pair[1]);
 	}
 	close(pair[1]);

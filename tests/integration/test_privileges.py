@@ -6,9 +6,10 @@ import pytest
 
 from conftest import HELPERS
 
-# sandboxd keeps what namespace set-up needs when it runs as root (sandboxd/main.c).
-CAP_SETGID, CAP_SETUID, CAP_SETPCAP, CAP_SYS_CHROOT, CAP_SYS_ADMIN = 6, 7, 8, 18, 21
-SANDBOXD_KEPT = sum(1 << c for c in (CAP_SETGID, CAP_SETUID, CAP_SETPCAP, CAP_SYS_CHROOT, CAP_SYS_ADMIN))
+
+
+# Only a process holding CAP_SETPCAP (root) can empty its bounding set.
+CAP_FIELDS = ("CapEff", "CapPrm", "CapInh", "CapAmb") + (("CapBnd",) if os.geteuid() == 0 else ())
 
 
 def proc_status(pid):
@@ -38,15 +39,20 @@ def test_helper_runs_under_seccomp_with_no_new_privs(stdio_agentd, service):
 @pytest.mark.parametrize("service", HELPERS)
 def test_helper_capabilities_are_dropped(stdio_agentd, service):
     status = proc_status(helper_pids(stdio_agentd.stdio)[service])
-    allowed = SANDBOXD_KEPT if service == "sandboxd" else 0
-    for field in ("CapEff", "CapPrm", "CapInh"):
-        value = int(status[field], 16)
-        assert value & ~allowed == 0, f"{service} {field}={status[field]} holds more than {allowed:#x}"
-    if os.geteuid() == 0 and service == "sandboxd":
-        # As root it must still hold its kept set, as far as this machine grants it: dropping is
-        # not the same as losing all.
-        granted = int(proc_status(os.getpid())["CapPrm"], 16)
-        assert int(status["CapPrm"], 16) == SANDBOXD_KEPT & granted, status["CapPrm"]
+    for field in CAP_FIELDS:
+        assert int(status[field], 16) == 0, f"{service} {field}={status[field]}"
+
+
+def test_sandboxd_prober_is_unprivileged(stdio_agentd):
+    """sandboxd's probe child runs bwrap outside the daemon's seccomp list: it holds nothing else."""
+    pid = helper_pids(stdio_agentd.stdio)["sandboxd"]
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = [int(c) for c in f.read().split()]
+    assert len(children) == 1, children
+    status = proc_status(children[0])
+    assert status["NoNewPrivs"] == "1", status
+    for field in CAP_FIELDS:
+        assert int(status[field], 16) == 0, f"prober {field}={status[field]}"
 
 
 def test_agentd_holds_no_capability(stdio_agentd):

@@ -1,0 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* bench/sandbox - placeholder until the benchmark lands. */
+int main(void)
+{
+	return 0;
+}
