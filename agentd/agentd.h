@@ -46,6 +46,8 @@ typedef struct Agentd {
 	bool is_debug;	 /* -d: wins over [agentd] log_level */
 	/* configWarning params sent to every connection right after its initialize response. */
 	json_t *config_warnings;
+	json_t *sandbox_warnings; /* from sandboxd's host probe: bwrap missing or old, no user namespaces */
+	bool has_sandbox_probe;
 	unsigned helpers_registered;
 	uv_timer_t ready_timer;
 	uv_timer_t conn_sweep_timer; /* forces flushing closes past their deadline */

@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "seccomp_filter.h"
 #include "log.h"
+#include "mp.h"
 #include "proto.h"
 #include "transport.h"
 
@@ -229,15 +230,71 @@ static void agentd_become_ready(Agentd *server)
 		agentd_confine(server);
 }
 
+/* Ready once every helper said hello and sandboxd's probe (its warnings) is in hand. */
+static void agentd_check_ready(Agentd *server)
+{
+	size_t registered = 0;
+	for (size_t i = 0; i < agentd_service_count; i++)
+		registered += broker_is_registered(server->broker, agentd_services[i]);
+	if (registered == agentd_service_count && server->has_sandbox_probe)
+		agentd_become_ready(server);
+}
+
+/* The reference warns only when commands would run in a platform sandbox at all. */
+static bool agentd_is_sandboxed_by_default(const Config *cfg)
+{
+	const char *profile = NULL, *mode = NULL;
+	config_get_string(cfg, "default_permissions", NULL, &profile);
+	config_get_string(cfg, "sandbox_mode", NULL, &mode);
+	return !(profile ? strcmp(profile, ":danger-full-access") == 0
+			 : mode && strcmp(mode, "danger-full-access") == 0);
+}
+
+/* sandboxd's health carries its host probe: its warnings become configWarning notifications. */
+static json_t *agentd_sandbox_warnings_from(const uint8_t *body, size_t len)
+{
+	json_t *warnings = json_array();
+	MpBody parsed;
+	if (!warnings || mp_body_parse(body, len, &parsed) < 0)
+		return warnings;
+	const msgpack_object *probe = mp_map_find(parsed.map, "probe");
+	const msgpack_object *list = probe ? mp_map_find(probe, "warnings") : NULL;
+	for (uint32_t i = 0; list && list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
+		const msgpack_object *item = &list->via.array.ptr[i];
+		if (item->type != MSGPACK_OBJECT_STR)
+			continue;
+		json_array_append_new(warnings, json_pack("{s:s%,s:n,s:n,s:n}", "summary", item->via.str.ptr,
+							  (size_t)item->via.str.size, "details", "path", "range"));
+	}
+	mp_body_free(&parsed);
+	return warnings;
+}
+
+static void agentd_on_sandbox_probe(void *ctx, int32_t status, const uint8_t *body, size_t body_len)
+{
+	Agentd *server = ctx;
+	json_t *warnings = status == 0 ? agentd_sandbox_warnings_from(body, body_len) : json_array();
+	if (status != 0)
+		log_warn("sandboxd: no host probe (status %d): no sandbox warnings for clients", (int)status);
+	json_decref(server->sandbox_warnings);
+	server->sandbox_warnings = warnings;
+	server->has_sandbox_probe = true;
+	agentd_check_ready(server);
+}
+
 static void agentd_on_registered(void *ctx, const char *service, int pid)
 {
 	Agentd *server = ctx;
 	server->helpers_registered++;
-	size_t registered = 0;
-	for (size_t i = 0; i < agentd_service_count; i++)
-		registered += broker_is_registered(server->broker, agentd_services[i]);
-	if (registered == agentd_service_count)
-		agentd_become_ready(server);
+	if (strcmp(service, "sandboxd") == 0 && agentd_is_sandboxed_by_default(&server->config)) {
+		/* Asked again after each restart: a re-probed host may warn differently. */
+		if (broker_call(server->broker, "sandboxd", "health", 0, NULL, 0, 5000, agentd_on_sandbox_probe,
+				server) < 0)
+			server->has_sandbox_probe = true;
+	} else if (strcmp(service, "sandboxd") == 0) {
+		server->has_sandbox_probe = true;
+	}
+	agentd_check_ready(server);
 }
 
 static void agentd_on_unregistered(void *ctx, const char *service)
@@ -504,6 +561,7 @@ out_loop:
 out_config:
 	config_free(&server.config);
 	json_decref(server.config_warnings);
+	json_decref(server.sandbox_warnings);
 	log_info("stopped");
 	return status;
 }

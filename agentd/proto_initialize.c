@@ -156,6 +156,9 @@ static void proto_send_config_warnings(Conn *conn)
 	json_array_foreach (conn->server->config_warnings, i, warning) {
 		conn_notify(conn, "configWarning", json_deep_copy(warning));
 	}
+	json_array_foreach (conn->server->sandbox_warnings, i, warning) {
+		conn_notify(conn, "configWarning", json_deep_copy(warning));
+	}
 }
 
 void proto_initialize(Conn *conn, json_t *id, json_t *params)

@@ -319,30 +319,46 @@ int daemon_keep_capabilities(const char *name, const cap_value_t *keep, size_t k
 	return rc;
 }
 
-int daemon_drop_privileges(const char *name)
+static bool daemon_cap_is_in(cap_value_t cap, const cap_value_t *set, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (set[i] == cap)
+			return true;
+	return false;
+}
+
+int daemon_confine(const char *name, const cap_value_t *keep, size_t keep_count)
 {
 	/*
-	 * A helper whose duty needs no privilege never gains any: no_new_privs makes setuid
-	 * binaries it might exec inert, and empty capability sets (effective, permitted,
-	 * inheritable) leave it with the plain rights of the service user.
+	 * no_new_privs makes setuid binaries and file capabilities inert for everything we exec;
+	 * the bounding and ambient sets go too, so nothing exec'd can win a capability back.
+	 * Without CAP_SETPCAP (an unprivileged service user) the bounding set cannot shrink, and
+	 * need not: such a user has nothing to regain.
 	 */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		int rc = -errno;
 		log_error("%s: prctl(PR_SET_NO_NEW_PRIVS): %s", name, strerror(errno));
 		return rc;
 	}
-	/* The bounding and ambient sets too, so nothing we exec can win a capability back. Without
-	 * CAP_SETPCAP (an unprivileged service user) the bounding set cannot shrink, and need not. */
 	for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; cap++)
-		if (CAP_IS_SUPPORTED(cap) && cap_get_bound(cap) == 1 && cap_drop_bound(cap) < 0 && errno != EPERM) {
+		if (CAP_IS_SUPPORTED(cap) && !daemon_cap_is_in(cap, keep, keep_count) && cap_get_bound(cap) == 1 &&
+		    cap_drop_bound(cap) < 0 && errno != EPERM) {
+			int rc = -errno;
 			log_error("%s: cannot drop capability %d from the bounding set: %s", name, cap, strerror(errno));
-			return -errno;
+			return rc;
 		}
 	if (cap_reset_ambient() < 0 && errno != EINVAL) {
+		int rc = -errno;
 		log_error("%s: cannot clear the ambient capabilities: %s", name, strerror(errno));
-		return -errno;
+		return rc;
 	}
-	return daemon_keep_capabilities(name, NULL, 0);
+	return daemon_keep_capabilities(name, keep, keep_count);
+}
+
+int daemon_drop_privileges(const char *name)
+{
+	/* A helper whose duty needs no privilege keeps the plain rights of the service user. */
+	return daemon_confine(name, NULL, 0);
 }
 
 static void daemon_usage(const DaemonSpec *spec, FILE *out)

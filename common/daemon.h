@@ -79,7 +79,13 @@ uv_loop_t *daemon_loop(Daemon *d);
  */
 int daemon_keep_capabilities(const char *name, const cap_value_t *keep, size_t keep_count);
 
-/** daemon_drop_privileges() - no_new_privs and an empty capability set (see the comment inside). */
+/**
+ * daemon_confine() - no_new_privs, and every capability but @keep gone from every set (bounding
+ * and ambient included). Return: 0 or negative errno.
+ */
+int daemon_confine(const char *name, const cap_value_t *keep, size_t keep_count);
+
+/** daemon_drop_privileges() - daemon_confine() keeping nothing. */
 int daemon_drop_privileges(const char *name);
 
 #endif

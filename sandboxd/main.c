@@ -366,8 +366,13 @@ static int start_prober(Sandboxd *s)
 	if (pid == 0) {
 		close(pair[0]);
 		prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
-		/* Unprivileged user namespaces are all the trial runs need: no capability, ever. */
-		if (daemon_drop_privileges("sandboxd prober") < 0)
+		/*
+		 * Unprivileged user namespaces are all the trial runs need. Run as root, bwrap maps
+		 * uid 0 into its namespace, which the kernel allows only with CAP_SETFCAP: that one
+		 * capability stays, nothing else.
+		 */
+		static const cap_value_t root_keep[] = { CAP_SETFCAP };
+		if (daemon_confine("sandboxd prober", root_keep, geteuid() == 0 ? 1 : 0) < 0)
 			_exit(1);
 		prober_loop(s, pair[1]);
 	}

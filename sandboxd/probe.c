@@ -180,11 +180,15 @@ static void try_bwrap_user_namespace(Probe *p)
 	char out[4096];
 	int status = 0;
 	int rc = run_capture(argv, USERNS_TIMEOUT_MS, out, sizeof(out), &status);
-	p->has_user_namespaces = rc != 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	if (rc == 0 && !p->has_user_namespaces) {
+	if (rc < 0) {
+		/* A slow or unstartable trial says nothing about namespaces: no warning, as in codex. */
+		p->has_user_namespaces = true;
+		return;
+	}
+	p->has_user_namespaces = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (!p->has_user_namespaces) {
 		first_line(out, p->user_namespace_error, sizeof(p->user_namespace_error));
-		/* Other failures are not about namespaces: no warning, as in codex. */
-		p->has_user_namespaces = !probe_is_user_namespace_failure(out);
+		p->is_user_namespace_refused = probe_is_user_namespace_failure(out);
 	}
 }
 
@@ -209,6 +213,7 @@ static void try_builtin_user_namespace(Probe *p)
 	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	p->has_user_namespaces = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	p->is_user_namespace_refused = !p->has_user_namespaces;
 }
 
 static int landlock_abi(void)
@@ -262,7 +267,7 @@ int probe_run(Probe *p, const ProbeOptions *opts)
 		try_bwrap_user_namespace(p);
 	else
 		try_builtin_user_namespace(p);
-	if (!p->has_user_namespaces)
+	if (p->is_user_namespace_refused)
 		add_warning(p, p->launcher == LAUNCHER_SYSTEM
 				       ? "agentd's Linux sandbox uses bubblewrap and needs access to create user namespaces."
 				       : "agentd's Linux sandbox needs access to create user namespaces.");

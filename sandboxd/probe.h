@@ -16,7 +16,8 @@ typedef struct Probe {
 	char bwrap[4096];     /* its canonical path */
 	bool bwrap_has_argv0; /* bubblewrap >= 0.9.0 */
 	bool bwrap_has_perms;
-	bool has_user_namespaces;
+	bool has_user_namespaces;	/* the trial run worked */
+	bool is_user_namespace_refused; /* it failed for want of user namespaces: warned about */
 	char user_namespace_error[256]; /* the trial run's stderr line when it failed */
 	int landlock_abi;		/* 0: none */
 	bool has_seccomp;
