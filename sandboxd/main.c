@@ -260,7 +260,7 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 		return 2;
 	}
 	req.cwd = cwd_buf;
-	Config cfg;
+	Config cfg = { 0 };
 	if (config_load(&cfg, err, sizeof(err)) < 0 || read_launcher_setting(&cfg, s->launcher_setting,
 									  sizeof(s->launcher_setting)) < 0) {
 		fprintf(stderr, "sandboxd: %s\n", err);
@@ -308,7 +308,7 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 
 static int probe_main(Sandboxd *s)
 {
-	Config cfg;
+	Config cfg = { 0 };
 	char err[512];
 	if (config_load(&cfg, err, sizeof(err)) < 0 ||
 	    read_launcher_setting(&cfg, s->launcher_setting, sizeof(s->launcher_setting)) < 0) {

@@ -1,18 +1,560 @@
 /* SPDX-License-Identifier: MIT */
-/* plan_test.c - placeholder. */
-#include <setjmp.h>
+/*
+ * plan_test.c - cmocka tests for the policy compiler: the mount plan of each policy shape on a
+ * real scratch tree (split carve-outs, narrower wins, missing paths, protected metadata, the
+ * symlink fail-closed cases) and the launcher command lines (argv0 handling).
+ */
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
 #include <cmocka.h>
 
-static void test_placeholder(void **state)
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plan.h"
+#include "policy.h"
+
+typedef struct Tree {
+	char root[64]; /* a scratch directory, canonical */
+	char empty[128];
+	char empty_readable[128];
+	PlanEnv env;
+} Tree;
+
+static void make_dir(const Tree *t, const char *rel)
 {
-	(void)state;
-	assert_true(1);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", t->root, rel);
+	assert_int_equal(mkdir(path, 0755), 0);
 }
+
+static void make_file(const Tree *t, const char *rel, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", t->root, rel);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void make_link(const Tree *t, const char *target, const char *rel)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", t->root, rel);
+	assert_int_equal(symlink(target, path), 0);
+}
+
+static int tree_setup(void **state)
+{
+	Tree *t = calloc(1, sizeof(*t));
+	char tmpl[] = "/tmp/plan_test.XXXXXX";
+	if (!t || !mkdtemp(tmpl) || !realpath(tmpl, t->root))
+		return -1;
+	snprintf(t->empty, sizeof(t->empty), "/masks/empty-0000");
+	snprintf(t->empty_readable, sizeof(t->empty_readable), "/masks/empty-0444");
+	t->env = (PlanEnv){ t->empty, t->empty_readable, NULL, 0 };
+	*state = t;
+	return 0;
+}
+
+static int tree_teardown(void **state)
+{
+	Tree *t = *state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->root);
+	int rc = system(cmd);
+	free(t);
+	return rc == 0 ? 0 : -1;
+}
+
+/* The plan as one line: "ro-bind / /; dev /dev; ..." with the scratch root spelled "T". */
+static void plan_text(const Tree *t, const Plan *plan, char *out, size_t out_len)
+{
+	size_t n = 0, root_len = strlen(t->root);
+	out[0] = '\0';
+	for (size_t i = 0; i < plan->op_count; i++) {
+		const PlanOp *op = &plan->ops[i];
+		const char *fields[] = { op->src, op->dest };
+		n += (size_t)snprintf(out + n, out_len - n, "%s%s", i ? "; " : "", plan_op_flag(op->kind) + 2);
+		if (op->kind == OP_TMPFS && op->perms >= 0)
+			n += (size_t)snprintf(out + n, out_len - n, "(%o)", (unsigned)op->perms);
+		for (int f = 0; f < 2; f++) {
+			const char *v = fields[f];
+			if (!v)
+				continue;
+			if (strncmp(v, t->root, root_len) == 0)
+				n += (size_t)snprintf(out + n, out_len - n, " T%s", v + root_len);
+			else
+				n += (size_t)snprintf(out + n, out_len - n, " %s", v);
+		}
+	}
+}
+
+/* Compile @json (with "T" in it standing for the scratch root) for cwd T/@cwd_rel. */
+static int compile(const Tree *t, const char *json_template, const char *cwd_rel, Plan *plan, char *err,
+		   size_t err_len)
+{
+	char json_text[4096], cwd[256];
+	size_t n = 0;
+	for (const char *p = json_template; *p && n + 64 < sizeof(json_text); p++) {
+		if (*p == 'T' && (p[1] == '/' || p[1] == '"'))
+			n += (size_t)snprintf(json_text + n, sizeof(json_text) - n, "%s", t->root);
+		else
+			json_text[n++] = *p;
+	}
+	json_text[n] = '\0';
+	snprintf(cwd, sizeof(cwd), "%s%s%s", t->root, cwd_rel[0] ? "/" : "", cwd_rel);
+	json_error_t jerr;
+	json_t *json = json_loads(json_text, 0, &jerr);
+	if (!json)
+		fail_msg("bad test JSON %s: %s", json_text, jerr.text);
+	Policy policy;
+	policy_init(&policy);
+	PolicyContext pc = { .cwd = cwd, .tmpdir = NULL, .home = NULL };
+	int rc = policy_from_json(&policy, &pc, json, err, err_len);
+	json_decref(json);
+	if (rc == 0)
+		rc = plan_compile(plan, &policy, cwd, &t->env, err, err_len);
+	policy_free(&policy);
+	return rc;
+}
+
+static void expect_plan(const Tree *t, const char *json, const char *cwd_rel, const char *expected)
+{
+	Plan plan;
+	char err[512] = "", text[4096];
+	int rc = compile(t, json, cwd_rel, &plan, err, sizeof(err));
+	if (rc < 0)
+		fail_msg("refused: %s", err);
+	plan_text(t, &plan, text, sizeof(text));
+	if (strcmp(text, expected) != 0)
+		fail_msg("\n  got:  %s\n  want: %s", text, expected);
+	plan_free(&plan);
+}
+
+static void expect_refusal(const Tree *t, const char *json, const char *cwd_rel, const char *message)
+{
+	Plan plan;
+	char err[512] = "", want[512];
+	snprintf(want, sizeof(want), message, t->root, t->root);
+	assert_int_equal(compile(t, json, cwd_rel, &plan, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, want))
+		fail_msg("\n  got:  %s\n  want: %s", err, want);
+}
+
+#define RESTRICTED(entries) "{\"kind\":\"restricted\",\"entries\":[" entries "]}"
+#define ENTRY(path, access) "{\"path\":{\"type\":\"path\",\"path\":\"" path "\"},\"access\":\"" access "\"}"
+#define ROOT_READ "{\"path\":{\"type\":\"special\",\"value\":{\"kind\":\"root\"}},\"access\":\"read\"}"
+#define PROTECTED_MASKS(w)                                                                                    \
+	"tmpfs(555) " w "/.agents; tmpfs(555) " w "/.codex; tmpfs(555) " w "/.git"
+#define PROTECTED_REMOUNTS(w) "remount-ro " w "/.git; remount-ro " w "/.codex; remount-ro " w "/.agents"
+
+static void test_read_only(void **state)
+{
+	Tree *t = *state;
+	expect_plan(t, "{\"type\":\"readOnly\"}", "", "ro-bind / /; dev /dev; proc /proc");
+}
+
+static void test_full_access_is_unwrapped(void **state)
+{
+	Tree *t = *state;
+	Plan plan;
+	char err[256];
+	assert_int_equal(compile(t, "{\"type\":\"dangerFullAccess\"}", "", &plan, err, sizeof(err)), 0);
+	assert_true(plan.is_unwrapped);
+	assert_int_equal(plan.op_count, 0);
+	plan_free(&plan);
+	/* Full disk but no network: the whole root stays writable, only the namespace changes. */
+	assert_int_equal(compile(t, "{\"kind\":\"unrestricted\",\"network\":\"restricted\"}", "", &plan, err,
+				 sizeof(err)),
+			 0);
+	assert_false(plan.is_unwrapped);
+	assert_true(plan.is_network_isolated);
+	char text[256];
+	plan_text(t, &plan, text, sizeof(text));
+	assert_string_equal(text, "bind / /; proc /proc");
+	plan_free(&plan);
+}
+
+/* Workspace-write in a plain directory: its protected names do not exist and are masked. */
+static void test_workspace_write_masks_missing_metadata(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ws");
+	Plan plan;
+	char err[256], text[4096];
+	assert_int_equal(compile(t, "{\"type\":\"workspaceWrite\",\"excludeSlashTmp\":true}", "ws", &plan, err,
+				 sizeof(err)),
+			 0);
+	plan_text(t, &plan, text, sizeof(text));
+	assert_string_equal(text, "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; " PROTECTED_MASKS("T/ws")
+					  "; " PROTECTED_REMOUNTS("T/ws"));
+	assert_true(plan.is_network_isolated);
+	/* The masks' mount points are made on the host: the caller removes them afterwards. */
+	assert_int_equal(plan.created.count, 3);
+	plan_free(&plan);
+}
+
+/* Existing metadata is bound read-only; a gitdir: pointer protects its target as well. */
+static void test_existing_metadata_and_gitdir_pointer(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ws");
+	make_dir(t, "ws/.codex");
+	make_dir(t, "ws/.agents");
+	make_dir(t, "ws/store");
+	make_dir(t, "ws/store/wt");
+	make_file(t, "ws/.git", "gitdir: store/wt\n");
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write")), "ws",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; ro-bind T/ws/.agents T/ws/.agents; "
+		    "ro-bind T/ws/.codex T/ws/.codex; ro-bind T/ws/.git T/ws/.git; ro-bind T/ws/store/wt T/ws/store/wt");
+}
+
+/* Inside a parent repository a missing child .git stays creatable (git's discovery works). */
+static void test_parent_repository_leaves_git_creatable(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, ".git");
+	make_dir(t, "sub");
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/sub", "write")), "sub",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/sub T/sub; tmpfs(555) T/sub/.agents; "
+		    "tmpfs(555) T/sub/.codex; remount-ro T/sub/.codex; remount-ro T/sub/.agents");
+}
+
+/* /repo=write, /repo/a=none, /repo/a/b=write: a is denied, a/b writable again (111 to reach it). */
+static void test_narrower_rule_wins(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "repo");
+	make_dir(t, "repo/.git");
+	make_dir(t, "repo/.codex");
+	make_dir(t, "repo/.agents");
+	make_dir(t, "repo/a");
+	make_dir(t, "repo/a/b");
+	make_dir(t, "repo/c");
+	expect_plan(t,
+		    RESTRICTED(ROOT_READ "," ENTRY("T/repo", "write") "," ENTRY("T/repo/a", "deny") "," ENTRY(
+			    "T/repo/a/b", "write") "," ENTRY("T/repo/c", "deny")),
+		    "repo",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/repo T/repo; ro-bind T/repo/.agents T/repo/.agents; "
+		    "ro-bind T/repo/.codex T/repo/.codex; ro-bind T/repo/.git T/repo/.git; tmpfs(111) T/repo/a; "
+		    "tmpfs(0) T/repo/c; bind T/repo/a/b T/repo/a/b; tmpfs(555) T/repo/a/b/.agents; "
+		    "tmpfs(555) T/repo/a/b/.codex; remount-ro T/repo/a/b/.codex; remount-ro T/repo/a/b/.agents; "
+		    "remount-ro T/repo/c; remount-ro T/repo/a");
+}
+
+/* Rules that change nothing emit nothing: read under read, write under write. */
+static void test_redundant_rules_are_dropped(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "r");
+	make_dir(t, "r/s");
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/r", "read") "," ENTRY("T/r/s", "read")), "",
+		    "ro-bind / /; dev /dev; proc /proc");
+}
+
+/* A write re-opened under a read-only parent, and a read-only path under a writable one. */
+static void test_write_reopened_under_read_only_parent(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "w");
+	make_dir(t, "w/out");
+	make_dir(t, "w/out/.git");
+	make_dir(t, "w/out/.codex");
+	make_dir(t, "w/out/.agents");
+	make_dir(t, "w/out/keep");
+	expect_plan(t,
+		    RESTRICTED(ROOT_READ "," ENTRY("T/w", "read") "," ENTRY("T/w/out", "write") "," ENTRY(
+			    "T/w/out/keep", "read")),
+		    "w",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/w/out T/w/out; ro-bind T/w/out/.agents T/w/out/.agents; "
+		    "ro-bind T/w/out/.codex T/w/out/.codex; ro-bind T/w/out/.git T/w/out/.git; "
+		    "ro-bind T/w/out/keep T/w/out/keep");
+}
+
+/* Denied files are covered by an empty mode-0000 file; missing paths under writable roots by masks. */
+static void test_denied_file_and_missing_paths(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ws");
+	make_dir(t, "ws/.git");
+	make_dir(t, "ws/.codex");
+	make_dir(t, "ws/.agents");
+	make_file(t, "ws/.env", "SECRET=1\n");
+	Plan plan;
+	char err[256], text[4096];
+	assert_int_equal(compile(t,
+				 RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write") "," ENTRY("T/ws/.env", "deny") "," ENTRY(
+					 "T/ws/gen/deep/file", "read") "," ENTRY("T/ws/nope", "deny") "," ENTRY("T/gone",
+													      "deny")),
+				 "ws", &plan, err, sizeof(err)),
+			 0);
+	plan_text(t, &plan, text, sizeof(text));
+	assert_string_equal(text, "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; "
+				  "ro-bind T/ws/.agents T/ws/.agents; ro-bind T/ws/.codex T/ws/.codex; "
+				  "ro-bind /masks/empty-0000 T/ws/.env; ro-bind T/ws/.git T/ws/.git; "
+				  "ro-bind /masks/empty-0000 T/ws/nope; ro-bind /masks/empty-0444 T/ws/gen");
+	/* Only the masks of missing paths leave mount points on the host. */
+	assert_int_equal(plan.created.count, 2);
+	assert_non_null(strstr(plan.created.items[0], "/ws/nope"));
+	assert_non_null(strstr(plan.created.items[1], "/ws/gen"));
+	plan_free(&plan);
+}
+
+/* A writable root that does not exist is skipped, as the reference does. */
+static void test_missing_writable_root_is_skipped(void **state)
+{
+	Tree *t = *state;
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/absent", "write")), "", "ro-bind / /; dev /dev; proc /proc");
+}
+
+/* ... but a missing writable carve-out under an explicit read-only rule cannot be made writable. */
+static void test_missing_write_under_read_only_rule_is_refused(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "w");
+	expect_refusal(t, RESTRICTED(ROOT_READ "," ENTRY("T/w", "read") "," ENTRY("T/w/out", "write")), "",
+		       "cannot enforce sandbox writable path %s/w/out: it does not exist under read-only path %s/w");
+}
+
+/* A read-only path reached through a symlink in a writable root: the command could re-point it. */
+static void test_read_only_path_through_writable_symlink_fails_closed(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ws");
+	make_dir(t, "ws/real");
+	make_link(t, "real", "ws/link");
+	expect_refusal(t, RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write") "," ENTRY("T/ws/link/x", "read")), "ws",
+		       "cannot enforce sandbox read-only path %s/ws/link/x because it crosses writable symlink %s/ws/link");
+	expect_refusal(t, RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write") "," ENTRY("T/ws/link", "deny")), "ws",
+		       "cannot enforce sandbox deny-read path %s/ws/link because it crosses writable symlink %s/ws/link");
+}
+
+/* .codex as a symlink in the workspace is the replacement attack: refused, not followed. */
+static void test_protected_symlink_fails_closed(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ws");
+	make_dir(t, "elsewhere");
+	make_link(t, "../elsewhere", "ws/.codex");
+	expect_refusal(t, "{\"type\":\"workspaceWrite\",\"excludeSlashTmp\":true}", "ws",
+		       "cannot enforce sandbox read-only path %s/ws/.codex because it crosses writable symlink %s/ws/.codex");
+}
+
+/* A symlink in a read-only area cannot be replaced: it is followed, and bound where it leads. */
+static void test_symlink_in_read_only_area_is_followed(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ro");
+	make_dir(t, "ro/target");
+	make_link(t, "target", "ro/alias");
+	make_dir(t, "ws");
+	make_dir(t, "ws/.git");
+	make_dir(t, "ws/.codex");
+	make_dir(t, "ws/.agents");
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write") "," ENTRY("T/ro/alias", "deny")), "ws",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; tmpfs(0) T/ro/target; "
+		    "ro-bind T/ws/.agents T/ws/.agents; ro-bind T/ws/.codex T/ws/.codex; ro-bind T/ws/.git T/ws/.git; "
+		    "remount-ro T/ro/target");
+}
+
+/* No :root read: an empty root, readable roots bound in, symlinked spellings recreated. */
+static void test_restricted_read_builds_an_empty_root(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "usr");
+	make_link(t, "usr", "lib64");
+	expect_plan(t, RESTRICTED(ENTRY("T/lib64", "read")), "",
+		    "tmpfs(755) /; dev /dev; proc /proc; ro-bind T/usr T/usr; symlink usr T/lib64; remount-ro /");
+}
+
+/* Paths every sandbox hides (the runtime directory, auth.json) are denied even under write. */
+static void test_hidden_paths_are_denied(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "run");
+	make_file(t, "auth.json", "{}");
+	char run[128], auth[128];
+	snprintf(run, sizeof(run), "%s/run", t->root);
+	snprintf(auth, sizeof(auth), "%s/auth.json", t->root);
+	const char *hidden[] = { run, auth, "/nonexistent/agentd-hidden" };
+	t->env.hidden_paths = hidden;
+	t->env.hidden_count = 3;
+	expect_plan(t, "{\"type\":\"readOnly\"}", "",
+		    "ro-bind / /; dev /dev; proc /proc; ro-bind /masks/empty-0000 T/auth.json; tmpfs(0) T/run; "
+		    "remount-ro T/run");
+	t->env.hidden_count = 0;
+}
+
+static void test_missing_cwd_is_refused(void **state)
+{
+	Tree *t = *state;
+	expect_refusal(t, "{\"type\":\"readOnly\"}", "no-such-dir", "sandbox cwd %s/no-such-dir");
+}
+
+/* --- rendering --------------------------------------------------------------------------------- */
+
+static const char *const command[] = { "/usr/bin/env", "--", "/opt/sandboxd", "/opt/agentd-sandbox", NULL };
+
+static size_t index_of(const StrVec *argv, const char *item, size_t from)
+{
+	for (size_t i = from; i < argv->count; i++)
+		if (strcmp(argv->items[i], item) == 0)
+			return i;
+	return (size_t)-1;
+}
+
+static void render_read_only(const Tree *t, const LaunchTarget *target, StrVec *argv)
+{
+	Plan plan;
+	char err[256];
+	assert_int_equal(compile(t, "{\"type\":\"readOnly\"}", "", &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_render(&plan, target, (char *const *)command, argv), 0);
+	plan_free(&plan);
+}
+
+/* The command after the inner "--" is the user's, untouched, whatever it contains. */
+static void assert_command_tail(const StrVec *argv, size_t inner_dashes)
+{
+	assert_int_equal(argv->count - inner_dashes - 1, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(argv->items[inner_dashes + 1 + i], command[i]);
+	assert_null(argv->items[argv->count]);
+}
+
+static void test_render_bwrap_with_argv0(void **state)
+{
+	Tree *t = *state;
+	LaunchTarget target = { "/usr/bin/bwrap", true, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	StrVec argv;
+	render_read_only(t, &target, &argv);
+	assert_string_equal(argv.items[0], "/usr/bin/bwrap");
+	size_t dashes = index_of(&argv, "--", 0);
+	assert_true(dashes != (size_t)-1 && dashes >= 2);
+	assert_string_equal(argv.items[dashes - 2], "--argv0");
+	assert_string_equal(argv.items[dashes - 1], INNER_STAGE_NAME);
+	assert_string_equal(argv.items[dashes + 1], "/opt/sandboxd");
+	assert_string_equal(argv.items[dashes + 2], "--seccomp");
+	assert_string_equal(argv.items[dashes + 3], "restricted");
+	assert_command_tail(&argv, dashes + 4);
+	assert_true(index_of(&argv, "--unshare-net", 0) < dashes);
+	assert_true(index_of(&argv, "--die-with-parent", 0) < dashes);
+	strvec_free(&argv);
+}
+
+/* Without --argv0 only the helper right after bwrap's "--" changes, never the user's arguments. */
+static void test_render_bwrap_compat_path(void **state)
+{
+	Tree *t = *state;
+	LaunchTarget target = { "/usr/bin/bwrap", false, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	StrVec argv;
+	render_read_only(t, &target, &argv);
+	size_t dashes = index_of(&argv, "--", 0);
+	assert_true(index_of(&argv, "--argv0", 0) == (size_t)-1);
+	assert_string_equal(argv.items[dashes + 1], "/opt/agentd-sandbox");
+	assert_true(index_of(&argv, "/opt/sandboxd", 0) > dashes + 4); /* only in the user's command */
+	assert_command_tail(&argv, dashes + 4);
+	strvec_free(&argv);
+}
+
+static void test_render_builtin(void **state)
+{
+	Tree *t = *state;
+	LaunchTarget target = { NULL, false, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	StrVec argv;
+	render_read_only(t, &target, &argv);
+	assert_string_equal(argv.items[0], "/opt/agentd-sandbox");
+	assert_string_equal(argv.items[1], "--launch");
+	assert_string_equal(argv.items[2], "--unshare-net");
+	assert_string_equal(argv.items[3], "--ro-bind");
+	size_t dashes = index_of(&argv, "--", 0);
+	assert_string_equal(argv.items[dashes - 2], "--seccomp");
+	assert_string_equal(argv.items[dashes - 1], "restricted");
+	assert_command_tail(&argv, dashes);
+	strvec_free(&argv);
+}
+
+static void test_render_network_enabled_and_unwrapped(void **state)
+{
+	Tree *t = *state;
+	LaunchTarget target = { "/usr/bin/bwrap", false, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	Plan plan;
+	StrVec argv;
+	char err[256];
+	assert_int_equal(compile(t, "{\"type\":\"readOnly\",\"networkAccess\":true}", "", &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_render(&plan, &target, (char *const *)command, &argv), 0);
+	assert_true(index_of(&argv, "--unshare-net", 0) == (size_t)-1);
+	assert_string_equal(argv.items[index_of(&argv, "--seccomp", 0) + 1], "base");
+	strvec_free(&argv);
+	plan_free(&plan);
+	assert_int_equal(compile(t, "{\"type\":\"dangerFullAccess\"}", "", &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_render(&plan, &target, (char *const *)command, &argv), 0);
+	assert_int_equal(argv.count, 4);
+	assert_string_equal(argv.items[0], "/usr/bin/env");
+	strvec_free(&argv);
+	plan_free(&plan);
+}
+
+/* Masks' mount points go after the command; whatever the command put in them stays. */
+static void test_remove_created_keeps_content(void **state)
+{
+	Tree *t = *state;
+	Plan plan = { 0 };
+	char path[256];
+	make_dir(t, "mask-dir");
+	make_dir(t, "used-dir");
+	make_file(t, "used-dir/x", "x");
+	make_file(t, "mask-file", "");
+	make_file(t, "written-file", "data");
+	const char *names[] = { "mask-dir", "used-dir", "mask-file", "written-file" };
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", t->root, names[i]);
+		assert_int_equal(strvec_push(&plan.created, path), 0);
+	}
+	plan_remove_created(&plan);
+	const bool expected[] = { false, true, false, true };
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", t->root, names[i]);
+		assert_int_equal(access(path, F_OK) == 0, expected[i]);
+	}
+	plan_free(&plan);
+}
+
+#define TREE_TEST(fn) cmocka_unit_test_setup_teardown(fn, tree_setup, tree_teardown)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_placeholder) };
+	const struct CMUnitTest tests[] = {
+		TREE_TEST(test_read_only),
+		TREE_TEST(test_full_access_is_unwrapped),
+		TREE_TEST(test_workspace_write_masks_missing_metadata),
+		TREE_TEST(test_existing_metadata_and_gitdir_pointer),
+		TREE_TEST(test_parent_repository_leaves_git_creatable),
+		TREE_TEST(test_narrower_rule_wins),
+		TREE_TEST(test_redundant_rules_are_dropped),
+		TREE_TEST(test_write_reopened_under_read_only_parent),
+		TREE_TEST(test_denied_file_and_missing_paths),
+		TREE_TEST(test_missing_writable_root_is_skipped),
+		TREE_TEST(test_missing_write_under_read_only_rule_is_refused),
+		TREE_TEST(test_read_only_path_through_writable_symlink_fails_closed),
+		TREE_TEST(test_protected_symlink_fails_closed),
+		TREE_TEST(test_symlink_in_read_only_area_is_followed),
+		TREE_TEST(test_restricted_read_builds_an_empty_root),
+		TREE_TEST(test_hidden_paths_are_denied),
+		TREE_TEST(test_missing_cwd_is_refused),
+		TREE_TEST(test_render_bwrap_with_argv0),
+		TREE_TEST(test_render_bwrap_compat_path),
+		TREE_TEST(test_render_builtin),
+		TREE_TEST(test_render_network_enabled_and_unwrapped),
+		TREE_TEST(test_remove_created_keeps_content),
+	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
