@@ -1,11 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# run.sh - run the broker, startup and watch benchmarks against a build tree: bench/run.sh [BUILD_DIR]
+# run.sh - run the broker, startup, watch and sandbox benchmarks against a build tree:
+# bench/run.sh [BUILD_DIR]
 #
 # BUILD_DIR defaults to the directory above this script. Benchmarks not built yet (or older than
 # their source) are compiled by hand with $CC. Extra flags: BENCH_BROKER_ARGS (e.g. "-n 20000"),
-# BENCH_STARTUP_ARGS (e.g. "-r 20 -R"), BENCH_WATCH_ARGS (e.g. "-n 500"). A MISS against a target
-# is reported, not an error; a benchmark that cannot run is.
+# BENCH_STARTUP_ARGS (e.g. "-r 20 -R"), BENCH_WATCH_ARGS (e.g. "-n 500"), BENCH_SANDBOX_ARGS
+# (e.g. "-n 500 -c 5000"). A MISS against a target is reported, not an error; a benchmark that
+# cannot run is.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,25 +15,42 @@ build=$(cd "${1:-$here/..}" && pwd)
 cc=${CC:-gcc}
 cflags="-std=gnu11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror"
 
+# build_one NAME [CC ARGS...]: C sources among the arguments, and the files in $deps (headers),
+# count towards "older than" too.
+deps=""
 build_one() {
 	src="$here/$1.c"
 	util="$here/bench_util.c"
 	bin="$build/bench/$1"
 	shift
-	if [ ! -x "$bin" ] || [ -n "$(find "$src" "$util" "$here/bench_util.h" -newer "$bin")" ]; then
+	newer_than="$deps"
+	for arg in "$@"; do
+		if [ -f "$arg" ]; then
+			newer_than="$newer_than $arg"
+		fi
+	done
+	# shellcheck disable=SC2086 # newer_than is a word list
+	if [ ! -x "$bin" ] || [ -n "$(find "$src" "$util" "$here/bench_util.h" $newer_than -newer "$bin")" ]; then
 		mkdir -p "$build/bench"
 		# shellcheck disable=SC2086 # cflags is a word list
 		"$cc" $cflags "$src" "$util" "$@" -o "$bin"
 	fi
 }
 
-if [ ! -x "$build/agentd/agentd" ]; then
-	echo "run.sh: $build/agentd/agentd is not built; run make first" >&2
-	exit 1
-fi
+for bin in agentd/agentd sandboxd/sandboxd sandboxd/agentd-sandbox; do
+	if [ ! -x "$build/$bin" ]; then
+		echo "run.sh: $build/$bin is not built; run make first" >&2
+		exit 1
+	fi
+done
 build_one broker -lnng -lpthread
 build_one startup
 build_one watch
+top=$(cd "$here/.." && pwd)
+deps="$top/sandboxd/plan.h $top/sandboxd/policy.h $top/common/paths.h"
+build_one sandbox -I"$top/sandboxd" -I"$top/common" "$top/sandboxd/plan.c" "$top/sandboxd/policy.c" \
+	"$top/common/paths.c" -ljansson
+deps=""
 
 cd "$build"
 echo "== bench/broker"
@@ -45,3 +64,7 @@ echo
 echo "== bench/watch"
 # shellcheck disable=SC2086
 ./bench/watch ${BENCH_WATCH_ARGS:-} "$build/agentd/agentd"
+echo
+echo "== bench/sandbox"
+# shellcheck disable=SC2086
+./bench/sandbox ${BENCH_SANDBOX_ARGS:-} "$build"

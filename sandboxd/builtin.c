@@ -32,6 +32,7 @@
 
 #include "inner.h"
 #include "plan.h"
+#include "supervise.h"
 
 /*
  * Any directory every host has. A tmpfs mounted over it becomes a scratch root holding the old
@@ -44,26 +45,9 @@
 typedef struct LaunchArgs {
 	Plan plan;
 	bool is_network_restricted;
+	const char *lock_dir;
 	char *const *command;
 } LaunchArgs;
-
-static pid_t forward_target;
-
-static void forward_signal(int signum)
-{
-	if (forward_target > 0)
-		kill(forward_target, signum);
-}
-
-static void forward_signals_to(pid_t pid)
-{
-	static const int signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-	struct sigaction sa = { .sa_handler = forward_signal };
-	forward_target = pid;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-		sigaction(signals[i], &sa, NULL);
-}
 
 static int die(const char *what, int err)
 {
@@ -110,6 +94,11 @@ static int parse_args(LaunchArgs *a, int argc, char **argv)
 			char *end;
 			perms = (int)strtol(argv[++i], &end, 8);
 			if (*end || perms < 0 || perms > 07777)
+				return -EINVAL;
+		} else if (strcmp(flag, "--lock-dir") == 0 && i + 1 < argc) {
+			a->lock_dir = argv[++i];
+		} else if (strcmp(flag, "--created") == 0 && i + 1 < argc) {
+			if (argv[++i][0] != '/' || strvec_push(&a->plan.created, argv[i]) < 0)
 				return -EINVAL;
 		} else if (strcmp(flag, "--chdir") == 0 && i + 1 < argc) {
 			snprintf(a->plan.cwd, sizeof(a->plan.cwd), "%s", argv[++i]);
@@ -413,11 +402,6 @@ static int build_root(const Plan *plan)
 
 /* --- processes --------------------------------------------------------------------------------- */
 
-static int exit_status_of(int status)
-{
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* pid 1 of the sandbox: runs the command, reaps every orphan, exits with the command's status. */
 static int run_init(const LaunchArgs *a)
 {
@@ -442,51 +426,57 @@ static int run_init(const LaunchArgs *a)
 		fprintf(stderr, "agentd-sandbox: %s: %s\n", a->command[0], strerror(err));
 		_exit(err == ENOENT ? 127 : 126);
 	}
-	forward_signals_to(command);
+	supervise_forward_signals(command);
 	for (;;) {
 		int status;
 		pid_t pid = waitpid(-1, &status, 0);
 		if (pid == command)
-			return exit_status_of(status);
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		if (pid < 0 && errno != EINTR)
 			return 126;
 	}
 }
 
-int builtin_launch_main(int argc, char **argv)
+/* Outside: the namespaces, then pid 1 forked into them; we wait, and clean up after it. */
+static int launch(LaunchArgs *a)
 {
-	LaunchArgs a = { 0 };
-	if (parse_args(&a, argc, argv) < 0) {
-		fprintf(stderr, "usage: agentd-sandbox --launch [--unshare-net] OPS... --chdir DIR "
-				"--seccomp restricted|base -- COMMAND [ARG...]\n");
-		plan_free(&a.plan);
-		return 2;
-	}
 	uid_t uid = geteuid();
 	gid_t gid = getegid();
-	int flags = CLONE_NEWUSER | CLONE_NEWPID | (a.plan.is_network_isolated ? CLONE_NEWNET : 0);
+	int flags = CLONE_NEWUSER | CLONE_NEWPID | (a->plan.is_network_isolated ? CLONE_NEWNET : 0);
 	if (unshare(flags) < 0) {
 		die("creating namespaces", errno);
-		plan_free(&a.plan);
 		return 126;
 	}
 	int rc = map_identity(uid, gid);
 	if (rc < 0) {
 		die("setting up uid map", -rc);
-		plan_free(&a.plan);
 		return 126;
 	}
 	pid_t init = fork();
-	if (init < 0) {
-		plan_free(&a.plan);
+	if (init < 0)
 		return 126;
-	}
 	if (init == 0)
-		_exit(run_init(&a));
-	forward_signals_to(init);
-	int status = 0;
-	while (waitpid(init, &status, 0) < 0 && errno == EINTR)
-		;
+		_exit(run_init(a));
+	supervise_forward_signals(init);
+	return supervise_wait(init);
+}
+
+int builtin_launch_main(int argc, char **argv)
+{
+	LaunchArgs a = { 0 };
+	if (parse_args(&a, argc, argv) < 0 || (a.plan.created.count && !a.lock_dir)) {
+		fprintf(stderr, "usage: " INNER_STAGE_NAME " --launch [--unshare-net] [--lock-dir DIR [--created PATH]...] "
+				"OPS... --chdir DIR --seccomp restricted|base -- COMMAND [ARG...]\n");
+		plan_free(&a.plan);
+		return 2;
+	}
+	CreatedSet created = { a.lock_dir, a.plan.created.items, a.plan.created.count, NULL };
+	int status = 126;
+	if (created_hold(&created) < 0)
+		die("locking the sandbox's mount points", errno);
+	else
+		status = launch(&a);
+	created_release(&created);
 	plan_free(&a.plan);
-	return exit_status_of(status);
+	return status;
 }

@@ -32,6 +32,7 @@
 #include "plan.h"
 #include "policy.h"
 #include "probe.h"
+#include "supervise.h"
 
 /* A plan request: cwd, command and policy text are bounded well below the envelope limit. */
 #define PLAN_MAX_BODY (256 * 1024)
@@ -45,6 +46,8 @@ typedef struct Sandboxd {
 	pid_t prober_pid;
 	char exe[PATH_MAX];  /* our own full path: re-entered with --argv0 */
 	char link[PATH_MAX]; /* <dir>/agentd-sandbox: the compatibility path and the built-in launcher */
+	char mask_dir[AGENTD_PATH_MAX];
+	char lock_dir[AGENTD_PATH_MAX];
 	char empty_file[AGENTD_PATH_MAX];
 	char empty_readable_file[AGENTD_PATH_MAX];
 	char runtime_dir[AGENTD_PATH_MAX];
@@ -88,18 +91,20 @@ static int ensure_empty_file(const char *path, mode_t mode)
 /* The files masks are bound from, and the paths every sandbox hides. */
 static int prepare_masks(Sandboxd *s)
 {
-	char dir[AGENTD_PATH_MAX], home[AGENTD_PATH_MAX];
+	char home[AGENTD_PATH_MAX];
 	int rc = paths_runtime_dir(s->runtime_dir, sizeof(s->runtime_dir));
 	if (rc == 0)
 		rc = paths_ensure_private_dir(s->runtime_dir);
 	if (rc == 0)
-		rc = paths_join(s->runtime_dir, "sandbox", dir, sizeof(dir));
-	if (rc == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
+		rc = paths_join(s->runtime_dir, "sandbox", s->mask_dir, sizeof(s->mask_dir));
+	if (rc == 0 && mkdir(s->mask_dir, 0700) < 0 && errno != EEXIST)
 		rc = -errno;
 	if (rc == 0)
-		rc = paths_join(dir, "empty-0000", s->empty_file, sizeof(s->empty_file));
+		rc = paths_join(s->mask_dir, "locks", s->lock_dir, sizeof(s->lock_dir));
 	if (rc == 0)
-		rc = paths_join(dir, "empty-0444", s->empty_readable_file, sizeof(s->empty_readable_file));
+		rc = paths_join(s->mask_dir, "empty-0000", s->empty_file, sizeof(s->empty_file));
+	if (rc == 0)
+		rc = paths_join(s->mask_dir, "empty-0444", s->empty_readable_file, sizeof(s->empty_readable_file));
 	if (rc == 0)
 		rc = ensure_empty_file(s->empty_file, 0000);
 	if (rc == 0)
@@ -203,7 +208,8 @@ static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *re
 		return -EINVAL;
 	}
 	bool is_system = s->probe.launcher == LAUNCHER_SYSTEM;
-	LaunchTarget target = { is_system ? s->probe.bwrap : NULL, s->probe.bwrap_has_argv0, s->exe, s->link };
+	LaunchTarget target = { is_system ? s->probe.bwrap : NULL, s->probe.bwrap_has_argv0, s->exe, s->link,
+				s->lock_dir };
 	rc = plan_render(plan, &target, req->command, argv);
 	if (rc < 0)
 		plan_free(plan);
@@ -216,15 +222,6 @@ static int run_usage(void)
 {
 	fprintf(stderr, "usage: sandboxd run [--policy JSON | --profile NAME] [-C DIR] [--print] -- COMMAND [ARG...]\n");
 	return 2;
-}
-
-static int wait_for(pid_t pid)
-{
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return 126;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static int run_main(Sandboxd *s, int argc, char **argv)
@@ -280,28 +277,19 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 		fprintf(stderr, "sandboxd: %s\n", err);
 		return 1;
 	}
-	int status = 0;
+	plan_free(&plan);
 	if (is_print_only) {
 		for (size_t i = 0; i < plan_argv.count; i++)
 			printf("%s%c", plan_argv.items[i], i + 1 < plan_argv.count ? ' ' : '\n');
-	} else {
-		pid_t pid = fork();
-		if (pid == 0) {
-			execv(plan_argv.items[0], plan_argv.items);
-			if (errno == ENOENT || errno == EACCES)
-				execvp(plan_argv.items[0], plan_argv.items); /* unwrapped: a bare command name */
-			fprintf(stderr, "sandboxd: %s: %s\n", plan_argv.items[0], strerror(errno));
-			_exit(127);
-		}
-		/* The sandbox gets the terminal's signals itself; we only wait for it. */
-		signal(SIGINT, SIG_IGN);
-		signal(SIGQUIT, SIG_IGN);
-		status = pid < 0 ? 126 : wait_for(pid);
-		plan_remove_created(&plan);
+		strvec_free(&plan_argv);
+		return 0;
 	}
+	/* The launcher (or, unwrapped, the command: a bare name is looked up on PATH) takes over. */
+	execvp(plan_argv.items[0], plan_argv.items);
+	int saved = errno;
+	fprintf(stderr, "sandboxd: %s: %s\n", plan_argv.items[0], strerror(saved));
 	strvec_free(&plan_argv);
-	plan_free(&plan);
-	return status;
+	return saved == ENOENT ? 127 : 126;
 }
 
 /* --- sandboxd --probe -------------------------------------------------------------------------- */
@@ -465,23 +453,19 @@ static int reply_plan(Daemon *d, const Envelope *req, const Plan *plan, const St
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 4);
+	msgpack_pack_map(&pk, 3);
 	mp_pack_kv_str(&pk, "launcher", plan->is_unwrapped ? "none" : probe_launcher_name(probe->launcher));
 	mp_pack_kv_str(&pk, "cwd", plan->cwd);
 	mp_pack_cstr(&pk, "argv");
 	msgpack_pack_array(&pk, argv->count);
 	for (size_t i = 0; i < argv->count; i++)
 		mp_pack_cstr(&pk, argv->items[i]);
-	mp_pack_cstr(&pk, "created");
-	msgpack_pack_array(&pk, plan->created.count);
-	for (size_t i = 0; i < plan->created.count; i++)
-		mp_pack_cstr(&pk, plan->created.items[i]);
 	int rc = daemon_reply(d, req, 0, sbuf.data, sbuf.size);
 	msgpack_sbuffer_destroy(&sbuf);
 	return rc;
 }
 
-/* "plan" {cwd, command, policy? (JSON text), profile?, tmpdir?} -> {launcher, cwd, argv, created} */
+/* "plan" {cwd, command, policy? (JSON text), profile?, tmpdir?} -> {launcher, cwd, argv} */
 static int sandboxd_plan(Daemon *d, const Envelope *req, const msgpack_object *params, void *ctx)
 {
 	Sandboxd *s = ctx;
@@ -565,6 +549,11 @@ static int sandboxd_setup(Daemon *d, void *ctx)
 static void sandboxd_teardown(Daemon *d, void *ctx)
 {
 	Sandboxd *s = ctx;
+	/* Running sandboxes hold their masks by inode already; a stopped suite leaves nothing behind. */
+	unlink(s->empty_file);
+	unlink(s->empty_readable_file);
+	rmdir(s->lock_dir); /* only when no sandbox holds a lock in it */
+	rmdir(s->mask_dir);
 	if (s->prober >= 0) {
 		close(s->prober);
 		s->prober = -1;
@@ -598,9 +587,13 @@ int main(int argc, char **argv)
 {
 	char name[PATH_MAX];
 	snprintf(name, sizeof(name), "%s", argv[0]);
-	if (strcmp(basename(name), INNER_STAGE_NAME) == 0)
-		return argc > 1 && strcmp(argv[1], "--launch") == 0 ? builtin_launch_main(argc, argv)
-								  : inner_stage_main(argc, argv);
+	if (strcmp(basename(name), INNER_STAGE_NAME) == 0) {
+		if (argc > 1 && strcmp(argv[1], "--launch") == 0)
+			return builtin_launch_main(argc, argv);
+		if (argc > 1 && strcmp(argv[1], "--supervise") == 0)
+			return supervise_main(argc, argv);
+		return inner_stage_main(argc, argv);
+	}
 	if (argc > 1 && strcmp(argv[1], "--probe") == 0)
 		return probe_main(&sandboxd);
 	if (argc > 1 && strcmp(argv[1], "run") == 0)

@@ -564,20 +564,6 @@ int plan_compile(Plan *plan, const Policy *policy, const char *cwd, const PlanEn
 	return rc;
 }
 
-void plan_remove_created(const Plan *plan)
-{
-	for (size_t i = plan->created.count; i > 0; i--) {
-		const char *path = plan->created.items[i - 1];
-		struct stat st;
-		if (lstat(path, &st) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode))
-			rmdir(path); /* fails, and keeps it, when the command put something inside */
-		else if (S_ISREG(st.st_mode) && st.st_size == 0)
-			unlink(path);
-	}
-}
-
 /* --- rendering --------------------------------------------------------------------------------- */
 
 static int render_ops(const Plan *plan, StrVec *argv)
@@ -610,6 +596,48 @@ static int push_all(StrVec *argv, const char *const *items)
 	return rc;
 }
 
+static int push_created(const Plan *plan, StrVec *argv)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < plan->created.count; i++) {
+		rc = strvec_push(argv, "--created");
+		if (rc == 0)
+			rc = strvec_push(argv, plan->created.items[i]);
+	}
+	return rc;
+}
+
+/* bwrap itself, behind the supervisor that holds and later removes the plan's mount points. */
+static int push_bwrap_prefix(const Plan *plan, const LaunchTarget *target, StrVec *argv)
+{
+	const char *supervise[] = { target->helper_link, "--supervise", "--lock-dir", target->lock_dir, NULL };
+	const char *bwrap[] = { target->bwrap, "--new-session", "--die-with-parent", "--unshare-user",
+				"--unshare-pid", plan->is_network_isolated ? "--unshare-net" : NULL, NULL };
+	int rc = 0;
+	if (plan->created.count) {
+		rc = push_all(argv, supervise);
+		if (rc == 0)
+			rc = push_created(plan, argv);
+		if (rc == 0)
+			rc = strvec_push(argv, "--");
+	}
+	return rc < 0 ? rc : push_all(argv, bwrap);
+}
+
+static int push_builtin_prefix(const Plan *plan, const LaunchTarget *target, StrVec *argv)
+{
+	const char *launch[] = { target->helper_link, "--launch", plan->is_network_isolated ? "--unshare-net" : NULL,
+				 NULL };
+	const char *locks[] = { "--lock-dir", target->lock_dir, NULL };
+	int rc = push_all(argv, launch);
+	if (rc == 0 && plan->created.count) {
+		rc = push_all(argv, locks);
+		if (rc == 0)
+			rc = push_created(plan, argv);
+	}
+	return rc;
+}
+
 int plan_render(const Plan *plan, const LaunchTarget *target, char *const *command, StrVec *argv)
 {
 	memset(argv, 0, sizeof(*argv));
@@ -617,18 +645,10 @@ int plan_render(const Plan *plan, const LaunchTarget *target, char *const *comma
 		return push_all(argv, (const char *const *)command) < 0 ? (strvec_free(argv), -ENOMEM) : 0;
 	const char *seccomp = plan->is_network_isolated ? "restricted" : "base";
 	int rc;
-	if (target->bwrap) {
-		const char *prefix[] = { target->bwrap, "--new-session", "--die-with-parent", "--unshare-user",
-					 "--unshare-pid", NULL, NULL };
-		if (plan->is_network_isolated)
-			prefix[5] = "--unshare-net";
-		rc = push_all(argv, prefix);
-	} else {
-		const char *prefix[] = { target->helper_link, "--launch", NULL, NULL };
-		if (plan->is_network_isolated)
-			prefix[2] = "--unshare-net";
-		rc = push_all(argv, prefix);
-	}
+	if (target->bwrap)
+		rc = push_bwrap_prefix(plan, target, argv);
+	else
+		rc = push_builtin_prefix(plan, target, argv);
 	if (rc == 0)
 		rc = render_ops(plan, argv);
 	if (rc == 0) {

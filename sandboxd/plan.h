@@ -57,6 +57,7 @@ typedef struct LaunchTarget {
 	bool bwrap_has_argv0;	 /* pass --argv0 and re-enter through @helper_exe */
 	const char *helper_exe;	 /* sandboxd's full path (with --argv0) */
 	const char *helper_link; /* full path whose basename dispatches the inner stage (compat, built-in) */
+	const char *lock_dir;	 /* where launchers lock the masks' mount points (see supervise.h) */
 } LaunchTarget;
 
 #define INNER_STAGE_NAME "agentd-sandbox"
@@ -69,9 +70,6 @@ void plan_free(Plan *plan);
 /** plan_add_op() - append one step (@src NULL where the kind takes none). Return: 0 or -ENOMEM. */
 int plan_add_op(Plan *plan, PlanOpKind kind, int perms, const char *src, const char *dest);
 
-/** plan_remove_created() - after the command: remove the mount points the launcher left on the
- * host (empty files and directories only; anything the command put there stays). */
-void plan_remove_created(const Plan *plan);
 
 /**
  * plan_compile() - turn @policy and @cwd into the ordered mount list of a sandbox.
@@ -83,8 +81,9 @@ int plan_compile(Plan *plan, const Policy *policy, const char *cwd, const PlanEn
 		 size_t err_len);
 
 /**
- * plan_render() - the argv that runs @command under @plan through @target: bwrap's command line,
- * the built-in launcher's (same vocabulary), or @command itself for an unwrapped plan.
+ * plan_render() - the argv that runs @command under @plan through @target: bwrap's command line
+ * (behind "agentd-sandbox --supervise" when the plan creates mount points on the host), the
+ * built-in launcher's (same vocabulary), or @command itself for an unwrapped plan.
  * Return: 0 or -ENOMEM; @argv is the caller's (strvec_free).
  */
 int plan_render(const Plan *plan, const LaunchTarget *target, char *const *command, StrVec *argv);

@@ -20,6 +20,7 @@
 
 #include "plan.h"
 #include "policy.h"
+#include "supervise.h"
 
 typedef struct Tree {
 	char root[64]; /* a scratch directory, canonical */
@@ -433,7 +434,7 @@ static void assert_command_tail(const StrVec *argv, size_t inner_dashes)
 static void test_render_bwrap_with_argv0(void **state)
 {
 	Tree *t = *state;
-	LaunchTarget target = { "/usr/bin/bwrap", true, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	LaunchTarget target = { "/usr/bin/bwrap", true, "/opt/sandboxd", "/opt/agentd-sandbox", "/run/l" };
 	StrVec argv;
 	render_read_only(t, &target, &argv);
 	assert_string_equal(argv.items[0], "/usr/bin/bwrap");
@@ -454,7 +455,7 @@ static void test_render_bwrap_with_argv0(void **state)
 static void test_render_bwrap_compat_path(void **state)
 {
 	Tree *t = *state;
-	LaunchTarget target = { "/usr/bin/bwrap", false, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	LaunchTarget target = { "/usr/bin/bwrap", false, "/opt/sandboxd", "/opt/agentd-sandbox", "/run/l" };
 	StrVec argv;
 	render_read_only(t, &target, &argv);
 	size_t dashes = index_of(&argv, "--", 0);
@@ -468,7 +469,7 @@ static void test_render_bwrap_compat_path(void **state)
 static void test_render_builtin(void **state)
 {
 	Tree *t = *state;
-	LaunchTarget target = { NULL, false, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	LaunchTarget target = { NULL, false, "/opt/sandboxd", "/opt/agentd-sandbox", "/run/l" };
 	StrVec argv;
 	render_read_only(t, &target, &argv);
 	assert_string_equal(argv.items[0], "/opt/agentd-sandbox");
@@ -485,7 +486,7 @@ static void test_render_builtin(void **state)
 static void test_render_network_enabled_and_unwrapped(void **state)
 {
 	Tree *t = *state;
-	LaunchTarget target = { "/usr/bin/bwrap", false, "/opt/sandboxd", "/opt/agentd-sandbox" };
+	LaunchTarget target = { "/usr/bin/bwrap", false, "/opt/sandboxd", "/opt/agentd-sandbox", "/run/l" };
 	Plan plan;
 	StrVec argv;
 	char err[256];
@@ -504,11 +505,11 @@ static void test_render_network_enabled_and_unwrapped(void **state)
 }
 
 /* Masks' mount points go after the command; whatever the command put in them stays. */
-static void test_remove_created_keeps_content(void **state)
+static void test_release_removes_only_empty_mount_points(void **state)
 {
 	Tree *t = *state;
-	Plan plan = { 0 };
-	char path[256];
+	char paths[4][256], locks[256];
+	char *items[4];
 	make_dir(t, "mask-dir");
 	make_dir(t, "used-dir");
 	make_file(t, "used-dir/x", "x");
@@ -516,16 +517,34 @@ static void test_remove_created_keeps_content(void **state)
 	make_file(t, "written-file", "data");
 	const char *names[] = { "mask-dir", "used-dir", "mask-file", "written-file" };
 	for (size_t i = 0; i < 4; i++) {
-		snprintf(path, sizeof(path), "%s/%s", t->root, names[i]);
-		assert_int_equal(strvec_push(&plan.created, path), 0);
+		snprintf(paths[i], sizeof(paths[i]), "%s/%s", t->root, names[i]);
+		items[i] = paths[i];
 	}
-	plan_remove_created(&plan);
+	snprintf(locks, sizeof(locks), "%s/locks", t->root);
+	CreatedSet set = { locks, items, 4, NULL };
+	assert_int_equal(created_hold(&set), 0);
+	created_release(&set);
 	const bool expected[] = { false, true, false, true };
-	for (size_t i = 0; i < 4; i++) {
-		snprintf(path, sizeof(path), "%s/%s", t->root, names[i]);
-		assert_int_equal(access(path, F_OK) == 0, expected[i]);
-	}
-	plan_free(&plan);
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(access(paths[i], F_OK) == 0, expected[i]);
+}
+
+/* Two sandboxes on one workspace: the first to finish must not pull the other's mask away. */
+static void test_release_keeps_mount_points_another_sandbox_holds(void **state)
+{
+	Tree *t = *state;
+	char path[256], locks[256];
+	char *items[1] = { path };
+	make_dir(t, ".codex");
+	snprintf(path, sizeof(path), "%s/.codex", t->root);
+	snprintf(locks, sizeof(locks), "%s/locks", t->root);
+	CreatedSet first = { locks, items, 1, NULL }, second = { locks, items, 1, NULL };
+	assert_int_equal(created_hold(&first), 0);
+	assert_int_equal(created_hold(&second), 0);
+	created_release(&first);
+	assert_int_equal(access(path, F_OK), 0);
+	created_release(&second);
+	assert_int_equal(access(path, F_OK), -1);
 }
 
 #define TREE_TEST(fn) cmocka_unit_test_setup_teardown(fn, tree_setup, tree_teardown)
@@ -554,7 +573,8 @@ int main(void)
 		TREE_TEST(test_render_bwrap_compat_path),
 		TREE_TEST(test_render_builtin),
 		TREE_TEST(test_render_network_enabled_and_unwrapped),
-		TREE_TEST(test_remove_created_keeps_content),
+		TREE_TEST(test_release_removes_only_empty_mount_points),
+		TREE_TEST(test_release_keeps_mount_points_another_sandbox_holds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
