@@ -566,6 +566,8 @@ static const DaemonMethod sandboxd_methods[] = {
 	{ "plan", PLAN_MAX_BODY, sandboxd_plan },
 };
 
+static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir" };
+
 static Sandboxd sandboxd = { .prober = -1, .launcher_setting = "auto" };
 
 static const DaemonSpec sandboxd_spec = {
@@ -577,8 +579,10 @@ static const DaemonSpec sandboxd_spec = {
 	.health_fields = sandboxd_health,
 	.health_field_count = 1,
 	.setup = sandboxd_setup,
-	/* Compiling plans reads the filesystem (realpath, lstat, .git files): the base list has it. */
-	.seccomp = { 0 },
+	/* Compiling plans only reads the filesystem, which the base list allows; removing the mask
+	 * files at shutdown is the one write. */
+	.seccomp = { .extra_syscalls = sandboxd_syscalls,
+		     .extra_count = sizeof(sandboxd_syscalls) / sizeof(sandboxd_syscalls[0]) },
 	.adopt_config = sandboxd_adopt_config,
 	.teardown = sandboxd_teardown,
 };

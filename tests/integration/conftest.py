@@ -14,6 +14,7 @@ Only Debian's python3 packages are used: pytest, jsonschema, websockets (10.x: a
 """
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import http.client
@@ -32,6 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -275,6 +277,8 @@ class JsonRpcClient:
         self.methods_by_id = {}
         self.closed = threading.Event()
         self.close_info = None
+        self.sandbox_warnings = []  # the host-probe configWarnings initialize() took off the queue
+        self._held = collections.deque()  # messages initialize() read past, returned first
         self._lock = threading.Lock()
 
     # -- called by the transport's reader --------------------------------------------
@@ -335,6 +339,11 @@ class JsonRpcClient:
         assert not problems, f"{self.kind} server messages violate the protocol:\n" + "\n".join(problems)
 
     def recv(self, timeout=RECV_TIMEOUT):
+        if self._held:
+            return self._held.popleft()
+        return self._recv_new(timeout)
+
+    def _recv_new(self, timeout=RECV_TIMEOUT):
         try:
             kind, value = self.messages.get(timeout=timeout)
         except queue.Empty:
@@ -347,6 +356,8 @@ class JsonRpcClient:
 
     def expect_silence(self, window=0.3):
         """Assert nothing arrives within @window (for messages that must not be answered)."""
+        if self._held:
+            raise AssertionError(f"{self.kind}: unexpected message from agentd: {self._held[0]!r}")
         try:
             kind, value = self.messages.get(timeout=window)
         except queue.Empty:
@@ -405,8 +416,27 @@ class JsonRpcClient:
         params = {"clientInfo": {"name": name, "version": version}}
         params.update(extra)
         result = self.call("initialize", params, timeout=timeout)
+        self.take_sandbox_warnings(extra.get("capabilities") or {})
         self.notify("initialized")
         return result
+
+    def take_sandbox_warnings(self, capabilities=None):
+        """The host's sandbox warnings follow every initialize response (configWarning, after
+        any config warnings): check they all came, exactly as sandboxd's probe words them, and
+        keep every other message for the test."""
+        capabilities = capabilities or {}
+        if self.owner is None or "configWarning" in (capabilities.get("optOutNotificationMethods") or []):
+            return
+        expected = list(self.owner.expected_sandbox_warnings())
+        while expected:
+            msg = self._recv_new()
+            params = msg.get("params") or {}
+            if msg.get("method") == "configWarning" and params.get("summary") in expected:
+                expected.remove(params["summary"])
+                assert params.get("details") is None and params.get("path") is None, msg
+                self.sandbox_warnings.append(params["summary"])
+            else:
+                self._held.append(msg)
 
     def health(self, service=None, timeout=RECV_TIMEOUT):
         return self.call("agentd/health", {"service": service} if service else None, timeout=timeout)
@@ -775,6 +805,25 @@ SANITIZER_REPORT_RE = re.compile(
 )
 
 
+def host_sandbox_warnings(env, cwd, codex_home):
+    """The warnings `sandboxd --probe` reports for @env and the config in @codex_home; none when
+    the configured default runs commands unsandboxed (the reference does not warn then)."""
+    try:
+        config = tomllib.loads((Path(codex_home) / "config.toml").read_text())
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        config = {}
+    profile = config.get("default_permissions")
+    mode = config.get("sandbox_mode")
+    if profile == ":danger-full-access" or (profile is None and mode == "danger-full-access"):
+        return []
+    probe = subprocess.run([str(BUILDDIR / "sandboxd" / "sandboxd"), "--probe"], env=env, cwd=cwd,
+                           capture_output=True, text=True, timeout=20)
+    try:
+        return json.loads(probe.stdout)["warnings"]
+    except (ValueError, KeyError):
+        return []
+
+
 class AgentdProcess:
     def __init__(self, tmp_path, validator, listen=(), config=None, args=(), env=None, stdin=True):
         self.validator = validator
@@ -803,6 +852,7 @@ class AgentdProcess:
         self._helper_lock = threading.Lock()
         self.returncode = None
         self.stopped_by_test = False
+        self._sandbox_warnings = None
         self._stderr_file = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
             argv,
@@ -821,6 +871,12 @@ class AgentdProcess:
         self.ws_port = None
 
     # -- observation --------------------------------------------------------------------
+    def expected_sandbox_warnings(self):
+        """What sandboxd's host probe warns about with this process's environment and config."""
+        if self._sandbox_warnings is None:
+            self._sandbox_warnings = host_sandbox_warnings(self.env, self.tmp_path, self.codex_home)
+        return self._sandbox_warnings
+
     def stderr(self):
         try:
             return self.stderr_path.read_text(errors="replace")

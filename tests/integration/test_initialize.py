@@ -94,6 +94,7 @@ def test_initialized_notification_gets_no_answer(agentd_factory):
     proc = agentd_factory(initialize=False)
     c = proc.stdio
     c.call("initialize", {"clientInfo": {"name": "x", "version": "1"}}, timeout=10)
+    c.take_sandbox_warnings()
     c.notify("initialized")
     c.notify("some/unknownNotification", {"a": 1})
     # A response from the client to a server request that was never made is ignored too.

@@ -174,7 +174,9 @@ def test_stdin_from_a_regular_file_is_answered_in_full(tmp_path):
     with open(requests, "rb") as stdin:
         done = _run_with_stdin(tmp_path, stdin)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    answers = {m["id"]: m for m in map(json.loads, done.stdout.decode().splitlines())}
+    messages = list(map(json.loads, done.stdout.decode().splitlines()))
+    answers = {m["id"]: m for m in messages if "id" in m}
+    assert all(m["method"] == "configWarning" for m in messages if "id" not in m), messages
     assert answers[1]["result"]["userAgent"].startswith("f/")
     assert answers[2]["result"]["service"] == "execd"
     assert answers[3]["error"]["code"] == -32601

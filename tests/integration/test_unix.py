@@ -165,6 +165,9 @@ def test_unix_websocket_client_as_the_reference_speaks(agentd_factory, tmp_path,
             init = json.loads(await asyncio.wait_for(ws.recv(), 10))
             await ws.send(json.dumps({"id": 2, "method": "nope"}))
             err = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            while "id" not in err:  # the host's sandbox warnings follow the initialize response
+                assert err["method"] == "configWarning", err
+                err = json.loads(await asyncio.wait_for(ws.recv(), 10))
             return bound, init, err
 
     bound, init, err = asyncio.run(asyncio.wait_for(session(), 20))

@@ -24,6 +24,14 @@ def _init(id_value=1, name="raw"):
     return {"id": id_value, "method": "initialize", "params": {"clientInfo": {"name": name, "version": "1"}}}
 
 
+def _skip_sandbox_warnings(raw, proc):
+    """The host's sandbox warnings follow every initialize response: read past them."""
+    for summary in proc.expected_sandbox_warnings():
+        op, payload = raw.read_frame()
+        msg = json.loads(payload)
+        assert op == WS_TEXT and msg["method"] == "configWarning" and msg["params"]["summary"] == summary, msg
+
+
 def _text_frames(raw):
     """JSON messages among @raw's frames up to EOF, and the close frame's code (or None)."""
     messages, close_code = [], None
@@ -162,6 +170,7 @@ def test_oversized_fragmented_message(agentd_factory):
     raw.send_request(_init())
     op, payload = raw.read_frame()
     assert op == WS_TEXT and json.loads(payload)["id"] == 1
+    _skip_sandbox_warnings(raw, proc)
     big = {"id": 2, "method": "agentd/health", "params": {"pad": "f" * LIMIT}}
     raw.note(big)
     body = json.dumps(big).encode()
@@ -226,6 +235,7 @@ def test_malformed_frame_closes_only_that_connection(ws_agentd, data, close_code
     raw.send_request(_init())
     op, payload = raw.read_frame()
     assert op == WS_TEXT and json.loads(payload)["id"] == 1
+    _skip_sandbox_warnings(raw, ws_agentd)
     raw.send(data)
     messages, code = _text_frames(raw)
     raw.close()
