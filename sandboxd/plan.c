@@ -251,18 +251,44 @@ static int add_gitdir_target(Rules *rules, const char *root, const char *git_fil
 	return rules_find_logical(rules, target) ? 0 : rules_add(rules, target, ACCESS_READ, true);
 }
 
-static bool has_ancestor_repository(const char *root)
+/* A real repository at @dir: a .git directory with a HEAD, or a "gitdir:" pointer file. */
+static bool is_repository(const char *dir)
 {
-	char dir[AGENTD_PATH_MAX], probe[AGENTD_PATH_MAX + 8];
+	char git[AGENTD_PATH_MAX + 16], line[16] = "";
+	struct stat st;
+	snprintf(git, sizeof(git), "%s/.git", strcmp(dir, "/") == 0 ? "" : dir);
+	if (lstat(git, &st) < 0)
+		return false;
+	if (S_ISDIR(st.st_mode)) {
+		strncat(git, "/HEAD", sizeof(git) - strlen(git) - 1);
+		return access(git, F_OK) == 0;
+	}
+	FILE *f = S_ISREG(st.st_mode) ? fopen(git, "r") : NULL;
+	bool is_pointer = f && fgets(line, sizeof(line), f) && strncmp(line, "gitdir:", 7) == 0;
+	if (f)
+		fclose(f);
+	return is_pointer;
+}
+
+/*
+ * Whether @root lies in a repository whose .git the command cannot have made: one in a directory
+ * the policy keeps read-only, or at a writable root (where .git is protected). An empty mask of
+ * another run, or a .git planted in a writable directory, does not count.
+ */
+static bool has_ancestor_repository(const Rules *rules, const char *root)
+{
+	char dir[AGENTD_PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s", root);
 	for (char *slash; (slash = strrchr(dir, '/')) != NULL;) {
 		if (slash == dir)
 			dir[1] = '\0';
 		else
 			*slash = '\0';
-		snprintf(probe, sizeof(probe), "%s/.git", strcmp(dir, "/") == 0 ? "" : dir);
-		if (access(probe, F_OK) == 0)
-			return true;
+		if (is_repository(dir)) {
+			const Rule *decider = rules_decider(rules, dir, NULL, false);
+			if (decided_access(decider) != ACCESS_WRITE || strcmp(decider->logical, dir) == 0)
+				return true;
+		}
 		if (strcmp(dir, "/") == 0)
 			break;
 	}
@@ -290,7 +316,7 @@ static int add_protected_metadata(Rules *rules)
 				rc = rules_add(rules, child, ACCESS_READ, true);
 				if (rc == 0 && k == 0 && S_ISREG(st.st_mode))
 					rc = add_gitdir_target(rules, root, child);
-			} else if (k != 0 || !has_ancestor_repository(root)) {
+			} else if (k != 0 || !has_ancestor_repository(rules, root)) {
 				/* Creatable .git stays only inside a parent repository (git discovery works). */
 				rc = rules_add(rules, child, ACCESS_READ, true);
 				if (rc == 0)
@@ -325,7 +351,12 @@ static int check_writable_symlinks(const Rules *rules, char *err, size_t err_len
 				snprintf(parent, sizeof(parent), "%s", prefix);
 				*strrchr(parent, '/') = '\0';
 				const char *at = parent[0] ? parent : "/";
-				if (decided_access(rules_decider(rules, at, NULL, false)) == ACCESS_WRITE)
+				/* Writable as spelled, or where it really is (a writable root named through a link). */
+				char real[PATH_MAX];
+				bool is_writable = decided_access(rules_decider(rules, at, NULL, false)) == ACCESS_WRITE ||
+						   (realpath(at, real) &&
+						    decided_access(rules_decider(rules, real, NULL, true)) == ACCESS_WRITE);
+				if (is_writable)
 					return fail(err, err_len,
 						    "cannot enforce sandbox %s path %s because it crosses writable symlink %s",
 						    r->access == ACCESS_DENY ? "deny-read" : "read-only", r->logical,
@@ -441,8 +472,11 @@ static int emit_rule(Plan *plan, const Rules *rules, const Rule *r, const PlanEn
 			rc = strvec_push(&plan->created, r->canonical);
 		return rc < 0 ? rc : strvec_push(remounts, r->canonical);
 	}
-	if (r->access == parent && !(r->access == ACCESS_DENY && has_reopened_descendant(rules, r)))
-		return 0; /* changes nothing */
+	/* A rule that changes nothing emits nothing; but a writable root is always its own mount:
+	 * a mount point cannot be renamed away from under its protected .git and .codex. */
+	if (r->access == parent && r->access != ACCESS_WRITE &&
+	    !(r->access == ACCESS_DENY && has_reopened_descendant(rules, r)))
+		return 0;
 	switch (r->access) {
 	case ACCESS_WRITE:
 		return r->exists ? plan_add_op(plan, OP_BIND, -1, r->canonical, r->canonical) : 0;
@@ -537,20 +571,19 @@ int plan_compile(Plan *plan, const Policy *policy, const char *cwd, const PlanEn
 		return fail(err, err_len, "sandbox cwd %s: %s", cwd, strerror(errno));
 	snprintf(plan->cwd, sizeof(plan->cwd), "%s", canonical_cwd);
 	plan->is_network_isolated = !policy->is_network_enabled;
-	if (policy->is_unrestricted) {
-		if (policy->is_network_enabled) {
-			plan->is_unwrapped = true;
-			return 0;
-		}
-		int rc = plan_add_op(plan, OP_BIND, -1, "/", "/");
-		return rc == 0 ? plan_add_op(plan, OP_PROC, -1, NULL, "/proc") : rc;
+	if (policy->is_unrestricted && policy->is_network_enabled) {
+		plan->is_unwrapped = true;
+		return 0;
 	}
+	/* Full disk without network is still a sandbox, and hides what every sandbox hides. */
 	Rules rules = { 0 };
-	int rc = collect_rules(&rules, policy, env);
+	int rc = policy->is_unrestricted ? rules_add(&rules, "/", ACCESS_WRITE, false) : 0;
 	if (rc == 0)
-		rc = check_writable_symlinks(&rules, err, err_len);
+		rc = collect_rules(&rules, policy, env);
 	if (rc == 0)
 		rc = resolve_rules(&rules, err, err_len);
+	if (rc == 0)
+		rc = check_writable_symlinks(&rules, err, err_len);
 	if (rc == 0) {
 		qsort(rules.items, rules.count, sizeof(*rules.items), compare_depth);
 		drop_canonical_duplicates(&rules);

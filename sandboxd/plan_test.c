@@ -224,10 +224,60 @@ static void test_parent_repository_leaves_git_creatable(void **state)
 {
 	Tree *t = *state;
 	make_dir(t, ".git");
+	make_file(t, ".git/HEAD", "ref: refs/heads/main\n");
 	make_dir(t, "sub");
 	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/sub", "write")), "sub",
 		    "ro-bind / /; dev /dev; proc /proc; bind T/sub T/sub; tmpfs(555) T/sub/.agents; "
 		    "tmpfs(555) T/sub/.codex; remount-ro T/sub/.codex; remount-ro T/sub/.agents");
+}
+
+/*
+ * What does not make a parent repository: an empty .git (another run's mask), or a .git in a
+ * directory the command could write (it may have planted it there).
+ */
+static void test_fake_parent_repositories_do_not_count(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, ".git"); /* empty: a mask */
+	make_dir(t, "w");
+	make_dir(t, "w/p");
+	make_dir(t, "w/p/.git");
+	make_file(t, "w/p/.git/HEAD", "ref: refs/heads/main\n");
+	make_dir(t, "w/p/ws");
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/w", "write") "," ENTRY("T/w/p/ws", "write")), "w/p/ws",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/w T/w; " PROTECTED_MASKS("T/w") "; bind T/w/p/ws T/w/p/ws; "
+		    PROTECTED_MASKS("T/w/p/ws") "; " PROTECTED_REMOUNTS("T/w/p/ws") "; " PROTECTED_REMOUNTS("T/w"));
+}
+
+/* A writable root inside another stays a mount point: renaming it away would shed its masks. */
+static void test_nested_writable_root_is_its_own_mount(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "p");
+	make_dir(t, "p/.git");
+	make_dir(t, "p/.codex");
+	make_dir(t, "p/.agents");
+	make_dir(t, "p/ws");
+	make_dir(t, "p/ws/.git");
+	make_dir(t, "p/ws/.codex");
+	make_dir(t, "p/ws/.agents");
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/p", "write") "," ENTRY("T/p/ws", "write")), "p/ws",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/p T/p; ro-bind T/p/.agents T/p/.agents; "
+		    "ro-bind T/p/.codex T/p/.codex; ro-bind T/p/.git T/p/.git; bind T/p/ws T/p/ws; "
+		    "ro-bind T/p/ws/.agents T/p/ws/.agents; ro-bind T/p/ws/.codex T/p/ws/.codex; "
+		    "ro-bind T/p/ws/.git T/p/ws/.git");
+}
+
+/* A writable root named through a symlink still covers its real path for the symlink rule. */
+static void test_symlinked_writable_root_still_fails_closed(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "real");
+	make_dir(t, "target");
+	make_link(t, "real", "link");
+	make_link(t, "../target", "real/l2");
+	expect_refusal(t, RESTRICTED(ROOT_READ "," ENTRY("T/link", "write") "," ENTRY("T/real/l2/x", "read")), "",
+		       "cannot enforce sandbox read-only path %s/real/l2/x because it crosses writable symlink %s/real/l2");
 }
 
 /* /repo=write, /repo/a=none, /repo/a/b=write: a is denied, a/b writable again (111 to reach it). */
@@ -236,6 +286,7 @@ static void test_narrower_rule_wins(void **state)
 	Tree *t = *state;
 	make_dir(t, "repo");
 	make_dir(t, "repo/.git");
+	make_file(t, "repo/.git/HEAD", "ref: refs/heads/main\n");
 	make_dir(t, "repo/.codex");
 	make_dir(t, "repo/.agents");
 	make_dir(t, "repo/a");
@@ -557,6 +608,9 @@ int main(void)
 		TREE_TEST(test_workspace_write_masks_missing_metadata),
 		TREE_TEST(test_existing_metadata_and_gitdir_pointer),
 		TREE_TEST(test_parent_repository_leaves_git_creatable),
+		TREE_TEST(test_fake_parent_repositories_do_not_count),
+		TREE_TEST(test_nested_writable_root_is_its_own_mount),
+		TREE_TEST(test_symlinked_writable_root_still_fails_closed),
 		TREE_TEST(test_narrower_rule_wins),
 		TREE_TEST(test_redundant_rules_are_dropped),
 		TREE_TEST(test_write_reopened_under_read_only_parent),
