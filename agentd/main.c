@@ -314,6 +314,15 @@ static void agentd_on_broker_event(void *ctx, const Envelope *env)
 		proto_fs_on_changed(server, env);
 		return;
 	}
+	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "sandboxd") == 0 &&
+	    strcmp(env->method, "sandbox.probe") == 0) {
+		/* Re-probed (SIGHUP): connections from now on get the new warnings. */
+		json_decref(server->sandbox_warnings);
+		server->sandbox_warnings = agentd_is_sandboxed_by_default(&server->config)
+						   ? agentd_sandbox_warnings_from(env->body, env->body_len)
+						   : json_array();
+		return;
+	}
 	log_error("%s %s from %s is not in the allow-list: cutting the peer off", envelope_kind_name(env->kind),
 		  env->method, env->source);
 	broker_cut_off(server->broker, env->source);
@@ -377,6 +386,9 @@ static void agentd_on_hup(uv_signal_t *sig, int signum)
 {
 	Agentd *server = sig->data;
 	config_reload(&server->config, agentd_adopt_config, server);
+	/* The helpers it spawned reload with it (sandboxd also probes the host again). */
+	if (server->supervisor)
+		supervisor_signal(server->supervisor, SIGHUP);
 }
 
 static void agentd_on_conn_sweep(uv_timer_t *timer)

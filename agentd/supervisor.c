@@ -255,6 +255,13 @@ void supervisor_stop(Supervisor *sup)
 	uv_timer_start(&sup->kill_timer, supervisor_on_kill_timer, SUPERVISOR_STOP_GRACE_MS, 0);
 }
 
+void supervisor_signal(Supervisor *sup, int signum)
+{
+	for (size_t i = 0; i < sup->child_count; i++)
+		if (sup->children[i].is_running)
+			kill(sup->children[i].pid, signum);
+}
+
 unsigned supervisor_restarts(const Supervisor *sup, const char *service)
 {
 	const SupervisedChild *child = supervisor_find(sup, service);

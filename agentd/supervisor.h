@@ -40,6 +40,9 @@ int supervisor_start(Supervisor *sup);
 void supervisor_stop(Supervisor *sup);
 
 /** supervisor_restarts() - how many times @service was restarted. */
+/** supervisor_signal() - send @signum to every running helper (SIGHUP: reload with agentd). */
+void supervisor_signal(Supervisor *sup, int signum);
+
 unsigned supervisor_restarts(const Supervisor *sup, const char *service);
 
 /** supervisor_pid() - the helper's current pid, or 0 when not running. */

@@ -42,6 +42,7 @@ typedef struct Sandboxd {
 	Probe probe;
 	bool is_refusing; /* the configured launcher cannot be had: every plan is refused */
 	char launcher_setting[16];
+	char bwrap_path[PATH_MAX]; /* tried before PATH: [sandboxd] bwrap_path, else /usr/bin/bwrap */
 	int prober; /* socket to the unfiltered probe child, -1 when none */
 	pid_t prober_pid;
 	char exe[PATH_MAX];  /* our own full path: re-entered with --argv0 */
@@ -121,15 +122,22 @@ static int prepare_masks(Sandboxd *s)
 	return 0;
 }
 
-static int read_launcher_setting(const Config *cfg, char *out, size_t out_len)
+/* [sandboxd] launcher and bwrap_path, checked before any of it is used. */
+static int read_settings(const Config *cfg, Sandboxd *s)
 {
-	const char *value = NULL;
-	if (config_get_string(cfg, "sandboxd.launcher", "auto", &value) < 0 ||
-	    (strcmp(value, "auto") != 0 && strcmp(value, "system") != 0 && strcmp(value, "builtin") != 0)) {
+	const char *launcher = NULL, *bwrap = NULL;
+	if (config_get_string(cfg, "sandboxd.launcher", "auto", &launcher) < 0 ||
+	    (strcmp(launcher, "auto") != 0 && strcmp(launcher, "system") != 0 && strcmp(launcher, "builtin") != 0)) {
 		log_error("%s: [sandboxd] launcher must be one of auto|system|builtin", cfg->path);
 		return -EINVAL;
 	}
-	snprintf(out, out_len, "%s", value);
+	if (config_get_string(cfg, "sandboxd.bwrap_path", "/usr/bin/bwrap", &bwrap) < 0 || bwrap[0] != '/' ||
+	    strlen(bwrap) >= sizeof(s->bwrap_path)) {
+		log_error("%s: [sandboxd] bwrap_path must be an absolute path", cfg->path);
+		return -EINVAL;
+	}
+	snprintf(s->launcher_setting, sizeof(s->launcher_setting), "%s", launcher);
+	snprintf(s->bwrap_path, sizeof(s->bwrap_path), "%s", bwrap);
 	return 0;
 }
 
@@ -137,7 +145,7 @@ static void run_probe(Sandboxd *s)
 {
 	char cwd[PATH_MAX];
 	ProbeOptions opts = {
-		.fixed_bwrap = "/usr/bin/bwrap",
+		.fixed_bwrap = s->bwrap_path,
 		.path_env = getenv("PATH"),
 		.cwd = getcwd(cwd, sizeof(cwd)),
 		.forced = s->launcher_setting,
@@ -232,7 +240,7 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 		{ "print", no_argument, NULL, 'x' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char cwd_buf[AGENTD_PATH_MAX], here[PATH_MAX], err[1024];
+	char cwd_buf[AGENTD_PATH_MAX], here[PATH_MAX], err[1024] = "";
 	PlanRequest req = { .tmpdir = getenv("TMPDIR") };
 	bool is_print_only = false;
 	int opt;
@@ -258,8 +266,7 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 	}
 	req.cwd = cwd_buf;
 	Config cfg = { 0 };
-	if (config_load(&cfg, err, sizeof(err)) < 0 || read_launcher_setting(&cfg, s->launcher_setting,
-									  sizeof(s->launcher_setting)) < 0) {
+	if (config_load(&cfg, err, sizeof(err)) < 0 || read_settings(&cfg, s) < 0) {
 		fprintf(stderr, "sandboxd: %s\n", err);
 		config_free(&cfg);
 		return 2;
@@ -297,9 +304,8 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 static int probe_main(Sandboxd *s)
 {
 	Config cfg = { 0 };
-	char err[512];
-	if (config_load(&cfg, err, sizeof(err)) < 0 ||
-	    read_launcher_setting(&cfg, s->launcher_setting, sizeof(s->launcher_setting)) < 0) {
+	char err[512] = "";
+	if (config_load(&cfg, err, sizeof(err)) < 0 || read_settings(&cfg, s) < 0) {
 		fprintf(stderr, "sandboxd: %s\n", err);
 		config_free(&cfg);
 		return 2;
@@ -324,15 +330,23 @@ static int probe_main(Sandboxd *s)
  * allow-list refuses. So a child forked before the filter goes on does the probing, on request,
  * and hands back the result; it runs nothing else.
  */
+typedef struct ProbeRequest {
+	char launcher_setting[16];
+	char bwrap_path[PATH_MAX];
+} ProbeRequest;
+
 static void prober_loop(Sandboxd *s, int sock)
 {
-	char setting[sizeof(s->launcher_setting)];
+	ProbeRequest req;
 	for (;;) {
-		ssize_t n = recv(sock, setting, sizeof(setting) - 1, 0);
+		ssize_t n = recv(sock, &req, sizeof(req), 0);
 		if (n <= 0)
 			_exit(0);
-		setting[n] = '\0';
-		snprintf(s->launcher_setting, sizeof(s->launcher_setting), "%s", setting);
+		if (n != (ssize_t)sizeof(req) || !memchr(req.launcher_setting, '\0', sizeof(req.launcher_setting)) ||
+		    !memchr(req.bwrap_path, '\0', sizeof(req.bwrap_path)))
+			_exit(1); /* the daemon is not talking sense: stop */
+		memcpy(s->launcher_setting, req.launcher_setting, sizeof(s->launcher_setting));
+		memcpy(s->bwrap_path, req.bwrap_path, sizeof(s->bwrap_path));
 		run_probe(s);
 		if (send(sock, &s->probe, sizeof(s->probe), MSG_NOSIGNAL) != (ssize_t)sizeof(s->probe) ||
 		    send(sock, &s->is_refusing, sizeof(s->is_refusing), MSG_NOSIGNAL) != (ssize_t)sizeof(s->is_refusing))
@@ -375,8 +389,10 @@ static int reprobe(Sandboxd *s)
 {
 	Probe fresh;
 	bool is_refusing;
-	if (s->prober < 0 ||
-	    send(s->prober, s->launcher_setting, strlen(s->launcher_setting), MSG_NOSIGNAL) < 0 ||
+	ProbeRequest req = { 0 };
+	memcpy(req.launcher_setting, s->launcher_setting, sizeof(req.launcher_setting));
+	memcpy(req.bwrap_path, s->bwrap_path, sizeof(req.bwrap_path));
+	if (s->prober < 0 || send(s->prober, &req, sizeof(req), MSG_NOSIGNAL) < 0 ||
 	    recv(s->prober, &fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh) ||
 	    recv(s->prober, &is_refusing, sizeof(is_refusing), 0) != (ssize_t)sizeof(is_refusing)) {
 		log_error("host probe failed: keeping the previous result");
@@ -515,16 +531,27 @@ static int sandboxd_health(Daemon *d, msgpack_packer *pk, void *ctx)
 	return rc;
 }
 
+static void announce_probe(Daemon *d, Sandboxd *s)
+{
+	msgpack_sbuffer sbuf;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sbuf);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	if (sandboxd_health(d, &pk, s) == 0 && daemon_send_event(d, 0, "sandbox.probe", sbuf.data, sbuf.size) < 0)
+		log_warn("could not tell agentd about the new probe");
+	msgpack_sbuffer_destroy(&sbuf);
+}
+
 static int sandboxd_adopt_config(Daemon *d, const Config *fresh, void *ctx)
 {
 	Sandboxd *s = ctx;
-	char setting[sizeof(s->launcher_setting)];
-	if (read_launcher_setting(fresh, setting, sizeof(setting)) < 0)
+	if (read_settings(fresh, s) < 0)
 		return -EINVAL;
-	snprintf(s->launcher_setting, sizeof(s->launcher_setting), "%s", setting);
-	/* Start-up and SIGHUP both land here: the host is probed again each time. */
-	if (s->prober >= 0)
-		reprobe(s);
+	/* SIGHUP lands here (start-up too, before the prober exists): the host is probed again,
+	 * and agentd told, so that new connections get the warnings of today's host. */
+	if (s->prober >= 0 && reprobe(s) == 0)
+		announce_probe(d, s);
 	return 0;
 }
 
@@ -568,7 +595,7 @@ static const DaemonMethod sandboxd_methods[] = {
 
 static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir" };
 
-static Sandboxd sandboxd = { .prober = -1, .launcher_setting = "auto" };
+static Sandboxd sandboxd = { .prober = -1, .launcher_setting = "auto", .bwrap_path = "/usr/bin/bwrap" };
 
 static const DaemonSpec sandboxd_spec = {
 	.name = "sandboxd",
