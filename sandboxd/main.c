@@ -43,8 +43,7 @@ typedef struct Sandboxd {
 	bool is_refusing; /* the configured launcher cannot be had: every plan is refused */
 	char launcher_setting[16];
 	char bwrap_path[PATH_MAX]; /* tried before PATH: [sandboxd] bwrap_path, else /usr/bin/bwrap */
-	int prober; /* socket to the unfiltered probe child, -1 when none */
-	pid_t prober_pid;
+	bool has_probed;
 	char exe[PATH_MAX];  /* our own full path: re-entered with --argv0 */
 	char link[PATH_MAX]; /* <dir>/agentd-sandbox: the compatibility path and the built-in launcher */
 	char mask_dir[AGENTD_PATH_MAX];
@@ -326,35 +325,11 @@ static int probe_main(Sandboxd *s)
 /* --- the daemon -------------------------------------------------------------------------------- */
 
 /*
- * The probe runs bwrap, which needs system calls (mount, namespaces, netlink) the daemon's own
- * allow-list refuses. So a child forked before the filter goes on does the probing, on request,
- * and hands back the result; it runs nothing else.
+ * The probe runs bwrap, which needs system calls (exec, mount, namespaces, netlink) the daemon's
+ * allow-list refuses. So at start a child forked before the filter goes on probes once and hands
+ * the result back; later probes (SIGHUP) run nothing: see probe_refresh().
  */
-typedef struct ProbeRequest {
-	char launcher_setting[16];
-	char bwrap_path[PATH_MAX];
-} ProbeRequest;
-
-static void prober_loop(Sandboxd *s, int sock)
-{
-	ProbeRequest req;
-	for (;;) {
-		ssize_t n = recv(sock, &req, sizeof(req), 0);
-		if (n <= 0)
-			_exit(0);
-		if (n != (ssize_t)sizeof(req) || !memchr(req.launcher_setting, '\0', sizeof(req.launcher_setting)) ||
-		    !memchr(req.bwrap_path, '\0', sizeof(req.bwrap_path)))
-			_exit(1); /* the daemon is not talking sense: stop */
-		memcpy(s->launcher_setting, req.launcher_setting, sizeof(s->launcher_setting));
-		memcpy(s->bwrap_path, req.bwrap_path, sizeof(s->bwrap_path));
-		run_probe(s);
-		if (send(sock, &s->probe, sizeof(s->probe), MSG_NOSIGNAL) != (ssize_t)sizeof(s->probe) ||
-		    send(sock, &s->is_refusing, sizeof(s->is_refusing), MSG_NOSIGNAL) != (ssize_t)sizeof(s->is_refusing))
-			_exit(1);
-	}
-}
-
-static int start_prober(Sandboxd *s)
+static int probe_in_child(Sandboxd *s)
 {
 	int pair[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
@@ -366,47 +341,60 @@ static int start_prober(Sandboxd *s)
 		return -errno;
 	}
 	if (pid == 0) {
-		close(pair[0]);
-		prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
 		/*
 		 * Unprivileged user namespaces are all the trial runs need. Run as root, bwrap maps
 		 * uid 0 into its namespace, which the kernel allows only with CAP_SETFCAP: that one
 		 * capability stays, nothing else.
 		 */
 		static const cap_value_t root_keep[] = { CAP_SETFCAP };
+		close(pair[0]);
 		if (daemon_confine("sandboxd prober", root_keep, geteuid() == 0 ? 1 : 0) < 0)
 			_exit(1);
-		prober_loop(s, pair[1]);
+		run_probe(s);
+		bool sent = send(pair[1], &s->probe, sizeof(s->probe), MSG_NOSIGNAL) == (ssize_t)sizeof(s->probe) &&
+			    send(pair[1], &s->is_refusing, sizeof(s->is_refusing), MSG_NOSIGNAL) ==
+				    (ssize_t)sizeof(s->is_refusing);
+		_exit(sent ? 0 : 1);
 	}
 	close(pair[1]);
-	s->prober = pair[0];
-	s->prober_pid = pid;
-	return 0;
-}
-
-/* Ask the prober; on failure keep what we knew. */
-static int reprobe(Sandboxd *s)
-{
 	Probe fresh;
 	bool is_refusing;
-	ProbeRequest req = { 0 };
-	memcpy(req.launcher_setting, s->launcher_setting, sizeof(req.launcher_setting));
-	memcpy(req.bwrap_path, s->bwrap_path, sizeof(req.bwrap_path));
-	if (s->prober < 0 || send(s->prober, &req, sizeof(req), MSG_NOSIGNAL) < 0 ||
-	    recv(s->prober, &fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh) ||
-	    recv(s->prober, &is_refusing, sizeof(is_refusing), 0) != (ssize_t)sizeof(is_refusing)) {
-		log_error("host probe failed: keeping the previous result");
-		return -EIO;
+	int rc = recv(pair[0], &fresh, sizeof(fresh), 0) == (ssize_t)sizeof(fresh) &&
+				 recv(pair[0], &is_refusing, sizeof(is_refusing), 0) == (ssize_t)sizeof(is_refusing)
+			 ? 0
+			 : -EIO;
+	close(pair[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (rc == 0) {
+		s->probe = fresh;
+		s->is_refusing = is_refusing;
 	}
-	s->probe = fresh;
-	s->is_refusing = is_refusing;
+	return rc;
+}
+
+static void log_probe(const Sandboxd *s)
+{
 	log_info("probe: launcher %s, bwrap %s%s, user namespaces %s, landlock ABI %d",
 		 probe_launcher_name(s->probe.launcher), s->probe.has_bwrap ? s->probe.bwrap : "none",
 		 s->probe.has_bwrap && !s->probe.bwrap_has_argv0 ? " (no --argv0)" : "",
 		 s->probe.has_user_namespaces ? "yes" : "no", s->probe.landlock_abi);
 	for (size_t i = 0; i < s->probe.warning_count; i++)
 		log_warn("%s", s->probe.warnings[i]);
-	return 0;
+}
+
+/* SIGHUP: the configuration may name another launcher or bwrap, or the host may have changed. */
+static void refresh_probe(Sandboxd *s)
+{
+	char cwd[PATH_MAX];
+	ProbeOptions opts = {
+		.fixed_bwrap = s->bwrap_path,
+		.path_env = getenv("PATH"),
+		.cwd = getcwd(cwd, sizeof(cwd)),
+		.forced = s->launcher_setting,
+	};
+	s->is_refusing = probe_refresh(&s->probe, &opts) < 0;
+	log_probe(s);
 }
 
 static int copy_text(const msgpack_object *params, const char *key, size_t max, char **out)
@@ -548,10 +536,12 @@ static int sandboxd_adopt_config(Daemon *d, const Config *fresh, void *ctx)
 	Sandboxd *s = ctx;
 	if (read_settings(fresh, s) < 0)
 		return -EINVAL;
-	/* SIGHUP lands here (start-up too, before the prober exists): the host is probed again,
-	 * and agentd told, so that new connections get the warnings of today's host. */
-	if (s->prober >= 0 && reprobe(s) == 0)
+	/* SIGHUP lands here (start-up too, before the first probe): the host is probed again, and
+	 * agentd told, so that new connections get the warnings of today's host. */
+	if (s->has_probed) {
+		refresh_probe(s);
 		announce_probe(d, s);
+	}
 	return 0;
 }
 
@@ -560,12 +550,13 @@ static int sandboxd_setup(Daemon *d, void *ctx)
 	Sandboxd *s = ctx;
 	if (locate_self(s) < 0 || prepare_masks(s) < 0)
 		return -ENOENT;
-	int rc = start_prober(s);
+	int rc = probe_in_child(s);
 	if (rc < 0) {
-		log_error("starting the host prober: %s", strerror(-rc));
+		log_error("probing the host: %s", strerror(-rc));
 		return rc;
 	}
-	reprobe(s);
+	s->has_probed = true;
+	log_probe(s);
 	/*
 	 * The daemon itself only reads the filesystem and answers requests: plans are run by execd,
 	 * probes by the prober child. Nothing of root's is needed here.
@@ -581,21 +572,16 @@ static void sandboxd_teardown(Daemon *d, void *ctx)
 	unlink(s->empty_readable_file);
 	rmdir(s->lock_dir); /* only when no sandbox holds a lock in it */
 	rmdir(s->mask_dir);
-	if (s->prober >= 0) {
-		close(s->prober);
-		s->prober = -1;
-		while (waitpid(s->prober_pid, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
 }
 
 static const DaemonMethod sandboxd_methods[] = {
 	{ "plan", PLAN_MAX_BODY, sandboxd_plan },
 };
 
-static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir" };
+/* Removing the mask files at shutdown; asking for the landlock ABI on SIGHUP. */
+static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir", "landlock_create_ruleset" };
 
-static Sandboxd sandboxd = { .prober = -1, .launcher_setting = "auto", .bwrap_path = "/usr/bin/bwrap" };
+static Sandboxd sandboxd = { .launcher_setting = "auto", .bwrap_path = "/usr/bin/bwrap" };
 
 static const DaemonSpec sandboxd_spec = {
 	.name = "sandboxd",

@@ -226,63 +226,120 @@ static int landlock_abi(void)
 #endif
 }
 
-static void probe_system_bwrap(Probe *p, const ProbeOptions *opts)
+/* Which file a bwrap path names: a changed identity means its flags must be learnt again. */
+static void remember_identity(Probe *p)
+{
+	struct stat st;
+	if (stat(p->bwrap, &st) == 0) {
+		p->bwrap_dev = st.st_dev;
+		p->bwrap_ino = st.st_ino;
+		p->bwrap_size = st.st_size;
+		p->bwrap_mtime = st.st_mtime;
+	}
+}
+
+static bool has_same_identity(const Probe *p, const Probe *old)
+{
+	return strcmp(p->bwrap, old->bwrap) == 0 && p->bwrap_dev == old->bwrap_dev && p->bwrap_ino == old->bwrap_ino &&
+	       p->bwrap_size == old->bwrap_size && p->bwrap_mtime == old->bwrap_mtime;
+}
+
+int probe_scan_bwrap_binary(const char *bwrap, bool *has_argv0, bool *has_perms)
+{
+	/* The usage text bwrap prints for --help is a string in its binary: look for the flags there. */
+	int fd = open(bwrap, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char buf[65536 + 16];
+	size_t kept = 0;
+	*has_argv0 = *has_perms = false;
+	for (;;) {
+		ssize_t n = read(fd, buf + kept, sizeof(buf) - kept);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		size_t len = kept + (size_t)n;
+		*has_argv0 = *has_argv0 || memmem(buf, len, "--argv0", 7) != NULL;
+		*has_perms = *has_perms || memmem(buf, len, "--perms", 7) != NULL;
+		kept = len < 16 ? len : 16; /* a flag split across two reads is still found */
+		memmove(buf, buf + len - kept, kept);
+	}
+	close(fd);
+	return 0;
+}
+
+/* The warnings and the launcher follow from what was found; the same for a full probe and a refresh. */
+static int compose(Probe *p, const ProbeOptions *opts)
 {
 	char text[sizeof(p->bwrap) + 256];
-	if (probe_find_bwrap(opts->fixed_bwrap, opts->path_env, opts->cwd, p->bwrap, sizeof(p->bwrap)) < 0) {
-		p->bwrap[0] = '\0';
+	bool wants_system = opts->forced && strcmp(opts->forced, "system") == 0;
+	bool wants_builtin = opts->forced && strcmp(opts->forced, "builtin") == 0;
+	p->warning_count = 0;
+	p->has_bwrap = !wants_builtin && p->bwrap[0] && p->bwrap_has_perms;
+	if (wants_system && !p->has_bwrap)
+		add_warning(p, "sandbox.launcher = \"system\" but no usable system bubblewrap was found; sandboxed "
+			       "commands are refused");
+	if (!wants_builtin && !p->bwrap[0]) {
 		add_warning(p, "agentd could not find bubblewrap on PATH. Install bubblewrap with your OS package "
 			       "manager. See the sandbox prerequisites: "
 			       "https://developers.openai.com/codex/concepts/sandboxing#prerequisites. agentd will "
 			       "use its built-in sandbox launcher in the meantime.");
-		return;
-	}
-	if (probe_bwrap_features(p->bwrap, &p->bwrap_has_argv0, &p->bwrap_has_perms) < 0 || !p->bwrap_has_perms) {
+	} else if (!wants_builtin && !p->bwrap_has_perms) {
 		snprintf(text, sizeof(text),
 			 "The bubblewrap at %s is too old (it has no --perms). agentd will use its built-in sandbox "
 			 "launcher instead.",
 			 p->bwrap);
 		add_warning(p, text);
-		return;
-	}
-	p->has_bwrap = true;
-	if (!p->bwrap_has_argv0) {
+	} else if (p->has_bwrap && !p->bwrap_has_argv0) {
 		snprintf(text, sizeof(text),
 			 "The bubblewrap at %s is older than 0.9.0 and has no --argv0. agentd re-enters its sandbox "
 			 "helper through a full-path link instead (the compatibility path).",
 			 p->bwrap);
 		add_warning(p, text);
 	}
-}
-
-int probe_run(Probe *p, const ProbeOptions *opts)
-{
-	memset(p, 0, sizeof(*p));
-	bool wants_system = opts->forced && strcmp(opts->forced, "system") == 0;
-	bool wants_builtin = opts->forced && strcmp(opts->forced, "builtin") == 0;
-	if (!wants_builtin)
-		probe_system_bwrap(p, opts);
-	p->launcher = p->has_bwrap && !wants_builtin ? LAUNCHER_SYSTEM : LAUNCHER_BUILTIN;
-	if (p->launcher == LAUNCHER_SYSTEM)
-		try_bwrap_user_namespace(p);
-	else
-		try_builtin_user_namespace(p);
+	p->launcher = p->has_bwrap ? LAUNCHER_SYSTEM : LAUNCHER_BUILTIN;
 	if (p->is_user_namespace_refused)
 		add_warning(p, p->launcher == LAUNCHER_SYSTEM
 				       ? "agentd's Linux sandbox uses bubblewrap and needs access to create user namespaces."
 				       : "agentd's Linux sandbox needs access to create user namespaces.");
 	p->landlock_abi = landlock_abi();
 	p->has_seccomp = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 && access("/proc/sys/kernel/seccomp/actions_avail", R_OK) == 0;
-	if (wants_system && !p->has_bwrap) {
-		/* Forced by configuration: say why it cannot be had, first. */
-		memmove(p->warnings[1], p->warnings[0], sizeof(p->warnings[0]) * (PROBE_MAX_WARNINGS - 1));
-		snprintf(p->warnings[0], sizeof(p->warnings[0]),
-			 "sandbox.launcher = \"system\" but no usable system bubblewrap was found; sandboxed commands "
-			 "are refused");
-		p->warning_count += p->warning_count < PROBE_MAX_WARNINGS;
-		return -EINVAL;
-	}
-	return 0;
+	return wants_system && !p->has_bwrap ? -EINVAL : 0;
+}
+
+static void find_bwrap(Probe *p, const ProbeOptions *opts)
+{
+	bool wants_builtin = opts->forced && strcmp(opts->forced, "builtin") == 0;
+	if (wants_builtin ||
+	    probe_find_bwrap(opts->fixed_bwrap, opts->path_env, opts->cwd, p->bwrap, sizeof(p->bwrap)) < 0)
+		p->bwrap[0] = '\0';
+	else
+		remember_identity(p);
+}
+
+int probe_run(Probe *p, const ProbeOptions *opts)
+{
+	memset(p, 0, sizeof(*p));
+	find_bwrap(p, opts);
+	if (p->bwrap[0] && probe_bwrap_features(p->bwrap, &p->bwrap_has_argv0, &p->bwrap_has_perms) < 0)
+		p->bwrap_has_argv0 = p->bwrap_has_perms = false;
+	int rc = compose(p, opts);
+	if (p->launcher == LAUNCHER_SYSTEM)
+		try_bwrap_user_namespace(p);
+	else
+		try_builtin_user_namespace(p);
+	return p->is_user_namespace_refused ? compose(p, opts) : rc;
+}
+
+int probe_refresh(Probe *p, const ProbeOptions *opts)
+{
+	Probe old = *p;
+	find_bwrap(p, opts);
+	if (p->bwrap[0] && !has_same_identity(p, &old) &&
+	    probe_scan_bwrap_binary(p->bwrap, &p->bwrap_has_argv0, &p->bwrap_has_perms) < 0)
+		p->bwrap_has_argv0 = p->bwrap_has_perms = false;
+	return compose(p, opts);
 }
 
 json_t *probe_to_json(const Probe *p)

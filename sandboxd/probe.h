@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define PROBE_MAX_WARNINGS 4
 
@@ -14,6 +15,10 @@ typedef enum Launcher { LAUNCHER_SYSTEM, LAUNCHER_BUILTIN } Launcher;
 typedef struct Probe {
 	bool has_bwrap;	      /* a usable system bwrap (found, and has --perms) */
 	char bwrap[4096];     /* its canonical path */
+	dev_t bwrap_dev;      /* and which file that was, to notice a replaced bwrap */
+	ino_t bwrap_ino;
+	off_t bwrap_size;
+	time_t bwrap_mtime;
 	bool bwrap_has_argv0; /* bubblewrap >= 0.9.0 */
 	bool bwrap_has_perms;
 	bool has_user_namespaces;	/* the trial run worked */
@@ -53,6 +58,16 @@ int probe_bwrap_features(const char *bwrap, bool *has_argv0, bool *has_perms);
  * (the reason is the first warning).
  */
 int probe_run(Probe *p, const ProbeOptions *opts);
+
+/**
+ * probe_refresh() - probe again without running anything (for a process whose seccomp list
+ * forbids exec): find bwrap anew; a bwrap other than the one probed before has its binary scanned
+ * for the flags; the user-namespace verdict is kept. Same result and errors as probe_run().
+ */
+int probe_refresh(Probe *p, const ProbeOptions *opts);
+
+/** probe_scan_bwrap_binary() - whether bwrap's embedded usage text lists --argv0 and --perms. */
+int probe_scan_bwrap_binary(const char *bwrap, bool *has_argv0, bool *has_perms);
 
 /** probe_user_namespace_warning() - whether trial-run stderr @text is codex's "no user namespaces" case. */
 bool probe_is_user_namespace_failure(const char *text);

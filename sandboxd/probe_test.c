@@ -230,6 +230,46 @@ static void test_probe_json_shape(void **state)
 	json_decref(json);
 }
 
+/* SIGHUP's probe runs nothing: a new bwrap is learnt from its binary, the old one kept as it was. */
+static void test_refresh_notices_a_new_or_replaced_bwrap(void **state)
+{
+	Scratch *s = *state;
+	char fake[PATH_MAX], missing[256];
+	snprintf(missing, sizeof(missing), "%s/later/bwrap", s->dir);
+	snprintf(s->path_env, sizeof(s->path_env), "%s/empty", s->dir);
+	Probe p;
+	ProbeOptions opts = { .fixed_bwrap = missing, .path_env = s->path_env, .cwd = "/" };
+	assert_int_equal(probe_run(&p, &opts), 0);
+	assert_int_equal(p.launcher, LAUNCHER_BUILTIN);
+	write_fake(s, "later", HELP_NO_ARGV0, NULL, fake);
+	assert_int_equal(probe_refresh(&p, &opts), 0);
+	assert_int_equal(p.launcher, LAUNCHER_SYSTEM);
+	assert_false(p.bwrap_has_argv0);
+	assert_true(has_warning(&p, "has no --argv0"));
+	assert_false(has_warning(&p, "could not find"));
+	/* Replaced by one without --perms (a new file): learnt again, and refused. */
+	assert_int_equal(unlink(fake), 0);
+	write_fake(s, "later", HELP_NO_PERMS, NULL, fake);
+	assert_int_equal(probe_refresh(&p, &opts), 0);
+	assert_int_equal(p.launcher, LAUNCHER_BUILTIN);
+	assert_true(has_warning(&p, "too old (it has no --perms)"));
+	/* Forcing the built-in launcher on reload silences bwrap's warnings. */
+	opts.forced = "builtin";
+	assert_int_equal(probe_refresh(&p, &opts), 0);
+	assert_int_equal(p.warning_count, 0);
+}
+
+static void test_scan_finds_flags_in_the_real_bwrap(void **state)
+{
+	bool argv0, perms, scanned_argv0, scanned_perms;
+	if (access("/usr/bin/bwrap", X_OK) < 0)
+		skip();
+	assert_int_equal(probe_bwrap_features("/usr/bin/bwrap", &argv0, &perms), 0);
+	assert_int_equal(probe_scan_bwrap_binary("/usr/bin/bwrap", &scanned_argv0, &scanned_perms), 0);
+	assert_int_equal(scanned_argv0, argv0);
+	assert_int_equal(scanned_perms, perms);
+}
+
 #define SCRATCH_TEST(fn) cmocka_unit_test_setup_teardown(fn, scratch_setup, scratch_teardown)
 
 int main(void)
@@ -244,6 +284,8 @@ int main(void)
 		SCRATCH_TEST(test_user_namespace_failure_warns),
 		SCRATCH_TEST(test_user_namespace_error_strings),
 		SCRATCH_TEST(test_probe_json_shape),
+		SCRATCH_TEST(test_refresh_notices_a_new_or_replaced_bwrap),
+		SCRATCH_TEST(test_scan_finds_flags_in_the_real_bwrap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
