@@ -233,6 +233,7 @@ static int run_usage(void)
 
 static int run_main(Sandboxd *s, int argc, char **argv)
 {
+	log_init("sandboxd", LOG_LEVEL_WARN);
 	static const struct option options[] = {
 		{ "policy", required_argument, NULL, 'p' },
 		{ "profile", required_argument, NULL, 'P' },
@@ -290,7 +291,13 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 		strvec_free(&plan_argv);
 		return 0;
 	}
-	/* The launcher (or, unwrapped, the command: a bare name is looked up on PATH) takes over. */
+	/* The launcher (or, unwrapped, the command: a bare name is looked up on PATH) takes over,
+	 * in the directory asked for either way. */
+	if (chdir(req.cwd) < 0) {
+		fprintf(stderr, "sandboxd: %s: %s\n", req.cwd, strerror(errno));
+		strvec_free(&plan_argv);
+		return 126;
+	}
 	execvp(plan_argv.items[0], plan_argv.items);
 	int saved = errno;
 	fprintf(stderr, "sandboxd: %s: %s\n", plan_argv.items[0], strerror(saved));
@@ -302,6 +309,7 @@ static int run_main(Sandboxd *s, int argc, char **argv)
 
 static int probe_main(Sandboxd *s)
 {
+	log_init("sandboxd", LOG_LEVEL_WARN);
 	Config cfg = { 0 };
 	char err[512] = "";
 	if (config_load(&cfg, err, sizeof(err)) < 0 || read_settings(&cfg, s) < 0) {
@@ -438,7 +446,7 @@ static int copy_command(const msgpack_object *params, char ***out)
 	return 0;
 }
 
-static int reply_error(Daemon *d, const Envelope *req, const char *message)
+static int reply_error(Daemon *d, const Envelope *req, int32_t status, const char *message)
 {
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
@@ -446,7 +454,7 @@ static int reply_error(Daemon *d, const Envelope *req, const char *message)
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
 	mp_pack_kv_str(&pk, "message", message);
-	int rc = daemon_reply(d, req, -EINVAL, sbuf.data, sbuf.size);
+	int rc = daemon_reply(d, req, status, sbuf.data, sbuf.size);
 	msgpack_sbuffer_destroy(&sbuf);
 	return rc;
 }
@@ -475,6 +483,8 @@ static int sandboxd_plan(Daemon *d, const Envelope *req, const msgpack_object *p
 	Sandboxd *s = ctx;
 	char *cwd = NULL, *policy = NULL, *profile = NULL, *tmpdir = NULL, **command = NULL;
 	int rc = copy_text(params, "cwd", AGENTD_PATH_MAX - 1, &cwd);
+	if (rc == -ENOENT)
+		rc = -EINVAL; /* cwd and command are required */
 	if (rc == 0)
 		rc = copy_command(params, &command);
 	if (rc == 0 && (rc = copy_text(params, "policy", PLAN_MAX_BODY, &policy)) == -ENOENT)
@@ -489,14 +499,15 @@ static int sandboxd_plan(Daemon *d, const Envelope *req, const msgpack_object *p
 		PlanRequest request = { cwd, policy, profile, tmpdir, command };
 		Plan plan;
 		StrVec argv;
-		char err[1024];
+		char err[1024] = "";
 		rc = compile_request(s, daemon_config(d), &request, &plan, &argv, err, sizeof(err));
 		if (rc == 0) {
 			rc = reply_plan(d, req, &plan, &argv, &s->probe);
 			strvec_free(&argv);
 			plan_free(&plan);
-		} else if (rc == -EINVAL) {
-			rc = reply_error(d, req, err);
+		} else if (err[0]) {
+			/* A refused policy (-EINVAL) or an unknown profile (-ENOENT): say which, and why. */
+			rc = reply_error(d, req, rc, err);
 		}
 	}
 	free(cwd);

@@ -278,7 +278,7 @@ static int compose(Probe *p, const ProbeOptions *opts)
 	p->warning_count = 0;
 	p->has_bwrap = !wants_builtin && p->bwrap[0] && p->bwrap_has_perms;
 	if (wants_system && !p->has_bwrap)
-		add_warning(p, "sandbox.launcher = \"system\" but no usable system bubblewrap was found; sandboxed "
+		add_warning(p, "[sandboxd] launcher = \"system\" but no usable system bubblewrap was found; sandboxed "
 			       "commands are refused");
 	if (!wants_builtin && !p->bwrap[0]) {
 		add_warning(p, "agentd could not find bubblewrap on PATH. Install bubblewrap with your OS package "

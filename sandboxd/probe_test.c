@@ -142,7 +142,7 @@ static void test_missing_bwrap_selects_builtin(void **state)
 	assert_true(has_warning(&p, "could not find bubblewrap on PATH"));
 	/* Forcing the system launcher where there is none is refused, and says why first. */
 	probe_with(s, missing, "system", &p, -EINVAL);
-	assert_non_null(strstr(p.warnings[0], "sandbox.launcher = \"system\""));
+	assert_non_null(strstr(p.warnings[0], "[sandboxd] launcher = \"system\""));
 	/* Forcing the built-in launcher skips the bwrap search altogether. */
 	char fake[PATH_MAX];
 	write_fake(s, "full", HELP_FULL, NULL, fake);

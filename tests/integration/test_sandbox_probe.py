@@ -123,7 +123,7 @@ def test_forced_system_launcher_without_bwrap_refuses(tmp_path):
     done = subprocess.run([str(SANDBOXD), "--probe"], env=env, capture_output=True, text=True, timeout=10)
     assert done.returncode == 1
     probe = json.loads(done.stdout)
-    assert probe["warnings"][0].startswith('sandbox.launcher = "system" but no usable system bubblewrap')
+    assert probe["warnings"][0].startswith('[sandboxd] launcher = "system" but no usable system bubblewrap')
     run = subprocess.run([str(SANDBOXD), "run", "--", "/bin/true"], env=env, capture_output=True, text=True,
                          timeout=10)
     assert run.returncode == 1 and "no usable system bubblewrap" in run.stderr
