@@ -478,5 +478,10 @@ int builtin_launch_main(int argc, char **argv)
 		status = launch(&a);
 	created_release(&created);
 	plan_free(&a.plan);
-	return status;
+	/*
+	 * We unshared a pid namespace whose init has exited: this process can fork no more, and a
+	 * normal exit may want to (LeakSanitizer forks a tracer at exit). Everything is released.
+	 */
+	fflush(NULL);
+	_exit(status);
 }

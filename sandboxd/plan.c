@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,76 @@
 
 static const char *const protected_names[] = { ".git", ".codex", ".agents" };
 
+/* --- memory for one compile ------------------------------------------------------------------ */
+
+/*
+ * What lives exactly as long as one compile (its rules' paths, its answers about the file system)
+ * is carved from blocks and given back at once. The first block is the owner's own, on
+ * plan_compile()'s stack: a usual compile calls malloc() for none of it.
+ */
+#define ARENA_BLOCK_BYTES 16384
+
+typedef struct ArenaBlock {
+	struct ArenaBlock *next;
+	max_align_t data[];
+} ArenaBlock;
+
+typedef struct Arena {
+	char *room; /* the unused end of the newest block */
+	size_t room_bytes;
+	ArenaBlock *blocks; /* the ones from malloc(), newest first */
+} Arena;
+
+static void arena_init(Arena *arena, max_align_t *first, size_t first_bytes)
+{
+	*arena = (Arena){ .room = (char *)first, .room_bytes = first_bytes };
+}
+
+static void arena_free(Arena *arena)
+{
+	for (ArenaBlock *b = arena->blocks, *next; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	arena->blocks = NULL;
+	arena->room_bytes = 0;
+}
+
+static void *arena_alloc(Arena *arena, size_t n)
+{
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	if (arena->room_bytes < n) {
+		size_t size = n > ARENA_BLOCK_BYTES ? n : ARENA_BLOCK_BYTES;
+		ArenaBlock *b = malloc(sizeof(*b) + size);
+		if (!b)
+			return NULL;
+		b->next = arena->blocks;
+		arena->blocks = b;
+		arena->room = (char *)b->data;
+		arena->room_bytes = size;
+	}
+	void *p = arena->room;
+	arena->room += n;
+	arena->room_bytes -= n;
+	return p;
+}
+
+static char *arena_strdup(Arena *arena, const char *s, size_t len)
+{
+	char *copy = arena_alloc(arena, len + 1);
+	if (copy) {
+		memcpy(copy, s, len);
+		copy[len] = '\0';
+	}
+	return copy;
+}
+
 /* A rule as the compiler works on it: the user's spelling and where it really is. */
 typedef struct Rule {
 	char *logical;
 	char *canonical;
+	size_t logical_len, canonical_len; /* rules_decider() compares them by the thousand */
+	size_t depth; /* of the canonical path: the order mounts are laid in */
 	Access access;
 	bool exists;
 	bool is_dir;
@@ -39,6 +106,8 @@ typedef struct Rules {
 	Rule *items;
 	size_t count;
 	size_t capacity;
+	Arena paths; /* the rules' paths */
+	max_align_t first_block[4096 / sizeof(max_align_t)];
 } Rules;
 
 static int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -57,6 +126,21 @@ void strvec_free(StrVec *v)
 		free(v->items[i]);
 	free(v->items);
 	memset(v, 0, sizeof(*v));
+}
+
+/* Room for @extra more items (and the NULL after them) in one allocation. */
+static int strvec_reserve(StrVec *v, size_t extra)
+{
+	if (v->count + extra < v->capacity)
+		return 0;
+	size_t capacity = v->count + extra + 1;
+	char **items = realloc(v->items, capacity * sizeof(*items));
+	if (!items)
+		return -ENOMEM;
+	v->items = items;
+	v->capacity = capacity;
+	v->items[v->count] = NULL;
+	return 0;
 }
 
 int strvec_push(StrVec *v, const char *s)
@@ -123,13 +207,48 @@ int plan_add_op(Plan *plan, PlanOpKind kind, int perms, const char *src, const c
 
 /* --- paths ------------------------------------------------------------------------------------- */
 
-/* Whether @path is @ancestor or lies below it. */
+/*
+ * snprintf(@out, @out_len, "%s%s%s", @a, @b, @c) without printf's cost: what fits is copied.
+ * Return: 0, or -ENAMETOOLONG when it was cut short.
+ */
+static int path_concat(char *out, size_t out_len, const char *a, const char *b, const char *c)
+{
+	const char *parts[] = { a, b, c };
+	size_t used = 0, room = out_len - 1;
+	int rc = 0;
+	for (size_t i = 0; i < 3; i++) {
+		size_t n = strlen(parts[i]);
+		if (n > room - used) {
+			n = room - used;
+			rc = -ENAMETOOLONG;
+		}
+		memcpy(out + used, parts[i], n);
+		used += n;
+	}
+	out[used] = '\0';
+	return rc;
+}
+
+/* snprintf(@out, @out_len, "%s", @src), likewise. */
+static int path_copy(char *out, size_t out_len, const char *src)
+{
+	size_t n = strlen(src), fit = n < out_len ? n : out_len - 1;
+	memcpy(out, src, fit);
+	out[fit] = '\0';
+	return fit == n ? 0 : -ENAMETOOLONG;
+}
+
+/* Whether @path (@path_len bytes) is @ancestor (@len bytes) or lies below it. */
+static bool path_is_within_len(const char *path, size_t path_len, const char *ancestor, size_t len)
+{
+	if (len == 1 && ancestor[0] == '/')
+		return true;
+	return len <= path_len && (path[len] == '\0' || path[len] == '/') && memcmp(path, ancestor, len) == 0;
+}
+
 static bool path_is_within(const char *path, const char *ancestor)
 {
-	size_t n = strlen(ancestor);
-	if (strcmp(ancestor, "/") == 0)
-		return true;
-	return strncmp(path, ancestor, n) == 0 && (path[n] == '\0' || path[n] == '/');
+	return path_is_within_len(path, strlen(path), ancestor, strlen(ancestor));
 }
 
 static size_t path_depth(const char *path)
@@ -137,56 +256,382 @@ static size_t path_depth(const char *path)
 	size_t depth = 0;
 	if (strcmp(path, "/") == 0)
 		return 0;
-	for (const char *p = path; *p; p++)
-		depth += *p == '/';
+	for (const char *p = path; (p = strchr(p, '/')) != NULL; p++)
+		depth++;
 	return depth;
+}
+
+/* --- the file system, asked once per compile -------------------------------------------------- */
+
+/*
+ * A compile asks about the same few directories over and over: every rule resolves each of its
+ * prefixes, the symlink check lstat()s them again, and each writable root looks for its protected
+ * names and for repositories above it. So the compile keeps a small tree of the paths it has
+ * looked at, each lstat()ed (and a symlink's text read) once, and answers realpath(), stat(),
+ * lstat() and access(F_OK) from it as glibc and the kernel would have. It lives for one
+ * plan_compile(): a plan is a picture of the file system as it was when it was compiled.
+ */
+#define FS_SYMLINK_MAX 40 /* glibc's realpath() fails with ELOOP past this many (__eloop_threshold) */
+#define FS_NAME_MAX (2 * PATH_MAX) /* what is left to resolve, symlink texts spliced in */
+
+/* One canonical path: what lstat() (and for a symlink, readlink()) said of it. */
+typedef struct FsNode {
+	struct FsNode *parent;	 /* the directory it was looked up in; "/" is its own */
+	struct FsNode *children; /* the names looked up in it so far */
+	struct FsNode *next;	 /* the parent's next child */
+	int error;		 /* 0, or lstat()'s errno */
+	mode_t mode;
+	int link_error;	  /* a symlink whose readlink() failed: its errno */
+	const char *link; /* a symlink's text, else NULL */
+	size_t path_len;
+	size_t name_len;
+	char path[]; /* no symlink above its last component; then the link's text */
+} FsNode;
+
+/*
+ * Where the last walk went while its path was plain names (no symlink, no ".."): a walk that
+ * shares a stretch of it starts where that stretch ended. Walks come in runs (a root, then its
+ * .git, .codex and .agents; a rule's prefixes one after another), so most take a step or two.
+ */
+#define FS_TRAIL_MAX 64
+
+typedef struct FsTrail {
+	char text[PATH_MAX];		  /* the last walk's path (valid up to its last end) */
+	size_t ends[FS_TRAIL_MAX];	  /* where each of its plain components ends in it */
+	FsNode *nodes[FS_TRAIL_MAX]; /* and the node it reached there */
+	size_t count;
+} FsTrail;
+
+typedef struct FsCache {
+	FsNode *root;
+	FsTrail trail;
+	Arena nodes;
+	max_align_t first_block[8192 / sizeof(max_align_t)]; /* a usual compile looks at 30-odd paths */
+} FsCache;
+
+/* lstat() and readlink() @path (@name_len: its last component) now. NULL: out of memory. */
+static FsNode *fs_node_new(FsCache *fs, FsNode *parent, const char *path, size_t path_len, size_t name_len)
+{
+	char link[PATH_MAX];
+	struct stat st;
+	ssize_t link_len = -1;
+	int error = lstat(path, &st) < 0 ? errno : 0, link_error = 0;
+	if (error == 0 && S_ISLNK(st.st_mode) && (link_len = readlink(path, link, sizeof(link))) < 0)
+		link_error = errno;
+	if (link_len >= (ssize_t)sizeof(link)) { /* cannot happen on Linux: texts fit in PATH_MAX - 1 */
+		link_len = -1;
+		link_error = ENAMETOOLONG;
+	}
+	size_t text_bytes = link_len >= 0 ? (size_t)link_len + 1 : 0;
+	FsNode *node = arena_alloc(&fs->nodes, sizeof(*node) + path_len + 1 + text_bytes);
+	if (!node)
+		return NULL;
+	*node = (FsNode){ .parent = parent ? parent : node, .error = error, .mode = error ? 0 : st.st_mode,
+			  .link_error = link_error, .path_len = path_len, .name_len = name_len };
+	memcpy(node->path, path, path_len + 1);
+	if (link_len >= 0) {
+		char *text = node->path + path_len + 1;
+		memcpy(text, link, (size_t)link_len);
+		text[link_len] = '\0';
+		node->link = text;
+	}
+	if (parent) {
+		node->next = parent->children;
+		parent->children = node;
+	}
+	return node;
+}
+
+static void fs_cache_init(FsCache *fs)
+{
+	arena_init(&fs->nodes, fs->first_block, sizeof(fs->first_block));
+	/* "/" itself is never lstat()ed: a walk asks only about what is below it. */
+	fs->root = arena_alloc(&fs->nodes, sizeof(*fs->root) + 2); /* from the first block: cannot fail */
+	*fs->root = (FsNode){ .parent = fs->root, .mode = S_IFDIR, .path_len = 1 };
+	memcpy(fs->root->path, "/", 2);
+	fs->trail.count = 0;
+}
+
+static void fs_cache_free(FsCache *fs)
+{
+	arena_free(&fs->nodes);
+}
+
+/*
+ * The name @name (@len bytes) in @dir, lstat()ed the first time it is asked for. @dir's path and
+ * the name must fit in PATH_MAX. NULL: out of memory.
+ */
+static FsNode *fs_child(FsCache *fs, FsNode *dir, const char *name, size_t len)
+{
+	for (FsNode *c = dir->children; c; c = c->next)
+		if (c->name_len == len && memcmp(c->path + c->path_len - len, name, len) == 0)
+			return c;
+	char path[PATH_MAX];
+	size_t n = dir->path_len;
+	memcpy(path, dir->path, n);
+	if (n > 1)
+		path[n++] = '/';
+	memcpy(path + n, name, len);
+	path[n + len] = '\0';
+	return fs_node_new(fs, dir, path, n + len, len);
+}
+
+/*
+ * Whether what follows a component makes realpath() insist that it is a directory: past any "."
+ * components, the end after a slash, or a "..". As glibc decides it (suffix_requires_dir_check).
+ */
+static bool suffix_requires_dir(const char *rest)
+{
+	while (*rest == '/') {
+		while (*rest == '/')
+			rest++;
+		char c = *rest++;
+		if (c == '\0')
+			return true;
+		if (c != '.')
+			return false;
+		if (*rest == '\0' || (rest[0] == '.' && (rest[1] == '\0' || rest[1] == '/')))
+			return true;
+	}
+	return false;
+}
+
+/* Whether the component at @c (just after a slash) is "", "." or "..": not a name. */
+static bool is_dot_or_empty(const char *c)
+{
+	bool is_dot = c[0] == '.' && (c[1] == '\0' || c[1] == '/');
+	bool is_dot_dot = c[0] == '.' && c[1] == '.' && (c[2] == '\0' || c[2] == '/');
+	return c[0] == '\0' || c[0] == '/' || is_dot || is_dot_dot;
+}
+
+/*
+ * How far along the trail @path (@len bytes) can start: the deepest of its nodes whose stretch
+ * @path spells too, followed by the end or by another name (a "/.." after it would make glibc
+ * check it is a directory, which the trail does not promise). Return: its index, or -1.
+ */
+static ptrdiff_t fs_trail_find(const FsTrail *trail, const char *path, size_t len)
+{
+	for (size_t k = trail->count; k-- > 0;) {
+		size_t end = trail->ends[k];
+		if (end <= len && memcmp(path, trail->text, end) == 0 &&
+		    (end == len || (path[end] == '/' && !is_dot_or_empty(path + end + 1))))
+			return (ptrdiff_t)k;
+	}
+	return -1;
+}
+
+/*
+ * realpath() of the first @len bytes of the absolute @path, in glibc's steps over the tree: each
+ * component looked up in what is resolved so far, a symlink's text spliced in front of what is
+ * left, ".." the parent of what is resolved. Same answer, same errno. Return: 0 with @out set, a
+ * negative errno, or 1 when glibc itself has to answer (a relative path, a huge one).
+ */
+static int fs_walk(FsCache *fs, const char *path, size_t len, FsNode **out)
+{
+	char name[FS_NAME_MAX];
+	if (path[0] != '/' || len >= sizeof(name))
+		return 1;
+	memcpy(name, path, len);
+	name[len] = '\0';
+	FsTrail *trail = &fs->trail;
+	ptrdiff_t k = fs_trail_find(trail, path, len);
+	FsNode *dest = k < 0 ? fs->root : trail->nodes[k];
+	char *p = name + (k < 0 ? 0 : trail->ends[k]);
+	bool is_plain = len < sizeof(trail->text); /* still on plain names: the trail grows */
+	if (p < name + len) {
+		trail->count = (size_t)(k + 1);
+		if (is_plain)
+			memcpy(trail->text, path, len);
+	}
+	int links = 0;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		char *start = p;
+		p = strchrnul(p, '/');
+		size_t n = (size_t)(p - start);
+		if (n == 0 || (n == 1 && start[0] == '.')) {
+			is_plain = false;
+			continue;
+		}
+		if (n == 2 && start[0] == '.' && start[1] == '.') {
+			is_plain = false;
+			dest = dest->parent;
+			continue;
+		}
+		if (dest->path_len + 1 + n >= PATH_MAX)
+			return -ENAMETOOLONG; /* what the kernel says of a path this long */
+		FsNode *node = fs_child(fs, dest, start, n);
+		if (!node)
+			return -ENOMEM;
+		if (node->error == 0 && S_ISLNK(node->mode)) {
+			is_plain = false;
+			if (!node->link)
+				return -node->link_error;
+			if (++links > FS_SYMLINK_MAX)
+				return -ELOOP;
+			size_t link_len = strlen(node->link), rest_len = strlen(p);
+			if (link_len + rest_len >= sizeof(name))
+				return 1; /* glibc grows its buffer; let it */
+			memmove(name + link_len, p, rest_len + 1);
+			memcpy(name, node->link, link_len);
+			p = name;
+			if (node->link[0] == '/')
+				dest = fs->root;
+			continue;
+		}
+		if (suffix_requires_dir(p) ? node->error != 0 || !S_ISDIR(node->mode) : node->error != 0)
+			return -(node->error ? node->error : ENOTDIR);
+		dest = node;
+		if (is_plain && trail->count < FS_TRAIL_MAX) {
+			trail->ends[trail->count] = (size_t)(p - name);
+			trail->nodes[trail->count++] = node;
+		}
+	}
+	*out = dest;
+	return 0;
+}
+
+/* What the tree does not answer (a relative path, a huge one): glibc's realpath() itself. */
+static int realpath_uncached(const char *path, size_t len, char *out, size_t out_len)
+{
+	char copy[PATH_MAX], resolved[PATH_MAX];
+	if (path[len] != '\0') {
+		memcpy(copy, path, len);
+		copy[len] = '\0';
+		path = copy;
+	}
+	if (!realpath(path, resolved)) /* a relative one: against the process's cwd */
+		return -errno;
+	return path_copy(out, out_len, resolved);
+}
+
+/*
+ * realpath() of the first @len bytes of @path (all of it, or a prefix shorter than PATH_MAX),
+ * into @out. Return: 0 or a negative errno (-ENOMEM: out of memory).
+ */
+static int fs_realpath_len(FsCache *fs, const char *path, size_t len, char *out, size_t out_len)
+{
+	FsNode *node;
+	int rc = fs_walk(fs, path, len, &node);
+	if (rc == 1)
+		return realpath_uncached(path, len, out, out_len);
+	if (rc < 0)
+		return rc;
+	if (node->path_len >= out_len)
+		return -ENAMETOOLONG;
+	memcpy(out, node->path, node->path_len + 1);
+	return 0;
+}
+
+/* realpath(@path) from the tree. Return: 0 or a negative errno (-ENOMEM: out of memory). */
+static int fs_realpath(FsCache *fs, const char *path, char *out, size_t out_len)
+{
+	return fs_realpath_len(fs, path, strlen(path), out, out_len);
+}
+
+/* An answer kept outside the tree: lstat() of a path the tree cannot place. NULL: out of memory. */
+static FsNode *fs_lstat_as_is(FsCache *fs, const char *path)
+{
+	size_t len = strlen(path);
+	return fs_node_new(fs, NULL, path, len, len);
+}
+
+/*
+ * lstat(@path) from the tree. The kernel resolves everything before the last name as a directory
+ * and looks the name up there, so that is where the tree looks it up: every spelling of one file
+ * shares one lstat(). Return: the answer (->error is lstat()'s errno), NULL when out of memory.
+ */
+static FsNode *fs_lstat(FsCache *fs, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (path[0] != '/' || is_dot_or_empty(slash + 1))
+		return fs_lstat_as_is(fs, path); /* "/", "x", "/a/..": as it is */
+	FsNode *dir;
+	size_t name_len = strlen(slash + 1);
+	int rc = fs_walk(fs, path, slash == path ? 1 : (size_t)(slash - path), &dir);
+	if (rc == -ENOMEM)
+		return NULL;
+	if (rc != 0 || dir->path_len + 1 + name_len >= PATH_MAX) /* lstat() fails, and says why */
+		return fs_lstat_as_is(fs, path);
+	return fs_child(fs, dir, slash + 1, name_len);
+}
+
+/*
+ * stat(@path) of a path realpath() gave (no symlink in it, so its lstat() is its stat()), from the
+ * tree. NULL: out of memory.
+ */
+static FsNode *fs_stat_resolved(FsCache *fs, const char *path)
+{
+	FsNode *node;
+	int rc = fs_walk(fs, path, strlen(path), &node);
+	if (rc == -ENOMEM)
+		return NULL;
+	return rc == 0 && node != fs->root ? node : fs_lstat_as_is(fs, path);
+}
+
+/* access(@path, F_OK) from the tree: whether it resolves. Return: 1, 0, or -ENOMEM. */
+static int fs_exists(FsCache *fs, const char *path)
+{
+	char real[PATH_MAX];
+	int rc = fs_realpath(fs, path, real, sizeof(real));
+	return rc == -ENOMEM ? rc : rc == 0;
 }
 
 /*
  * The canonical spelling of @path: realpath() when it exists, else the realpath() of its longest
  * existing prefix with the missing rest appended.
  */
-static int canonicalize(const char *path, char *out, size_t out_len, bool *exists)
+static int canonicalize(FsCache *fs, const char *path, char *out, size_t out_len, bool *exists)
 {
-	char prefix[AGENTD_PATH_MAX], resolved[PATH_MAX];
-	if (realpath(path, resolved)) {
-		*exists = true;
-		return snprintf(out, out_len, "%s", resolved) < (int)out_len ? 0 : -ENAMETOOLONG;
-	}
-	*exists = false;
-	snprintf(prefix, sizeof(prefix), "%s", path);
-	for (;;) {
-		char *slash = strrchr(prefix, '/');
-		if (!slash)
+	char resolved[PATH_MAX];
+	size_t len = strlen(path);
+	int rc = fs_realpath_len(fs, path, len, resolved, sizeof(resolved));
+	*exists = rc == 0;
+	if (rc == 0)
+		return path_copy(out, out_len, resolved);
+	if (rc == -ENOMEM)
+		return rc;
+	/* Prefixes end at slashes, the longest first (of its first AGENTD_PATH_MAX - 1 bytes). */
+	for (size_t n = len < AGENTD_PATH_MAX ? len : AGENTD_PATH_MAX - 1;;) {
+		while (n > 0 && path[n - 1] != '/')
+			n--;
+		if (n == 0)
 			return -EINVAL;
-		if (slash == prefix) {
-			snprintf(resolved, sizeof(resolved), "/");
-		} else {
-			*slash = '\0';
-			if (!realpath(prefix, resolved))
-				continue;
+		size_t slash = n - 1;
+		if (slash == 0)
+			return path_copy(out, out_len, path);
+		rc = fs_realpath_len(fs, path, slash, resolved, sizeof(resolved));
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc == 0) {
+			const char *base = strcmp(resolved, "/") == 0 ? "" : resolved;
+			return path_concat(out, out_len, base, path + slash, "");
 		}
-		const char *rest = path + strlen(slash == prefix ? "" : prefix);
-		int n = snprintf(out, out_len, "%s%s", strcmp(resolved, "/") == 0 ? "" : resolved, rest);
-		return n < (int)out_len ? 0 : -ENAMETOOLONG;
+		n = slash;
 	}
 }
 
 /* --- rules ------------------------------------------------------------------------------------- */
 
+static void rules_init(Rules *rules)
+{
+	rules->items = NULL;
+	rules->count = rules->capacity = 0;
+	arena_init(&rules->paths, rules->first_block, sizeof(rules->first_block));
+}
+
 static void rules_free(Rules *rules)
 {
-	for (size_t i = 0; i < rules->count; i++) {
-		free(rules->items[i].logical);
-		free(rules->items[i].canonical);
-	}
+	arena_free(&rules->paths);
 	free(rules->items);
 }
 
 static Rule *rules_find_logical(Rules *rules, const char *path)
 {
+	size_t len = strlen(path);
 	for (size_t i = 0; i < rules->count; i++)
-		if (strcmp(rules->items[i].logical, path) == 0)
+		if (rules->items[i].logical_len == len && memcmp(rules->items[i].logical, path, len) == 0)
 			return &rules->items[i];
 	return NULL;
 }
@@ -203,7 +648,8 @@ static int rules_add(Rules *rules, const char *path, Access access, bool is_prot
 	}
 	Rule *r = &rules->items[rules->count];
 	*r = (Rule){ .access = access, .is_protected = is_protected };
-	if (!(r->logical = strdup(path)))
+	r->logical_len = strlen(path);
+	if (!(r->logical = arena_strdup(&rules->paths, path, r->logical_len)))
 		return -ENOMEM;
 	rules->count++;
 	return 0;
@@ -213,18 +659,28 @@ static int rules_add(Rules *rules, const char *path, Access access, bool is_prot
  * The rule that decides @path: the narrowest one at or above it, skipping @skip (a rule asking
  * about its own parent). Spelling: logical or canonical paths. NULL: nothing covers it.
  */
-static const Rule *rules_decider(const Rules *rules, const char *path, const Rule *skip, bool is_canonical)
+static const Rule *rules_decider_among(const Rule *items, size_t count, const char *path, const Rule *skip,
+				       bool is_canonical)
 {
 	const Rule *best = NULL;
-	for (size_t i = 0; i < rules->count; i++) {
-		const Rule *r = &rules->items[i];
+	size_t path_len = strlen(path), best_len = 0;
+	for (size_t i = 0; i < count; i++) {
+		const Rule *r = &items[i];
 		const char *p = is_canonical ? r->canonical : r->logical;
-		if (r == skip || !p || !path_is_within(path, p))
+		size_t len = is_canonical ? r->canonical_len : r->logical_len;
+		if (r == skip || !p || !path_is_within_len(path, path_len, p, len))
 			continue;
-		if (!best || strlen(p) > strlen(is_canonical ? best->canonical : best->logical))
+		if (!best || len > best_len) {
 			best = r;
+			best_len = len;
+		}
 	}
 	return best;
+}
+
+static const Rule *rules_decider(const Rules *rules, const char *path, const Rule *skip, bool is_canonical)
+{
+	return rules_decider_among(rules->items, rules->count, path, skip, is_canonical);
 }
 
 static Access decided_access(const Rule *r)
@@ -251,19 +707,24 @@ static int add_gitdir_target(Rules *rules, const char *root, const char *git_fil
 	return rules_find_logical(rules, target) ? 0 : rules_add(rules, target, ACCESS_READ, true);
 }
 
-/* A real repository at @dir: a .git directory with a HEAD, or a "gitdir:" pointer file. */
-static bool is_repository(const char *dir)
+/*
+ * A real repository at @dir: a .git directory with a HEAD, or a "gitdir:" pointer file.
+ * Return: 1 or 0; -ENOMEM.
+ */
+static int is_repository(FsCache *fs, const char *dir)
 {
 	char git[AGENTD_PATH_MAX + 16], line[16] = "";
-	struct stat st;
-	snprintf(git, sizeof(git), "%s/.git", strcmp(dir, "/") == 0 ? "" : dir);
-	if (lstat(git, &st) < 0)
-		return false;
-	if (S_ISDIR(st.st_mode)) {
+	path_concat(git, sizeof(git), strcmp(dir, "/") == 0 ? "" : dir, "/.git", "");
+	FsNode *node = fs_lstat(fs, git);
+	if (!node)
+		return -ENOMEM;
+	if (node->error)
+		return 0;
+	if (S_ISDIR(node->mode)) {
 		strncat(git, "/HEAD", sizeof(git) - strlen(git) - 1);
-		return access(git, F_OK) == 0;
+		return fs_exists(fs, git);
 	}
-	FILE *f = S_ISREG(st.st_mode) ? fopen(git, "r") : NULL;
+	FILE *f = S_ISREG(node->mode) ? fopen(git, "r") : NULL;
 	bool is_pointer = f && fgets(line, sizeof(line), f) && strncmp(line, "gitdir:", 7) == 0;
 	if (f)
 		fclose(f);
@@ -273,55 +734,74 @@ static bool is_repository(const char *dir)
 /*
  * Whether @root lies in a repository whose .git the command cannot have made: one in a directory
  * the policy keeps read-only, or at a writable root (where .git is protected). An empty mask of
- * another run, or a .git planted in a writable directory, does not count.
+ * another run, or a .git planted in a writable directory, does not count. Return: 1 or 0; -ENOMEM.
  */
-static bool has_ancestor_repository(const Rules *rules, const char *root)
+static int has_ancestor_repository(FsCache *fs, const Rules *rules, const char *root)
 {
 	char dir[AGENTD_PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", root);
+	path_copy(dir, sizeof(dir), root);
 	for (char *slash; (slash = strrchr(dir, '/')) != NULL;) {
 		if (slash == dir)
 			dir[1] = '\0';
 		else
 			*slash = '\0';
-		if (is_repository(dir)) {
+		int rc = is_repository(fs, dir);
+		if (rc < 0)
+			return rc;
+		if (rc) {
 			const Rule *decider = rules_decider(rules, dir, NULL, false);
 			if (decided_access(decider) != ACCESS_WRITE || strcmp(decider->logical, dir) == 0)
-				return true;
+				return 1;
 		}
 		if (strcmp(dir, "/") == 0)
 			break;
 	}
-	return false;
+	return 0;
+}
+
+/* Protect @name (one of protected_names) at the top of the writable root @root. */
+static int add_protected_child(FsCache *fs, Rules *rules, const char *root, const char *name)
+{
+	char child[AGENTD_PATH_MAX + 16];
+	bool is_git = strcmp(name, ".git") == 0;
+	path_concat(child, sizeof(child), root, "/", name);
+	if (rules_find_logical(rules, child))
+		return 0; /* the user said what this path gets */
+	FsNode *node = fs_lstat(fs, child);
+	if (!node)
+		return -ENOMEM;
+	if (node->error == 0) {
+		int rc = rules_add(rules, child, ACCESS_READ, true);
+		return rc == 0 && is_git && S_ISREG(node->mode) ? add_gitdir_target(rules, root, child) : rc;
+	}
+	/* Creatable .git stays only inside a parent repository (git discovery works). */
+	int in_repository = is_git ? has_ancestor_repository(fs, rules, root) : 0;
+	if (in_repository)
+		return in_repository < 0 ? in_repository : 0;
+	int rc = rules_add(rules, child, ACCESS_READ, true);
+	if (rc == 0)
+		rules->items[rules->count - 1].is_missing_protected = true;
+	return rc;
 }
 
 /* .git, .codex and .agents at the top of every writable root stay read-only (or stay absent). */
-static int add_protected_metadata(Rules *rules)
+static int add_protected_metadata(FsCache *fs, Rules *rules)
 {
 	size_t writable_count = rules->count;
 	for (size_t i = 0; i < writable_count; i++) {
 		char root[AGENTD_PATH_MAX];
-		struct stat st;
 		if (rules->items[i].access != ACCESS_WRITE || rules->items[i].is_protected ||
-		    strcmp(rules->items[i].logical, "/") == 0 || stat(rules->items[i].logical, &st) < 0)
+		    strcmp(rules->items[i].logical, "/") == 0)
 			continue;
-		snprintf(root, sizeof(root), "%s", rules->items[i].logical);
+		int exists = fs_exists(fs, rules->items[i].logical);
+		if (exists <= 0) {
+			if (exists < 0)
+				return exists;
+			continue;
+		}
+		path_copy(root, sizeof(root), rules->items[i].logical);
 		for (size_t k = 0; k < sizeof(protected_names) / sizeof(protected_names[0]); k++) {
-			char child[AGENTD_PATH_MAX + 16];
-			snprintf(child, sizeof(child), "%s/%s", root, protected_names[k]);
-			if (rules_find_logical(rules, child))
-				continue; /* the user said what this path gets */
-			int rc = 0;
-			if (lstat(child, &st) == 0) {
-				rc = rules_add(rules, child, ACCESS_READ, true);
-				if (rc == 0 && k == 0 && S_ISREG(st.st_mode))
-					rc = add_gitdir_target(rules, root, child);
-			} else if (k != 0 || !has_ancestor_repository(rules, root)) {
-				/* Creatable .git stays only inside a parent repository (git discovery works). */
-				rc = rules_add(rules, child, ACCESS_READ, true);
-				if (rc == 0)
-					rules->items[rules->count - 1].is_missing_protected = true;
-			}
+			int rc = add_protected_child(fs, rules, root, protected_names[k]);
 			if (rc < 0)
 				return rc;
 		}
@@ -329,59 +809,122 @@ static int add_protected_metadata(Rules *rules)
 	return 0;
 }
 
-/* Read-only and deny paths must not be reachable through a symlink the command may replace. */
-static int check_writable_symlinks(const Rules *rules, char *err, size_t err_len)
+/*
+ * Whether the symlink @link (a prefix of a rule) sits in a directory the command may write: as
+ * spelled, or where it really is (a writable root named through a link). Return: 1 or 0; -ENOMEM.
+ */
+static int is_writable_symlink(FsCache *fs, const Rules *rules, const char *link)
 {
+	char parent[AGENTD_PATH_MAX], real[PATH_MAX];
+	path_copy(parent, sizeof(parent), link);
+	*strrchr(parent, '/') = '\0';
+	const char *at = parent[0] ? parent : "/";
+	if (decided_access(rules_decider(rules, at, NULL, false)) == ACCESS_WRITE)
+		return 1;
+	int rc = fs_realpath(fs, at, real, sizeof(real));
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : 0;
+	return decided_access(rules_decider(rules, real, NULL, true)) == ACCESS_WRITE;
+}
+
+/*
+ * How many leading bytes @a and @b share as whole components: a length at which each of them
+ * ends or has a slash.
+ */
+static size_t shared_components(const char *a, const char *b)
+{
+	size_t n = 0, shared = 0;
+	for (; a[n] && a[n] == b[n]; n++)
+		if (a[n] == '/')
+			shared = n;
+	if ((a[n] == '\0' || a[n] == '/') && (b[n] == '\0' || b[n] == '/'))
+		shared = n;
+	return shared;
+}
+
+/*
+ * The symlink check of one prefix, the first @len bytes of @r's path.
+ * Return: 0 (it passes), 1 (it does not exist: nothing below it to check), or an error.
+ */
+static int check_symlink_prefix(FsCache *fs, const Rules *rules, const Rule *r, size_t len, char *err,
+				size_t err_len)
+{
+	char prefix[AGENTD_PATH_MAX];
+	if (len >= sizeof(prefix))
+		return fail(err, err_len, "cannot resolve sandbox path %s", r->logical);
+	memcpy(prefix, r->logical, len);
+	prefix[len] = '\0';
+	FsNode *node = fs_lstat(fs, prefix);
+	if (!node)
+		return -ENOMEM;
+	if (node->error)
+		return 1;
+	int is_writable = S_ISLNK(node->mode) ? is_writable_symlink(fs, rules, prefix) : 0;
+	if (is_writable < 0)
+		return is_writable;
+	if (is_writable)
+		return fail(err, err_len,
+			    "cannot enforce sandbox %s path %s because it crosses writable symlink %s",
+			    r->access == ACCESS_DENY ? "deny-read" : "read-only", r->logical, prefix);
+	return 0;
+}
+
+/*
+ * Read-only and deny paths must not be reachable through a symlink the command may replace: each
+ * prefix of each is checked, down to the first that does not exist. A prefix's verdict depends on
+ * the prefix alone, and rules come in families (a root's .git, .codex, .agents), so what a path
+ * shares with the one checked just before it was decided then.
+ */
+static int check_writable_symlinks(FsCache *fs, const Rules *rules, char *err, size_t err_len)
+{
+	const char *prev = NULL; /* the path checked last */
+	size_t prev_stop = 0;	 /* the length of its prefix that did not exist; 0: none */
 	for (size_t i = 0; i < rules->count; i++) {
 		const Rule *r = &rules->items[i];
 		if (r->access == ACCESS_WRITE)
 			continue;
 		if (strcmp(r->logical, "/") == 0)
 			continue;
-		for (const char *next = r->logical + 1;;) {
-			const char *slash = strchr(next, '/');
-			size_t n = slash ? (size_t)(slash - r->logical) : strlen(r->logical);
-			char prefix[AGENTD_PATH_MAX], parent[AGENTD_PATH_MAX];
-			struct stat st;
-			memcpy(prefix, r->logical, n);
-			prefix[n] = '\0';
-			if (lstat(prefix, &st) < 0)
+		size_t done = prev ? shared_components(prev, r->logical) : 0;
+		prev = r->logical;
+		if (prev_stop && prev_stop <= done)
+			continue; /* it stops where the one before stopped */
+		prev_stop = 0;
+		for (size_t n = done; r->logical[n];) {
+			const char *slash = strchr(r->logical + n + 1, '/');
+			n = slash ? (size_t)(slash - r->logical) : strlen(r->logical);
+			int rc = check_symlink_prefix(fs, rules, r, n, err, err_len);
+			if (rc < 0)
+				return rc;
+			if (rc == 1) {
+				prev_stop = n;
 				break;
-			if (S_ISLNK(st.st_mode)) {
-				snprintf(parent, sizeof(parent), "%s", prefix);
-				*strrchr(parent, '/') = '\0';
-				const char *at = parent[0] ? parent : "/";
-				/* Writable as spelled, or where it really is (a writable root named through a link). */
-				char real[PATH_MAX];
-				bool is_writable = decided_access(rules_decider(rules, at, NULL, false)) == ACCESS_WRITE ||
-						   (realpath(at, real) &&
-						    decided_access(rules_decider(rules, real, NULL, true)) == ACCESS_WRITE);
-				if (is_writable)
-					return fail(err, err_len,
-						    "cannot enforce sandbox %s path %s because it crosses writable symlink %s",
-						    r->access == ACCESS_DENY ? "deny-read" : "read-only", r->logical,
-						    prefix);
 			}
-			if (!slash)
-				break;
-			next = slash + 1;
 		}
 	}
 	return 0;
 }
 
-static int resolve_rules(Rules *rules, char *err, size_t err_len)
+static int resolve_rules(FsCache *fs, Rules *rules, char *err, size_t err_len)
 {
 	for (size_t i = 0; i < rules->count; i++) {
 		Rule *r = &rules->items[i];
 		char canonical[AGENTD_PATH_MAX];
-		int rc = canonicalize(r->logical, canonical, sizeof(canonical), &r->exists);
+		int rc = canonicalize(fs, r->logical, canonical, sizeof(canonical), &r->exists);
+		if (rc == -ENOMEM)
+			return rc;
 		if (rc < 0)
 			return fail(err, err_len, "cannot resolve sandbox path %s", r->logical);
-		struct stat st;
-		r->is_dir = r->exists && stat(canonical, &st) == 0 && S_ISDIR(st.st_mode);
-		if (!(r->canonical = strdup(canonical)))
+		/* Only a deny rule asks whether it is a directory (to cover it with a tmpfs). */
+		bool is_dir_asked = r->exists && r->access == ACCESS_DENY;
+		FsNode *node = is_dir_asked ? fs_stat_resolved(fs, canonical) : NULL;
+		if (is_dir_asked && !node)
 			return -ENOMEM;
+		r->is_dir = node && node->error == 0 && S_ISDIR(node->mode);
+		r->canonical_len = strlen(canonical);
+		if (!(r->canonical = arena_strdup(&rules->paths, canonical, r->canonical_len)))
+			return -ENOMEM;
+		r->depth = path_depth(canonical);
 	}
 	/* A missing writable carve-out under an explicit read-only or deny rule has nothing to bind. */
 	for (size_t i = 0; i < rules->count; i++) {
@@ -401,9 +944,8 @@ static int resolve_rules(Rules *rules, char *err, size_t err_len)
 static int compare_depth(const void *a, const void *b)
 {
 	const Rule *x = a, *y = b;
-	size_t dx = path_depth(x->canonical), dy = path_depth(y->canonical);
-	if (dx != dy)
-		return dx < dy ? -1 : 1;
+	if (x->depth != y->depth)
+		return x->depth < y->depth ? -1 : 1;
 	return strcmp(x->canonical, y->canonical);
 }
 
@@ -422,8 +964,6 @@ static void drop_canonical_duplicates(Rules *rules)
 				*prev = *r;
 				*r = tmp;
 			}
-			free(r->logical);
-			free(r->canonical);
 			continue;
 		}
 		rules->items[kept++] = *r;
@@ -433,16 +973,21 @@ static void drop_canonical_duplicates(Rules *rules)
 
 /* --- emission ---------------------------------------------------------------------------------- */
 
-/* The first component of @missing (canonical, absent) that does not exist: what a mask covers. */
-static void first_missing_component(const char *missing, char *out, size_t out_len)
+/*
+ * The first component of @missing (canonical, absent) that does not exist: what a mask covers.
+ * Return: 0 or -ENOMEM.
+ */
+static int first_missing_component(FsCache *fs, const char *missing, char *out, size_t out_len)
 {
-	snprintf(out, out_len, "%s", missing);
+	path_copy(out, out_len, missing);
 	for (char *slash = out; (slash = strchr(slash + 1, '/')) != NULL;) {
 		*slash = '\0';
-		if (access(out, F_OK) < 0)
-			return;
+		int exists = fs_exists(fs, out);
+		if (exists <= 0)
+			return exists;
 		*slash = '/';
 	}
+	return 0;
 }
 
 static bool has_reopened_descendant(const Rules *rules, const Rule *deny)
@@ -455,22 +1000,37 @@ static bool has_reopened_descendant(const Rules *rules, const Rule *deny)
 	return false;
 }
 
-static int emit_mask(Plan *plan, const char *source, const char *missing)
+static int emit_mask(FsCache *fs, Plan *plan, const char *source, const char *missing)
 {
 	char first[AGENTD_PATH_MAX];
-	first_missing_component(missing, first, sizeof(first));
-	int rc = plan_add_op(plan, OP_RO_BIND, -1, source, first);
+	int rc = first_missing_component(fs, missing, first, sizeof(first));
+	if (rc == 0)
+		rc = plan_add_op(plan, OP_RO_BIND, -1, source, first);
 	return rc < 0 ? rc : strvec_push(&plan->created, first);
 }
 
-static int emit_rule(Plan *plan, const Rules *rules, const Rule *r, const PlanEnv *env, StrVec *remounts)
+/* The mounts made read-only again at the end (the rules' own paths): one per rule at most. */
+typedef struct Remounts {
+	const char **items;
+	size_t count;
+} Remounts;
+
+/*
+ * @r's mounts. Rules are sorted and unique by canonical path, so what covers @r (an ancestor: fewer
+ * components) sorts before it: only those are asked for its parent's access.
+ */
+static int emit_rule(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r, const PlanEnv *env,
+		     Remounts *remounts)
 {
-	Access parent = decided_access(rules_decider(rules, r->canonical, r, true));
+	size_t before = (size_t)(r - rules->items);
+	Access parent = decided_access(rules_decider_among(rules->items, before, r->canonical, NULL, true));
 	if (r->is_missing_protected) {
 		int rc = plan_add_op(plan, OP_TMPFS, 0555, NULL, r->canonical);
 		if (rc == 0)
 			rc = strvec_push(&plan->created, r->canonical);
-		return rc < 0 ? rc : strvec_push(remounts, r->canonical);
+		if (rc == 0)
+			remounts->items[remounts->count++] = r->canonical;
+		return rc;
 	}
 	/* A rule that changes nothing emits nothing; but a writable root is always its own mount:
 	 * a mount point cannot be renamed away from under its protected .git and .codex. */
@@ -483,16 +1043,20 @@ static int emit_rule(Plan *plan, const Rules *rules, const Rule *r, const PlanEn
 	case ACCESS_READ:
 		if (r->exists)
 			return plan_add_op(plan, OP_RO_BIND, -1, r->canonical, r->canonical);
-		return parent == ACCESS_WRITE ? emit_mask(plan, env->empty_readable_file, r->canonical) : 0;
+		if (parent != ACCESS_WRITE)
+			return 0;
+		return emit_mask(fs, plan, env->empty_readable_file, r->canonical);
 	case ACCESS_DENY:
 		if (r->is_dir) {
 			int rc = plan_add_op(plan, OP_TMPFS, has_reopened_descendant(rules, r) ? 0111 : 0000, NULL,
 					  r->canonical);
-			return rc < 0 ? rc : strvec_push(remounts, r->canonical);
+			if (rc == 0)
+				remounts->items[remounts->count++] = r->canonical;
+			return rc;
 		}
 		if (r->exists)
 			return plan_add_op(plan, OP_RO_BIND, -1, env->empty_file, r->canonical);
-		return parent == ACCESS_WRITE ? emit_mask(plan, env->empty_file, r->canonical) : 0;
+		return parent == ACCESS_WRITE ? emit_mask(fs, plan, env->empty_file, r->canonical) : 0;
 	}
 	return 0;
 }
@@ -501,30 +1065,32 @@ static int emit_rule(Plan *plan, const Rules *rules, const Rule *r, const PlanEn
  * In an empty root, a readable path spelled through a symlink (/lib64 -> usr/lib64 on merged-/usr
  * hosts) is bound at its canonical place; the link itself is recreated so the spelling works.
  */
-static int emit_root_symlink(Plan *plan, const Rules *rules, const Rule *r)
+static int emit_root_symlink(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r)
 {
-	char target[AGENTD_PATH_MAX];
-	struct stat st;
-	if (r->access == ACCESS_DENY || strcmp(r->logical, r->canonical) == 0 || lstat(r->logical, &st) < 0 ||
-	    !S_ISLNK(st.st_mode))
+	if (r->access == ACCESS_DENY || strcmp(r->logical, r->canonical) == 0)
+		return 0;
+	FsNode *node = fs_lstat(fs, r->logical);
+	if (!node)
+		return -ENOMEM;
+	if (node->error || !S_ISLNK(node->mode))
 		return 0;
 	char parent[AGENTD_PATH_MAX];
-	snprintf(parent, sizeof(parent), "%s", r->logical);
+	path_copy(parent, sizeof(parent), r->logical);
 	*strrchr(parent, '/') = '\0';
 	if (decided_access(rules_decider(rules, parent[0] ? parent : "/", NULL, true)) != ACCESS_DENY)
 		return 0;
-	ssize_t n = readlink(r->logical, target, sizeof(target) - 1);
-	if (n < 0)
+	if (!node->link) /* readlink() failed */
 		return 0;
-	target[n] = '\0';
-	return plan_add_op(plan, OP_SYMLINK, -1, target, r->logical);
+	return plan_add_op(plan, OP_SYMLINK, -1, node->link, r->logical);
 }
 
-static int emit_plan(Plan *plan, const Rules *rules, const PlanEnv *env)
+static int emit_plan(FsCache *fs, Plan *plan, const Rules *rules, const PlanEnv *env)
 {
 	const Rule *root = rules_decider(rules, "/", NULL, true);
 	Access root_access = root && strcmp(root->canonical, "/") == 0 ? root->access : ACCESS_DENY;
-	StrVec remounts = { 0 };
+	Remounts remounts = { malloc((rules->count + 1) * sizeof(*remounts.items)), 0 };
+	if (!remounts.items)
+		return -ENOMEM;
 	int rc;
 	if (root_access == ACCESS_WRITE)
 		rc = plan_add_op(plan, OP_BIND, -1, "/", "/");
@@ -538,58 +1104,76 @@ static int emit_plan(Plan *plan, const Rules *rules, const PlanEnv *env)
 		rc = plan_add_op(plan, OP_PROC, -1, NULL, "/proc");
 	for (size_t i = 0; rc == 0 && i < rules->count; i++)
 		if (strcmp(rules->items[i].canonical, "/") != 0)
-			rc = emit_rule(plan, rules, &rules->items[i], env, &remounts);
+			rc = emit_rule(fs, plan, rules, &rules->items[i], env, &remounts);
 	if (root_access == ACCESS_DENY)
 		for (size_t i = 0; rc == 0 && i < rules->count; i++)
-			rc = emit_root_symlink(plan, rules, &rules->items[i]);
+			rc = emit_root_symlink(fs, plan, rules, &rules->items[i]);
 	for (size_t i = remounts.count; rc == 0 && i > 0; i--)
 		rc = plan_add_op(plan, OP_REMOUNT_RO, -1, NULL, remounts.items[i - 1]);
 	/* An empty root stays empty: nothing may be created in it either. */
 	if (rc == 0 && root_access == ACCESS_DENY)
 		rc = plan_add_op(plan, OP_REMOUNT_RO, -1, NULL, "/");
-	strvec_free(&remounts);
+	free(remounts.items);
 	return rc;
 }
 
-static int collect_rules(Rules *rules, const Policy *policy, const PlanEnv *env)
+static int collect_rules(FsCache *fs, Rules *rules, const Policy *policy, const PlanEnv *env)
 {
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < policy->rule_count; i++)
 		rc = rules_add(rules, policy->rules[i].path, policy->rules[i].access, false);
-	for (size_t i = 0; rc == 0 && i < env->hidden_count; i++)
-		if (access(env->hidden_paths[i], F_OK) == 0 && !rules_find_logical(rules, env->hidden_paths[i]))
-			rc = rules_add(rules, env->hidden_paths[i], ACCESS_DENY, true);
-	return rc < 0 ? rc : add_protected_metadata(rules);
+	for (size_t i = 0; rc == 0 && i < env->hidden_count; i++) {
+		const char *hidden = env->hidden_paths[i];
+		int exists = fs_exists(fs, hidden);
+		if (exists < 0)
+			rc = exists;
+		else if (exists && !rules_find_logical(rules, hidden))
+			rc = rules_add(rules, hidden, ACCESS_DENY, true);
+	}
+	return rc < 0 ? rc : add_protected_metadata(fs, rules);
+}
+
+/* The mounts of a sandboxed (not unwrapped) plan. */
+static int compile_rules(FsCache *fs, Plan *plan, const Policy *policy, const PlanEnv *env, char *err,
+			 size_t err_len)
+{
+	/* Full disk without network is still a sandbox, and hides what every sandbox hides. */
+	Rules rules;
+	rules_init(&rules);
+	int rc = policy->is_unrestricted ? rules_add(&rules, "/", ACCESS_WRITE, false) : 0;
+	if (rc == 0)
+		rc = collect_rules(fs, &rules, policy, env);
+	if (rc == 0)
+		rc = resolve_rules(fs, &rules, err, err_len);
+	if (rc == 0)
+		rc = check_writable_symlinks(fs, &rules, err, err_len);
+	if (rc == 0) {
+		if (rules.count > 1) /* none at all: items is NULL, which qsort() must not be given */
+			qsort(rules.items, rules.count, sizeof(*rules.items), compare_depth);
+		drop_canonical_duplicates(&rules);
+		rc = emit_plan(fs, plan, &rules, env);
+	}
+	rules_free(&rules);
+	return rc;
 }
 
 int plan_compile(Plan *plan, const Policy *policy, const char *cwd, const PlanEnv *env, char *err,
 		 size_t err_len)
 {
-	char canonical_cwd[PATH_MAX];
+	FsCache fs;
+	fs_cache_init(&fs);
 	memset(plan, 0, sizeof(*plan));
-	if (!realpath(cwd, canonical_cwd))
-		return fail(err, err_len, "sandbox cwd %s: %s", cwd, strerror(errno));
-	snprintf(plan->cwd, sizeof(plan->cwd), "%s", canonical_cwd);
+	int rc = fs_realpath(&fs, cwd, plan->cwd, sizeof(plan->cwd));
+	if (rc < 0) {
+		fs_cache_free(&fs);
+		return fail(err, err_len, "sandbox cwd %s: %s", cwd, strerror(-rc));
+	}
 	plan->is_network_isolated = !policy->is_network_enabled;
-	if (policy->is_unrestricted && policy->is_network_enabled) {
+	if (policy->is_unrestricted && policy->is_network_enabled)
 		plan->is_unwrapped = true;
-		return 0;
-	}
-	/* Full disk without network is still a sandbox, and hides what every sandbox hides. */
-	Rules rules = { 0 };
-	int rc = policy->is_unrestricted ? rules_add(&rules, "/", ACCESS_WRITE, false) : 0;
-	if (rc == 0)
-		rc = collect_rules(&rules, policy, env);
-	if (rc == 0)
-		rc = resolve_rules(&rules, err, err_len);
-	if (rc == 0)
-		rc = check_writable_symlinks(&rules, err, err_len);
-	if (rc == 0) {
-		qsort(rules.items, rules.count, sizeof(*rules.items), compare_depth);
-		drop_canonical_duplicates(&rules);
-		rc = emit_plan(plan, &rules, env);
-	}
-	rules_free(&rules);
+	else
+		rc = compile_rules(&fs, plan, policy, env, err, err_len);
+	fs_cache_free(&fs);
 	if (rc == -ENOMEM)
 		snprintf(err, err_len, "out of memory compiling the sandbox plan");
 	if (rc < 0)
@@ -599,6 +1183,22 @@ int plan_compile(Plan *plan, const Policy *policy, const char *cwd, const PlanEn
 
 /* --- rendering --------------------------------------------------------------------------------- */
 
+/* snprintf(@out, 16, "%04o", @mode) without printf's cost: there is one per mask. */
+static void format_mode(char out[16], unsigned mode)
+{
+	char digits[12];
+	size_t n = 0, used = 0;
+	do {
+		digits[n++] = (char)('0' + (mode & 7));
+		mode >>= 3;
+	} while (mode);
+	for (; n + used < 4; used++)
+		out[used] = '0';
+	while (n > 0)
+		out[used++] = digits[--n];
+	out[used] = '\0';
+}
+
 static int render_ops(const Plan *plan, StrVec *argv)
 {
 	int rc = 0;
@@ -606,7 +1206,7 @@ static int render_ops(const Plan *plan, StrVec *argv)
 		const PlanOp *op = &plan->ops[i];
 		if (op->kind == OP_TMPFS && op->perms >= 0) {
 			char perms[16];
-			snprintf(perms, sizeof(perms), "%04o", (unsigned)op->perms);
+			format_mode(perms, (unsigned)op->perms);
 			rc = strvec_push(argv, "--perms");
 			if (rc == 0)
 				rc = strvec_push(argv, perms);
@@ -677,7 +1277,13 @@ int plan_render(const Plan *plan, const LaunchTarget *target, char *const *comma
 	if (plan->is_unwrapped)
 		return push_all(argv, (const char *const *)command) < 0 ? (strvec_free(argv), -ENOMEM) : 0;
 	const char *seccomp = plan->is_network_isolated ? "restricted" : "base";
-	int rc;
+	size_t command_count = 0;
+	while (command[command_count])
+		command_count++;
+	/* At most: a prefix of 11 and two per mount point, five per step, 9 more, the command. */
+	int rc = strvec_reserve(argv, 20 + 2 * plan->created.count + 5 * plan->op_count + command_count);
+	if (rc < 0)
+		return rc;
 	if (target->bwrap)
 		rc = push_bwrap_prefix(plan, target, argv);
 	else

@@ -841,6 +841,7 @@ class AgentdProcess:
         for url in self.listen:
             argv += ["--listen", url]
         argv += list(args)
+        self.args = list(args)
         self.env = dict(os.environ)
         for key in ("XDG_RUNTIME_DIR", "CODEX_INTERNAL_ORIGINATOR_OVERRIDE"):
             self.env.pop(key, None)
@@ -873,6 +874,8 @@ class AgentdProcess:
     # -- observation --------------------------------------------------------------------
     def expected_sandbox_warnings(self):
         """What sandboxd's host probe warns about with this process's environment and config."""
+        if self._sandbox_warnings is None and "--no-spawn" in self.args:
+            self._sandbox_warnings = []  # no sandboxd of its own: nothing known at initialize
         if self._sandbox_warnings is None:
             self._sandbox_warnings = host_sandbox_warnings(self.env, self.tmp_path, self.codex_home)
         return self._sandbox_warnings
