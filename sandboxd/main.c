@@ -203,7 +203,10 @@ static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *re
 	policy_init(&policy);
 	memset(plan, 0, sizeof(*plan));
 	int rc = build_policy(cfg, req, &policy, err, err_len);
-	PlanEnv env = { s->empty_file, s->empty_readable_file, s->hidden, s->hidden_count };
+	char stage_dir[PATH_MAX];
+	snprintf(stage_dir, sizeof(stage_dir), "%s", s->link);
+	PlanEnv env = { s->empty_file, s->empty_readable_file, s->hidden, s->hidden_count,
+			s->probe.launcher == LAUNCHER_SYSTEM ? dirname(stage_dir) : NULL };
 	if (rc == 0)
 		rc = plan_compile(plan, &policy, req->cwd, &env, err, err_len);
 	policy_free(&policy);

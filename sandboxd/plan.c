@@ -686,6 +686,11 @@ static int collect_rules(FsCache *fs, Rules *rules, const Policy *policy, const 
 		else if (exists && !rules_find_logical(rules, hidden))
 			rc = rules_add(rules, hidden, ACCESS_DENY, true);
 	}
+	/* Under system bwrap our in-sandbox stage is exec'd inside: a policy that leaves its directory
+	 * unreadable (an empty root) still lets that much be read, and nothing more. */
+	if (rc == 0 && env->stage_dir && !rules_find_logical(rules, env->stage_dir) &&
+	    decided_access(rules_decider(rules, env->stage_dir, NULL, false)) == ACCESS_DENY)
+		rc = rules_add(rules, env->stage_dir, ACCESS_READ, true);
 	return rc < 0 ? rc : add_protected_metadata(fs, rules);
 }
 

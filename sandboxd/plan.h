@@ -38,6 +38,7 @@ typedef struct PlanEnv {
 	const char *empty_readable_file; /* empty, mode 0444: masks a missing read-only path */
 	const char *const *hidden_paths; /* always denied: the runtime directory, auth.json, ... */
 	size_t hidden_count;
+	const char *stage_dir; /* where the in-sandbox stage is exec'd from (system bwrap), or NULL */
 } PlanEnv;
 
 typedef struct Plan {

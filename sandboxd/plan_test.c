@@ -61,7 +61,7 @@ static int tree_setup(void **state)
 		return -1;
 	snprintf(t->empty, sizeof(t->empty), "/masks/empty-0000");
 	snprintf(t->empty_readable, sizeof(t->empty_readable), "/masks/empty-0444");
-	t->env = (PlanEnv){ t->empty, t->empty_readable, NULL, 0 };
+	t->env = (PlanEnv){ t->empty, t->empty_readable, NULL, 0, NULL };
 	*state = t;
 	return 0;
 }
@@ -446,6 +446,24 @@ static void test_hidden_paths_are_denied(void **state)
 	t->env.hidden_count = 0;
 }
 
+/* Under system bwrap the in-sandbox stage must be readable inside, even from an empty root. */
+static void test_stage_dir_is_readable_in_an_empty_root_only(void **state)
+{
+	Tree *t = *state;
+	char stage[128];
+	make_dir(t, "libexec");
+	make_dir(t, "ws");
+	snprintf(stage, sizeof(stage), "%s/libexec", t->root);
+	t->env.stage_dir = stage;
+	expect_plan(t, RESTRICTED(ENTRY("T/ws", "read")), "ws",
+		    "tmpfs(755) /; dev /dev; proc /proc; ro-bind T/libexec T/libexec; ro-bind T/ws T/ws; remount-ro /");
+	/* Readable anyway: nothing to add; denied on purpose: the user's word stands. */
+	expect_plan(t, "{\"type\":\"readOnly\"}", "", "ro-bind / /; dev /dev; proc /proc");
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/libexec", "deny")), "",
+		    "ro-bind / /; dev /dev; proc /proc; tmpfs(0) T/libexec; remount-ro T/libexec");
+	t->env.stage_dir = NULL;
+}
+
 static void test_missing_cwd_is_refused(void **state)
 {
 	Tree *t = *state;
@@ -622,6 +640,7 @@ int main(void)
 		TREE_TEST(test_symlink_in_read_only_area_is_followed),
 		TREE_TEST(test_restricted_read_builds_an_empty_root),
 		TREE_TEST(test_hidden_paths_are_denied),
+		TREE_TEST(test_stage_dir_is_readable_in_an_empty_root_only),
 		TREE_TEST(test_missing_cwd_is_refused),
 		TREE_TEST(test_render_bwrap_with_argv0),
 		TREE_TEST(test_render_bwrap_compat_path),
