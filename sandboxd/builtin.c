@@ -292,6 +292,12 @@ static int populate_dev(int root, int host, const char *dest)
 	return rc;
 }
 
+static int open_new_root(void)
+{
+	int fd = open(NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 static int apply_op(int *root, int host, const PlanOp *op)
 {
 	bool is_dir = true;
@@ -301,10 +307,9 @@ static int apply_op(int *root, int host, const PlanOp *op)
 			return -errno;
 		is_dir = S_ISDIR(st.st_mode);
 	}
-	int target = strcmp(op->dest, "/") == 0 ? open(NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC)
-						 : mount_point(*root, op->dest, is_dir);
+	int target = strcmp(op->dest, "/") == 0 ? open_new_root() : mount_point(*root, op->dest, is_dir);
 	if (target < 0)
-		return target == -1 ? -errno : target;
+		return target;
 	int rc;
 	switch (op->kind) {
 	case OP_RO_BIND:
@@ -335,9 +340,9 @@ static int apply_op(int *root, int host, const PlanOp *op)
 	close(target);
 	/* What sits at the staging directory changed: later targets resolve in the new top mount. */
 	if (rc == 0 && strcmp(op->dest, "/") == 0 && op->kind != OP_REMOUNT_RO) {
-		int fresh = open(NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		int fresh = open_new_root();
 		if (fresh < 0)
-			return -errno;
+			return fresh;
 		close(*root);
 		*root = fresh;
 	}
