@@ -140,15 +140,21 @@ static int read_settings(const Config *cfg, Sandboxd *s)
 	return 0;
 }
 
+/* What the probe searches with: the configured bwrap, our PATH, and our cwd (never searched). */
+static ProbeOptions probe_options(const Sandboxd *s, char *cwd, size_t cwd_len)
+{
+	return (ProbeOptions){
+		.fixed_bwrap = s->bwrap_path,
+		.path_env = getenv("PATH"),
+		.cwd = getcwd(cwd, cwd_len),
+		.forced = s->launcher_setting,
+	};
+}
+
 static void run_probe(Sandboxd *s)
 {
 	char cwd[PATH_MAX];
-	ProbeOptions opts = {
-		.fixed_bwrap = s->bwrap_path,
-		.path_env = getenv("PATH"),
-		.cwd = getcwd(cwd, sizeof(cwd)),
-		.forced = s->launcher_setting,
-	};
+	ProbeOptions opts = probe_options(s, cwd, sizeof(cwd));
 	s->is_refusing = probe_run(&s->probe, &opts) < 0;
 }
 
@@ -398,12 +404,7 @@ static void log_probe(const Sandboxd *s)
 static void refresh_probe(Sandboxd *s)
 {
 	char cwd[PATH_MAX];
-	ProbeOptions opts = {
-		.fixed_bwrap = s->bwrap_path,
-		.path_env = getenv("PATH"),
-		.cwd = getcwd(cwd, sizeof(cwd)),
-		.forced = s->launcher_setting,
-	};
+	ProbeOptions opts = probe_options(s, cwd, sizeof(cwd));
 	s->is_refusing = probe_refresh(&s->probe, &opts) < 0;
 	log_probe(s);
 }

@@ -48,15 +48,6 @@ typedef struct Rules {
 	max_align_t first_block[4096 / sizeof(max_align_t)];
 } Rules;
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
 
 void strvec_free(StrVec *v)
 {
@@ -407,7 +398,7 @@ static int check_symlink_prefix(FsCache *fs, const Rules *rules, const Rule *r, 
 {
 	char prefix[AGENTD_PATH_MAX];
 	if (len >= sizeof(prefix))
-		return fail(err, err_len, "cannot resolve sandbox path %s", r->logical);
+		return policy_fail(err, err_len, "cannot resolve sandbox path %s", r->logical);
 	memcpy(prefix, r->logical, len);
 	prefix[len] = '\0';
 	FsNode *node = fs_lstat(fs, prefix);
@@ -419,7 +410,7 @@ static int check_symlink_prefix(FsCache *fs, const Rules *rules, const Rule *r, 
 	if (is_writable < 0)
 		return is_writable;
 	if (is_writable)
-		return fail(err, err_len,
+		return policy_fail(err, err_len,
 			    "cannot enforce sandbox %s path %s because it crosses writable symlink %s",
 			    r->access == ACCESS_DENY ? "deny-read" : "read-only", r->logical, prefix);
 	return 0;
@@ -470,7 +461,7 @@ static int resolve_rules(FsCache *fs, Rules *rules, char *err, size_t err_len)
 		if (rc == -ENOMEM)
 			return rc;
 		if (rc < 0)
-			return fail(err, err_len, "cannot resolve sandbox path %s", r->logical);
+			return policy_fail(err, err_len, "cannot resolve sandbox path %s", r->logical);
 		/* Only a deny rule asks whether it is a directory (to cover it with a tmpfs). */
 		bool is_dir_asked = r->exists && r->access == ACCESS_DENY;
 		FsNode *node = is_dir_asked ? fs_stat_resolved(fs, canonical) : NULL;
@@ -489,7 +480,7 @@ static int resolve_rules(FsCache *fs, Rules *rules, char *err, size_t err_len)
 			continue;
 		const Rule *parent = rules_decider(rules, r->logical, r, false);
 		if (parent && strcmp(parent->logical, "/") != 0 && parent->access != ACCESS_WRITE)
-			return fail(err, err_len,
+			return policy_fail(err, err_len,
 				    "cannot enforce sandbox writable path %s: it does not exist under %s path %s",
 				    r->logical, parent->access == ACCESS_DENY ? "deny-read" : "read-only",
 				    parent->logical);
@@ -727,7 +718,7 @@ int plan_compile(Plan *plan, const Policy *policy, const char *cwd, const PlanEn
 	int rc = fs_realpath(&fs, cwd, plan->cwd, sizeof(plan->cwd));
 	if (rc < 0) {
 		fs_cache_free(&fs);
-		return fail(err, err_len, "sandbox cwd %s: %s", cwd, strerror(-rc));
+		return policy_fail(err, err_len, "sandbox cwd %s: %s", cwd, strerror(-rc));
 	}
 	plan->is_network_isolated = !policy->is_network_enabled;
 	if (policy->is_unrestricted && policy->is_network_enabled)

@@ -18,8 +18,7 @@ static const char *const minimal_read_roots[] = {
 	"/bin", "/sbin", "/usr", "/etc", "/lib", "/lib64", "/nix/store", "/run/current-system/sw",
 };
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t err_len, const char *fmt, ...)
+int policy_fail(char *err, size_t err_len, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -157,15 +156,15 @@ static int add_special(Policy *policy, const PolicyContext *pc, const char *toke
 	}
 	if (subpath && strcmp(subpath, ".") != 0) {
 		if (subpath[0] == '/')
-			return fail(err, err_len, "subpath \"%s\" under %s must be relative", subpath, token);
+			return policy_fail(err, err_len, "subpath \"%s\" under %s must be relative", subpath, token);
 		if (has_glob_characters(subpath))
-			return fail(err, err_len, "cannot enforce glob pattern \"%s\": not supported", subpath);
+			return policy_fail(err, err_len, "cannot enforce glob pattern \"%s\": not supported", subpath);
 		if (path_normalize(root, subpath, path, sizeof(path)) < 0)
-			return fail(err, err_len, "bad subpath \"%s\" under %s", subpath, token);
+			return policy_fail(err, err_len, "bad subpath \"%s\" under %s", subpath, token);
 		root = path;
 	}
 	int rc = policy_put(policy, pc, root, access, replace);
-	return rc == -EINVAL ? fail(err, err_len, "bad path for %s", token) : rc;
+	return rc == -EINVAL ? policy_fail(err, err_len, "bad path for %s", token) : rc;
 }
 
 /* --- request JSON ------------------------------------------------------------------------------ */
@@ -179,7 +178,7 @@ static int json_bool_field(const json_t *obj, const char *key, bool fallback, bo
 		return 0;
 	}
 	if (!json_is_boolean(v))
-		return fail(err, err_len, "sandboxPolicy.%s must be a boolean", key);
+		return policy_fail(err, err_len, "sandboxPolicy.%s must be a boolean", key);
 	*out = json_is_true(v);
 	return 0;
 }
@@ -202,15 +201,15 @@ static int add_workspace_write(Policy *policy, const PolicyContext *pc, const js
 		return rc;
 	const json_t *roots = json_object_get(json, "writableRoots");
 	if (roots && !json_is_null(roots) && !json_is_array(roots))
-		return fail(err, err_len, "sandboxPolicy.writableRoots must be an array of absolute paths");
+		return policy_fail(err, err_len, "sandboxPolicy.writableRoots must be an array of absolute paths");
 	size_t i;
 	const json_t *root;
 	json_array_foreach(roots, i, root) {
 		const char *text = json_string_value(root);
 		if (!text || text[0] != '/')
-			return fail(err, err_len, "sandboxPolicy.writableRoots[%zu] must be an absolute path", i);
+			return policy_fail(err, err_len, "sandboxPolicy.writableRoots[%zu] must be an absolute path", i);
 		if ((rc = policy_add(policy, pc, text, ACCESS_WRITE)) < 0)
-			return fail(err, err_len, "sandboxPolicy.writableRoots[%zu] is not a usable path", i);
+			return policy_fail(err, err_len, "sandboxPolicy.writableRoots[%zu] is not a usable path", i);
 	}
 	return 0;
 }
@@ -237,7 +236,7 @@ static int parse_sandbox_policy(Policy *policy, const PolicyContext *pc, const j
 		return policy_add(policy, pc, "/", ACCESS_READ);
 	if (strcmp(type, "workspaceWrite") == 0)
 		return add_workspace_write(policy, pc, json, err, err_len);
-	return fail(err, err_len, "unknown sandboxPolicy type \"%s\"", type);
+	return policy_fail(err, err_len, "unknown sandboxPolicy type \"%s\"", type);
 }
 
 static int parse_entry_path(Policy *policy, const PolicyContext *pc, const json_t *path, Access access,
@@ -247,7 +246,7 @@ static int parse_entry_path(Policy *policy, const PolicyContext *pc, const json_
 	if (type && strcmp(type, "path") == 0) {
 		const char *text = json_string_value(json_object_get(path, "path"));
 		if (!text || text[0] != '/')
-			return fail(err, err_len, "entries[%zu].path.path must be an absolute path", index);
+			return policy_fail(err, err_len, "entries[%zu].path.path must be an absolute path", index);
 		return policy_add(policy, pc, text, access);
 	}
 	if (type && strcmp(type, "special") == 0) {
@@ -255,7 +254,7 @@ static int parse_entry_path(Policy *policy, const PolicyContext *pc, const json_
 		const char *kind = json_string_value(json_object_get(value, "kind"));
 		const char *subpath = json_string_value(json_object_get(value, "subpath"));
 		if (!kind)
-			return fail(err, err_len, "entries[%zu].path.value.kind must be a string", index);
+			return policy_fail(err, err_len, "entries[%zu].path.value.kind must be a string", index);
 		char token[64];
 		if (strcmp(kind, "current_working_directory") == 0)
 			kind = "cwd";
@@ -263,8 +262,8 @@ static int parse_entry_path(Policy *policy, const PolicyContext *pc, const json_
 		return add_special(policy, pc, token, subpath, access, false, err, err_len);
 	}
 	if (type && strcmp(type, "glob_pattern") == 0)
-		return fail(err, err_len, "cannot enforce glob pattern entries[%zu]: not supported", index);
-	return fail(err, err_len, "entries[%zu].path.type must be path, special or glob_pattern", index);
+		return policy_fail(err, err_len, "cannot enforce glob pattern entries[%zu]: not supported", index);
+	return policy_fail(err, err_len, "entries[%zu].path.type must be path, special or glob_pattern", index);
 }
 
 static int parse_filesystem_policy(Policy *policy, const PolicyContext *pc, const json_t *json, char *err,
@@ -273,24 +272,24 @@ static int parse_filesystem_policy(Policy *policy, const PolicyContext *pc, cons
 	const char *kind = json_string_value(json_object_get(json, "kind"));
 	const char *network = json_string_value(json_object_get(json, "network"));
 	if (network && strcmp(network, "enabled") != 0 && strcmp(network, "restricted") != 0)
-		return fail(err, err_len, "network must be \"restricted\" or \"enabled\"");
+		return policy_fail(err, err_len, "network must be \"restricted\" or \"enabled\"");
 	policy->is_network_enabled = network && strcmp(network, "enabled") == 0;
 	if (strcmp(kind, "unrestricted") == 0 || strcmp(kind, "external-sandbox") == 0) {
 		policy->is_unrestricted = true;
 		return 0;
 	}
 	if (strcmp(kind, "restricted") != 0)
-		return fail(err, err_len, "unknown filesystem policy kind \"%s\"", kind);
+		return policy_fail(err, err_len, "unknown filesystem policy kind \"%s\"", kind);
 	const json_t *entries = json_object_get(json, "entries");
 	if (!json_is_array(entries))
-		return fail(err, err_len, "entries must be an array");
+		return policy_fail(err, err_len, "entries must be an array");
 	size_t i;
 	const json_t *entry;
 	json_array_foreach(entries, i, entry) {
 		Access access;
 		const char *text = json_string_value(json_object_get(entry, "access"));
 		if (!text || parse_access(text, &access) < 0)
-			return fail(err, err_len, "entries[%zu].access must be read, write or deny", i);
+			return policy_fail(err, err_len, "entries[%zu].access must be read, write or deny", i);
 		int rc = parse_entry_path(policy, pc, json_object_get(entry, "path"), access, i, err, err_len);
 		if (rc < 0)
 			return rc;
@@ -301,12 +300,12 @@ static int parse_filesystem_policy(Policy *policy, const PolicyContext *pc, cons
 int policy_from_json(Policy *policy, const PolicyContext *pc, const json_t *json, char *err, size_t err_len)
 {
 	if (!json_is_object(json))
-		return fail(err, err_len, "sandbox policy must be a JSON object");
+		return policy_fail(err, err_len, "sandbox policy must be a JSON object");
 	if (json_is_string(json_object_get(json, "type")))
 		return parse_sandbox_policy(policy, pc, json, err, err_len);
 	if (json_is_string(json_object_get(json, "kind")))
 		return parse_filesystem_policy(policy, pc, json, err, err_len);
-	return fail(err, err_len, "sandbox policy needs a \"type\" (SandboxPolicy) or \"kind\" (filesystem policy)");
+	return policy_fail(err, err_len, "sandbox policy needs a \"type\" (SandboxPolicy) or \"kind\" (filesystem policy)");
 }
 
 /* --- config profiles --------------------------------------------------------------------------- */
@@ -328,17 +327,17 @@ static int add_scoped_table(Policy *policy, const PolicyContext *pc, const char 
 	if (is_special && !is_project_root_token(key) &&
 	    (strcmp(key, ":root") == 0 || strcmp(key, ":minimal") == 0 || strcmp(key, ":tmpdir") == 0 ||
 	     strcmp(key, ":slash_tmp") == 0))
-		return fail(err, err_len, "permissions.%s: filesystem path `%s` does not support nested entries",
+		return policy_fail(err, err_len, "permissions.%s: filesystem path `%s` does not support nested entries",
 			    profile, key);
 	char base[AGENTD_PATH_MAX];
 	if (!is_special && (expand_home(pc, key, base, sizeof(base)) < 0 || base[0] != '/'))
-		return fail(err, err_len, "permissions.%s: filesystem path \"%s\" must be absolute", profile, key);
+		return policy_fail(err, err_len, "permissions.%s: filesystem path \"%s\" must be absolute", profile, key);
 	const char *sub;
 	const json_t *value;
 	json_object_foreach((json_t *)table, sub, value) {
 		Access access;
 		if (!json_is_string(value) || parse_access(json_string_value(value), &access) < 0)
-			return fail(err, err_len, "permissions.%s.filesystem.\"%s\".\"%s\" must be read, write or none",
+			return policy_fail(err, err_len, "permissions.%s.filesystem.\"%s\".\"%s\" must be read, write or none",
 				    profile, key, sub);
 		int rc;
 		if (is_special) {
@@ -347,7 +346,7 @@ static int add_scoped_table(Policy *policy, const PolicyContext *pc, const char 
 			char path[AGENTD_PATH_MAX];
 			if (sub[0] == '/' || has_glob_characters(sub) ||
 			    path_normalize(base, sub, path, sizeof(path)) < 0)
-				return fail(err, err_len, "permissions.%s: cannot use subpath \"%s\" under \"%s\"",
+				return policy_fail(err, err_len, "permissions.%s: cannot use subpath \"%s\" under \"%s\"",
 					    profile, sub, key);
 			rc = policy_put(policy, pc, path, access, true);
 		}
@@ -362,24 +361,24 @@ static int add_filesystem_key(Policy *policy, const PolicyContext *pc, const cha
 {
 	if (strcmp(key, "glob_scan_max_depth") == 0) {
 		if (!json_is_integer(value) || json_integer_value(value) < 1)
-			return fail(err, err_len, "permissions.%s.filesystem.glob_scan_max_depth must be >= 1", profile);
+			return policy_fail(err, err_len, "permissions.%s.filesystem.glob_scan_max_depth must be >= 1", profile);
 		return 0;
 	}
 	if (json_is_object(value))
 		return add_scoped_table(policy, pc, profile, key, value, err, err_len);
 	Access access;
 	if (!json_is_string(value) || parse_access(json_string_value(value), &access) < 0)
-		return fail(err, err_len, "permissions.%s.filesystem.\"%s\" must be read, write or none", profile, key);
+		return policy_fail(err, err_len, "permissions.%s.filesystem.\"%s\" must be read, write or none", profile, key);
 	if (key[0] == ':')
 		return add_special(policy, pc, key, NULL, access, true, err, err_len);
 	if (has_glob_characters(key))
-		return fail(err, err_len, "permissions.%s: cannot enforce glob pattern \"%s\": not supported", profile,
+		return policy_fail(err, err_len, "permissions.%s: cannot enforce glob pattern \"%s\": not supported", profile,
 			    key);
 	char path[AGENTD_PATH_MAX];
 	if (expand_home(pc, key, path, sizeof(path)) < 0 || path[0] != '/')
-		return fail(err, err_len, "permissions.%s: filesystem path \"%s\" must be absolute", profile, key);
+		return policy_fail(err, err_len, "permissions.%s: filesystem path \"%s\" must be absolute", profile, key);
 	int rc = policy_put(policy, pc, path, access, true);
-	return rc == -EINVAL ? fail(err, err_len, "permissions.%s: bad path \"%s\"", profile, key) : rc;
+	return rc == -EINVAL ? policy_fail(err, err_len, "permissions.%s: bad path \"%s\"", profile, key) : rc;
 }
 
 static int add_network(Policy *policy, const char *profile, const json_t *network, char *err, size_t err_len)
@@ -387,16 +386,16 @@ static int add_network(Policy *policy, const char *profile, const json_t *networ
 	if (!network)
 		return 0;
 	if (!json_is_object(network))
-		return fail(err, err_len, "permissions.%s.network must be a table", profile);
+		return policy_fail(err, err_len, "permissions.%s.network must be a table", profile);
 	const char *key;
 	const json_t *value;
 	json_object_foreach((json_t *)network, key, value) {
 		if (strcmp(key, "enabled") != 0)
 			/* A managed proxy we do not run must not quietly become "network on". */
-			return fail(err, err_len, "permissions.%s.network.%s: managed network proxy settings are not supported",
+			return policy_fail(err, err_len, "permissions.%s.network.%s: managed network proxy settings are not supported",
 				    profile, key);
 		if (!json_is_boolean(value))
-			return fail(err, err_len, "permissions.%s.network.enabled must be a boolean", profile);
+			return policy_fail(err, err_len, "permissions.%s.network.enabled must be a boolean", profile);
 		policy->is_network_enabled = json_is_true(value);
 	}
 	return 0;
@@ -413,7 +412,7 @@ static int add_builtin_profile(Policy *policy, const PolicyContext *pc, const ch
 	else if (strcmp(name, ":danger-full-access") == 0)
 		json = json_pack("{s:s}", "type", "dangerFullAccess");
 	else
-		return fail(err, err_len, "unknown built-in permission profile \"%s\"", name), -ENOENT;
+		return policy_fail(err, err_len, "unknown built-in permission profile \"%s\"", name), -ENOENT;
 	if (!json)
 		return -ENOMEM;
 	int rc = parse_sandbox_policy(policy, pc, json, err, err_len);
@@ -427,26 +426,26 @@ static int add_profile(Policy *policy, const PolicyContext *pc, const json_t *pr
 	if (name[0] == ':')
 		return add_builtin_profile(policy, pc, name, err, err_len);
 	if (depth >= PROFILE_MAX_DEPTH)
-		return fail(err, err_len, "permissions.%s: \"extends\" chain is a cycle or too deep", name);
+		return policy_fail(err, err_len, "permissions.%s: \"extends\" chain is a cycle or too deep", name);
 	const json_t *profile = json_object_get(profiles, name);
 	if (!profile)
-		return fail(err, err_len, "permission profile \"%s\" is not defined", name), -ENOENT;
+		return policy_fail(err, err_len, "permission profile \"%s\" is not defined", name), -ENOENT;
 	if (!json_is_object(profile))
-		return fail(err, err_len, "permissions.%s must be a table", name);
+		return policy_fail(err, err_len, "permissions.%s must be a table", name);
 	const json_t *extends = json_object_get(profile, "extends");
 	if (extends) {
 		if (!json_is_string(extends))
-			return fail(err, err_len, "permissions.%s.extends must be a profile name", name);
+			return policy_fail(err, err_len, "permissions.%s.extends must be a profile name", name);
 		int rc = add_profile(policy, pc, profiles, json_string_value(extends), depth + 1, err, err_len);
 		if (rc == -ENOENT)
-			return fail(err, err_len, "permissions.%s extends undefined profile \"%s\"", name,
+			return policy_fail(err, err_len, "permissions.%s extends undefined profile \"%s\"", name,
 				    json_string_value(extends));
 		if (rc < 0)
 			return rc;
 	}
 	const json_t *filesystem = json_object_get(profile, "filesystem");
 	if (filesystem && !json_is_object(filesystem))
-		return fail(err, err_len, "permissions.%s.filesystem must be a table", name);
+		return policy_fail(err, err_len, "permissions.%s.filesystem must be a table", name);
 	const char *key;
 	const json_t *value;
 	json_object_foreach((json_t *)filesystem, key, value) {
@@ -467,6 +466,6 @@ int policy_from_profile(Policy *policy, const PolicyContext *pc, const json_t *c
 	const json_t *value;
 	json_object_foreach((json_t *)profiles, key, value)
 		if (key[0] == ':')
-			return fail(err, err_len, "permissions.\"%s\" uses a reserved built-in profile prefix", key);
+			return policy_fail(err, err_len, "permissions.\"%s\" uses a reserved built-in profile prefix", key);
 	return add_profile(policy, pc, profiles, name, 0, err, err_len);
 }

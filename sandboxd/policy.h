@@ -58,6 +58,9 @@ int policy_from_json(Policy *policy, const PolicyContext *pc, const json_t *json
 int policy_from_profile(Policy *policy, const PolicyContext *pc, const json_t *config_root, const char *name,
 			char *err, size_t err_len);
 
+/** policy_fail() - format a refusal into @err. Return: -EINVAL, for `return policy_fail(...)`. */
+int policy_fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /** policy_access_name() - "read", "write" or "none". */
 const char *policy_access_name(Access access);
 
