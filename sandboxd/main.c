@@ -630,5 +630,8 @@ int main(int argc, char **argv)
 		return probe_main(&sandboxd);
 	if (argc > 1 && strcmp(argv[1], "run") == 0)
 		return run_main(&sandboxd, argc - 1, argv + 1);
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+		printf("usage: sandboxd run [--policy JSON | --profile NAME] [-C DIR] [--print] -- COMMAND [ARG...]\n"
+		       "       sandboxd --probe\n"); /* the daemon's own usage follows */
 	return daemon_main(&sandboxd_spec, argc, argv);
 }
