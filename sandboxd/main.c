@@ -202,6 +202,19 @@ static int build_policy(const Config *cfg, const PlanRequest *req, Policy *polic
 				   err_len);
 }
 
+/*
+ * A bwrap inside the command's own tree could have been put there by what the command works on:
+ * such a plan goes to the built-in launcher instead (the probe skipped bwraps under its own cwd).
+ */
+static bool is_under_cwd(const char *bwrap, const char *cwd)
+{
+	char real[PATH_MAX];
+	if (!realpath(cwd, real) || strcmp(real, "/") == 0)
+		return false;
+	size_t n = strlen(real);
+	return strncmp(bwrap, real, n) == 0 && bwrap[n] == '/';
+}
+
 static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *req, Plan *plan, StrVec *argv,
 			   char *err, size_t err_len)
 {
@@ -209,10 +222,14 @@ static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *re
 	policy_init(&policy);
 	memset(plan, 0, sizeof(*plan));
 	int rc = build_policy(cfg, req, &policy, err, err_len);
+	bool is_system = s->probe.launcher == LAUNCHER_SYSTEM && !is_under_cwd(s->probe.bwrap, req->cwd);
+	if (rc == 0 && s->probe.launcher == LAUNCHER_SYSTEM && !is_system && strcmp(s->launcher_setting, "system") == 0)
+		rc = policy_fail(err, err_len, "the system bwrap %s lies under the command's cwd %s: not used",
+				 s->probe.bwrap, req->cwd);
 	char stage_dir[PATH_MAX];
 	snprintf(stage_dir, sizeof(stage_dir), "%s", s->link);
 	PlanEnv env = { s->empty_file, s->empty_readable_file, s->hidden, s->hidden_count,
-			s->probe.launcher == LAUNCHER_SYSTEM ? dirname(stage_dir) : NULL };
+			is_system ? dirname(stage_dir) : NULL };
 	if (rc == 0)
 		rc = plan_compile(plan, &policy, req->cwd, &env, err, err_len);
 	policy_free(&policy);
@@ -223,7 +240,6 @@ static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *re
 		plan_free(plan);
 		return -EINVAL;
 	}
-	bool is_system = s->probe.launcher == LAUNCHER_SYSTEM;
 	LaunchTarget target = { is_system ? s->probe.bwrap : NULL, s->probe.bwrap_has_argv0, s->exe, s->link,
 				s->lock_dir };
 	rc = plan_render(plan, &target, req->command, argv);

@@ -127,3 +127,26 @@ def test_forced_system_launcher_without_bwrap_refuses(tmp_path):
     run = subprocess.run([str(SANDBOXD), "run", "--", "/bin/true"], env=env, capture_output=True, text=True,
                          timeout=10)
     assert run.returncode == 1 and "no usable system bubblewrap" in run.stderr
+
+
+def test_bwrap_under_the_commands_cwd_is_not_used(tmp_path):
+    """A plan for a cwd that holds the system bwrap (here /usr) goes to the built-in launcher; with
+    the system launcher forced it is refused."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, CODEX_HOME=str(home), AGENTD_RUNTIME_DIR=str(tmp_path / "run"))
+    bwrap_dir = os.path.dirname(os.path.realpath(BWRAP))
+    parent = os.path.dirname(bwrap_dir)
+
+    def run(cwd, *command):
+        return subprocess.run([str(SANDBOXD), "run", "--print", "-C", cwd, "--", *command], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=10)
+
+    elsewhere = run(str(tmp_path), "/bin/true")
+    assert elsewhere.returncode == 0 and elsewhere.stdout.startswith(os.path.realpath(BWRAP) + " "), elsewhere
+    inside = run(parent, "/bin/true")
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.split()[:2] == [str(SANDBOXD.parent / "agentd-sandbox"), "--launch"], inside.stdout
+    (home / "config.toml").write_text('[sandboxd]\nlauncher = "system"\n')
+    forced = run(parent, "/bin/true")
+    assert forced.returncode == 1 and "lies under the command's cwd" in forced.stderr, forced
