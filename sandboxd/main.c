@@ -73,19 +73,28 @@ static int locate_self(Sandboxd *s)
 	return 0;
 }
 
+/*
+ * An empty file of @mode that masks are bound from. Made once; later runs only check it, by path:
+ * a mode-0000 file cannot be opened by its (unprivileged) owner.
+ */
 static int ensure_empty_file(const char *path, mode_t mode)
 {
-	int fd = open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
 	struct stat st;
-	int rc = fstat(fd, &st) < 0 ? -errno : 0;
-	if (rc == 0 && (!S_ISREG(st.st_mode) || st.st_size != 0 || st.st_uid != geteuid()))
-		rc = -EEXIST; /* not ours, or not empty: never mount it over anything */
-	if (rc == 0 && (st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
+	if (lstat(path, &st) < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return errno == EEXIST ? ensure_empty_file(path, mode) : -errno;
+		int rc = fchmod(fd, mode) < 0 ? -errno : 0;
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size != 0 || st.st_uid != geteuid())
+		return -EEXIST; /* not ours, or not empty: never mount it over anything */
+	if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0)
+		return -errno;
+	return 0;
 }
 
 /* The files masks are bound from, and the paths every sandbox hides. */

@@ -150,3 +150,35 @@ def test_bwrap_under_the_commands_cwd_is_not_used(tmp_path):
     (home / "config.toml").write_text('[sandboxd]\nlauncher = "system"\n')
     forced = run(parent, "/bin/true")
     assert forced.returncode == 1 and "lies under the command's cwd" in forced.stderr, forced
+
+
+def test_an_unprivileged_user_runs_sandboxes_again_and_again():
+    """Run as a plain user (the usual deployment): the mask files sandboxd made on the first run,
+    one of them mode 0000, are reused by the next runs, under both launchers."""
+    import shutil
+    import tempfile
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to become an unprivileged user")
+    base = tempfile.mkdtemp(prefix="agentd-unpriv-", dir="/tmp")  # pytest's tmp_path is root's alone
+    try:
+        home, work = os.path.join(base, "home"), os.path.join(base, "ws")
+        os.mkdir(home)
+        os.mkdir(work)
+        for path in (base, home, work):
+            os.chown(path, 65534, 65534)
+        env = dict(os.environ, CODEX_HOME=home, AGENTD_RUNTIME_DIR=os.path.join(base, "run"), HOME=home)
+        for launcher in ("system", "builtin", "system"):
+            with open(os.path.join(home, "config.toml"), "w") as f:
+                f.write(f'[sandboxd]\nlauncher = "{launcher}"\n')
+            done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SANDBOXD),
+                                   "run", "--policy", '{"type":"workspaceWrite","excludeSlashTmp":true}', "-C",
+                                   work, "--", "/bin/sh", "-c", "id -u && touch made"],
+                                  env=env, cwd=base, capture_output=True, text=True, timeout=20)
+            assert done.returncode == 0, (launcher, done.stderr)
+            assert done.stdout.strip() == "65534"
+            assert os.stat(os.path.join(work, "made")).st_uid == 65534
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
