@@ -47,9 +47,9 @@ build_one broker -lnng -lpthread
 build_one startup
 build_one watch
 top=$(cd "$here/.." && pwd)
-deps="$top/sandboxd/plan.h $top/sandboxd/policy.h $top/sandboxd/arena.h $top/sandboxd/fstree.h $top/common/paths.h"
+deps="$top/sandboxd/plan.h $top/sandboxd/policy.h $top/sandboxd/arena.h $top/sandboxd/fstree.h $top/sandboxd/glob.h $top/common/paths.h"
 build_one sandbox -I"$top/sandboxd" -I"$top/common" "$top/sandboxd/plan.c" "$top/sandboxd/policy.c" \
-	"$top/sandboxd/arena.c" "$top/sandboxd/fstree.c" \
+	"$top/sandboxd/arena.c" "$top/sandboxd/fstree.c" "$top/sandboxd/glob.c" \
 	"$top/common/paths.c" -ljansson
 deps=""
 

@@ -23,6 +23,7 @@
 
 #include "arena.h"
 #include "fstree.h"
+#include "glob.h"
 #include "paths.h"
 
 static const char *const protected_names[] = { ".git", ".codex", ".agents" };
@@ -664,6 +665,27 @@ static int emit_plan(FsCache *fs, Plan *plan, const Rules *rules, const PlanEnv 
 	return rc;
 }
 
+static int add_glob_match(const char *path, void *ctx)
+{
+	Rules *rules = ctx;
+	return rules_find_logical(rules, path) ? 0 : rules_add(rules, path, ACCESS_DENY, false);
+}
+
+/* Deny globs are a snapshot: what they match now is denied in this sandbox. */
+static int expand_globs(Rules *rules, const Policy *policy, char *err, size_t err_len)
+{
+	for (size_t i = 0; i < policy->glob_count; i++) {
+		const PolicyGlob *g = &policy->globs[i];
+		int rc = glob_expand(g->base, g->pattern, policy->glob_max_depth, add_glob_match, rules);
+		if (rc == -E2BIG || rc == -ENAMETOOLONG)
+			return policy_fail(err, err_len, "cannot enforce deny glob %s/%s: it matches more than %d paths",
+					   strcmp(g->base, "/") == 0 ? "" : g->base, g->pattern, GLOB_MAX_MATCHES);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int collect_rules(FsCache *fs, Rules *rules, const Policy *policy, const PlanEnv *env)
 {
 	int rc = 0;
@@ -693,6 +715,8 @@ static int compile_rules(FsCache *fs, Plan *plan, const Policy *policy, const Pl
 	Rules rules;
 	rules_init(&rules);
 	int rc = policy->is_unrestricted ? rules_add(&rules, "/", ACCESS_WRITE, false) : 0;
+	if (rc == 0)
+		rc = expand_globs(&rules, policy, err, err_len);
 	if (rc == 0)
 		rc = collect_rules(fs, &rules, policy, env);
 	if (rc == 0)

@@ -464,6 +464,41 @@ static void test_stage_dir_is_readable_in_an_empty_root_only(void **state)
 	t->env.stage_dir = NULL;
 }
 
+#define GLOB(pattern) "{\"path\":{\"type\":\"glob_pattern\",\"pattern\":\"" pattern "\"},\"access\":\"deny\"}"
+
+/* A deny glob is what it matches now, as deep as glob_scan_max_depth lets it look. */
+static void test_deny_glob_is_expanded_to_its_matches(void **state)
+{
+	Tree *t = *state;
+	const char *dirs[] = { "ws", "ws/.git", "ws/.codex", "ws/.agents", "ws/a", "ws/a/b", "ws/a/b/c" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		make_dir(t, dirs[i]);
+	make_file(t, "ws/.env", "A=1");
+	make_file(t, "ws/a/prod.env", "B=2");
+	make_file(t, "ws/a/b/c/.env", "C=3");
+	make_file(t, "ws/notes.envy", "");
+	const char *json = "{\"kind\":\"restricted\",\"glob_scan_max_depth\":2,\"entries\":[" ROOT_READ ","
+			   ENTRY("T/ws", "write") "," GLOB("T/ws/**/*.env") "]}";
+	expect_plan(t, json, "ws",
+		    "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; ro-bind T/ws/.agents T/ws/.agents; "
+		    "ro-bind T/ws/.codex T/ws/.codex; ro-bind /masks/empty-0000 T/ws/.env; ro-bind T/ws/.git T/ws/.git; "
+		    "ro-bind /masks/empty-0000 T/ws/a/prod.env");
+}
+
+/* A glob matching more than the reference's 8192 paths cannot be enforced: refused. */
+static void test_deny_glob_with_too_many_matches_is_refused(void **state)
+{
+	Tree *t = *state;
+	char name[64];
+	make_dir(t, "many");
+	for (int i = 0; i <= 8192; i++) {
+		snprintf(name, sizeof(name), "many/%d.env", i);
+		make_file(t, name, "");
+	}
+	expect_refusal(t, RESTRICTED(ROOT_READ "," GLOB("T/many/*.env")), "",
+		       "cannot enforce deny glob %s/many/*.env: it matches more than 8192 paths");
+}
+
 static void test_missing_cwd_is_refused(void **state)
 {
 	Tree *t = *state;
@@ -641,6 +676,8 @@ int main(void)
 		TREE_TEST(test_restricted_read_builds_an_empty_root),
 		TREE_TEST(test_hidden_paths_are_denied),
 		TREE_TEST(test_stage_dir_is_readable_in_an_empty_root_only),
+		TREE_TEST(test_deny_glob_is_expanded_to_its_matches),
+		TREE_TEST(test_deny_glob_with_too_many_matches_is_refused),
 		TREE_TEST(test_missing_cwd_is_refused),
 		TREE_TEST(test_render_bwrap_with_argv0),
 		TREE_TEST(test_render_bwrap_compat_path),

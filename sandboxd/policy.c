@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "glob.h"
 #include "paths.h"
 
 /* Deepest "extends" chain we follow; longer ones are almost certainly cycles we missed. */
@@ -39,6 +40,11 @@ void policy_free(Policy *policy)
 	for (size_t i = 0; i < policy->rule_count; i++)
 		free(policy->rules[i].path);
 	free(policy->rules);
+	for (size_t i = 0; i < policy->glob_count; i++) {
+		free(policy->globs[i].base);
+		free(policy->globs[i].pattern);
+	}
+	free(policy->globs);
 	policy_init(policy);
 }
 
@@ -123,7 +129,47 @@ static bool is_project_root_token(const char *token)
 
 static bool has_glob_characters(const char *path)
 {
-	return strpbrk(path, "*?[") != NULL;
+	return glob_has_wildcards(path);
+}
+
+int policy_add_glob(Policy *policy, const PolicyContext *pc, const char *pattern, Access access, char *err,
+		    size_t err_len)
+{
+	char normal[AGENTD_PATH_MAX];
+	if (path_normalize(pc->cwd, pattern, normal, sizeof(normal)) < 0)
+		return policy_fail(err, err_len, "bad glob pattern \"%s\"", pattern);
+	/* The base: every leading component without a wildcard. */
+	size_t base_len = 0;
+	for (const char *c = normal + 1; *c;) {
+		size_t n = strcspn(c, "/");
+		if (memchr(c, '*', n) || memchr(c, '?', n) || memchr(c, '[', n))
+			break;
+		base_len = (size_t)(c - normal) + n;
+		c += n + (c[n] == '/');
+	}
+	const char *rest = normal + base_len + (normal[base_len] == '/');
+	char base[AGENTD_PATH_MAX];
+	snprintf(base, sizeof(base), "%.*s", base_len ? (int)base_len : 1, base_len ? normal : "/");
+	if (strcmp(rest, "**") == 0)
+		return policy_put(policy, pc, base, access, false); /* a whole subtree: just the path */
+	if (access != ACCESS_DENY)
+		return policy_fail(err, err_len, "glob pattern \"%s\" can only deny (\"none\")", pattern);
+	if (policy->glob_count == policy->glob_capacity) {
+		size_t capacity = policy->glob_capacity ? policy->glob_capacity * 2 : 4;
+		PolicyGlob *globs = realloc(policy->globs, capacity * sizeof(*globs));
+		if (!globs)
+			return -ENOMEM;
+		policy->globs = globs;
+		policy->glob_capacity = capacity;
+	}
+	PolicyGlob g = { strdup(base), strdup(rest) };
+	if (!g.base || !g.pattern) {
+		free(g.base);
+		free(g.pattern);
+		return -ENOMEM;
+	}
+	policy->globs[policy->glob_count++] = g;
+	return 0;
 }
 
 /* @subpath: relative to the root the token names (scoped tables), or NULL for the root itself. */
@@ -157,10 +203,10 @@ static int add_special(Policy *policy, const PolicyContext *pc, const char *toke
 	if (subpath && strcmp(subpath, ".") != 0) {
 		if (subpath[0] == '/')
 			return policy_fail(err, err_len, "subpath \"%s\" under %s must be relative", subpath, token);
-		if (has_glob_characters(subpath))
-			return policy_fail(err, err_len, "cannot enforce glob pattern \"%s\": not supported", subpath);
 		if (path_normalize(root, subpath, path, sizeof(path)) < 0)
 			return policy_fail(err, err_len, "bad subpath \"%s\" under %s", subpath, token);
+		if (has_glob_characters(subpath))
+			return policy_add_glob(policy, pc, path, access, err, err_len);
 		root = path;
 	}
 	int rc = policy_put(policy, pc, root, access, replace);
@@ -261,8 +307,12 @@ static int parse_entry_path(Policy *policy, const PolicyContext *pc, const json_
 		snprintf(token, sizeof(token), ":%s", kind);
 		return add_special(policy, pc, token, subpath, access, false, err, err_len);
 	}
-	if (type && strcmp(type, "glob_pattern") == 0)
-		return policy_fail(err, err_len, "cannot enforce glob pattern entries[%zu]: not supported", index);
+	if (type && strcmp(type, "glob_pattern") == 0) {
+		const char *pattern = json_string_value(json_object_get(path, "pattern"));
+		if (!pattern || !*pattern)
+			return policy_fail(err, err_len, "entries[%zu].path.pattern must be a glob pattern", index);
+		return policy_add_glob(policy, pc, pattern, access, err, err_len);
+	}
 	return policy_fail(err, err_len, "entries[%zu].path.type must be path, special or glob_pattern", index);
 }
 
@@ -280,6 +330,11 @@ static int parse_filesystem_policy(Policy *policy, const PolicyContext *pc, cons
 	}
 	if (strcmp(kind, "restricted") != 0)
 		return policy_fail(err, err_len, "unknown filesystem policy kind \"%s\"", kind);
+	const json_t *depth = json_object_get(json, "glob_scan_max_depth");
+	if (depth && !json_is_null(depth) && (!json_is_integer(depth) || json_integer_value(depth) < 1 ||
+					      json_integer_value(depth) > 1024))
+		return policy_fail(err, err_len, "glob_scan_max_depth must be an integer >= 1");
+	policy->glob_max_depth = depth && json_is_integer(depth) ? (int)json_integer_value(depth) : 0;
 	const json_t *entries = json_object_get(json, "entries");
 	if (!json_is_array(entries))
 		return policy_fail(err, err_len, "entries must be an array");
@@ -344,11 +399,11 @@ static int add_scoped_table(Policy *policy, const PolicyContext *pc, const char 
 			rc = add_special(policy, pc, key, sub, access, true, err, err_len);
 		} else {
 			char path[AGENTD_PATH_MAX];
-			if (sub[0] == '/' || has_glob_characters(sub) ||
-			    path_normalize(base, sub, path, sizeof(path)) < 0)
+			if (sub[0] == '/' || path_normalize(base, sub, path, sizeof(path)) < 0)
 				return policy_fail(err, err_len, "permissions.%s: cannot use subpath \"%s\" under \"%s\"",
 					    profile, sub, key);
-			rc = policy_put(policy, pc, path, access, true);
+			rc = has_glob_characters(sub) ? policy_add_glob(policy, pc, path, access, err, err_len)
+						      : policy_put(policy, pc, path, access, true);
 		}
 		if (rc < 0)
 			return rc;
@@ -360,8 +415,9 @@ static int add_filesystem_key(Policy *policy, const PolicyContext *pc, const cha
 			      const json_t *value, char *err, size_t err_len)
 {
 	if (strcmp(key, "glob_scan_max_depth") == 0) {
-		if (!json_is_integer(value) || json_integer_value(value) < 1)
+		if (!json_is_integer(value) || json_integer_value(value) < 1 || json_integer_value(value) > 1024)
 			return policy_fail(err, err_len, "permissions.%s.filesystem.glob_scan_max_depth must be >= 1", profile);
+		policy->glob_max_depth = (int)json_integer_value(value);
 		return 0;
 	}
 	if (json_is_object(value))
@@ -371,12 +427,11 @@ static int add_filesystem_key(Policy *policy, const PolicyContext *pc, const cha
 		return policy_fail(err, err_len, "permissions.%s.filesystem.\"%s\" must be read, write or none", profile, key);
 	if (key[0] == ':')
 		return add_special(policy, pc, key, NULL, access, true, err, err_len);
-	if (has_glob_characters(key))
-		return policy_fail(err, err_len, "permissions.%s: cannot enforce glob pattern \"%s\": not supported", profile,
-			    key);
 	char path[AGENTD_PATH_MAX];
 	if (expand_home(pc, key, path, sizeof(path)) < 0 || path[0] != '/')
 		return policy_fail(err, err_len, "permissions.%s: filesystem path \"%s\" must be absolute", profile, key);
+	if (has_glob_characters(key))
+		return policy_add_glob(policy, pc, path, access, err, err_len);
 	int rc = policy_put(policy, pc, path, access, true);
 	return rc == -EINVAL ? policy_fail(err, err_len, "permissions.%s: bad path \"%s\"", profile, key) : rc;
 }

@@ -16,12 +16,22 @@ typedef struct PolicyRule {
 	bool is_protected; /* implied .git/.codex/.agents under a writable root, not written by the user */
 } PolicyRule;
 
+/* A deny glob: what it matches under @base when a plan is made is denied. */
+typedef struct PolicyGlob {
+	char *base;    /* absolute, normal: the glob's leading components without wildcards */
+	char *pattern; /* the rest, relative to @base: "**", then "*.env", say */
+} PolicyGlob;
+
 typedef struct Policy {
 	bool is_unrestricted; /* dangerFullAccess: no filesystem rules at all */
 	bool is_network_enabled;
 	PolicyRule *rules;
 	size_t rule_count;
 	size_t rule_capacity;
+	PolicyGlob *globs;
+	size_t glob_count;
+	size_t glob_capacity;
+	int glob_max_depth; /* glob_scan_max_depth; 0: unset */
 } Policy;
 
 /* What the special tokens (":cwd", ":tmpdir", ...) stand for in one request. */
@@ -40,6 +50,14 @@ void policy_free(Policy *policy);
  * Return: 0, -ENOMEM, or -EINVAL for a path that cannot be normalised.
  */
 int policy_add(Policy *policy, const PolicyContext *pc, const char *path, Access access);
+
+/**
+ * policy_add_glob() - a glob rule for @pattern (absolute, or relative to the context's cwd).
+ * Globs can only deny; a whole subtree ("<path>" then "/" and "**") is the same as <path> for any access.
+ * Return: 0, -ENOMEM, or -EINVAL (with @err) for another glob that reads or writes.
+ */
+int policy_add_glob(Policy *policy, const PolicyContext *pc, const char *pattern, Access access, char *err,
+		    size_t err_len);
 
 /**
  * policy_from_json() - parse a request's policy: the app-server's SandboxPolicy

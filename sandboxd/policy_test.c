@@ -161,11 +161,12 @@ static void test_filesystem_policy_refusals(void **state)
 {
 	static const char *const cases[] = {
 		"{\"kind\":\"restricted\",\"entries\":[{\"path\":{\"type\":\"glob_pattern\",\"pattern\":\"/a/**/*.env\"},"
-		"\"access\":\"deny\"}]}",
+		"\"access\":\"read\"}]}",
+		"{\"kind\":\"restricted\",\"glob_scan_max_depth\":0,\"entries\":[]}",
 		"{\"kind\":\"restricted\",\"entries\":[{\"path\":{\"type\":\"path\",\"path\":\"rel\"},\"access\":\"read\"}]}",
 		"{\"kind\":\"restricted\",\"entries\":[{\"path\":{\"type\":\"path\",\"path\":\"/a\"},\"access\":\"all\"}]}",
 		"{\"kind\":\"restricted\",\"entries\":[{\"path\":{\"type\":\"special\",\"value\":{\"kind\":\"root\","
-		"\"subpath\":\"x/*.pem\"}},\"access\":\"deny\"}]}",
+		"\"subpath\":\"x/*.pem\"}},\"access\":\"write\"}]}",
 		"{\"kind\":\"restricted\",\"network\":\"maybe\",\"entries\":[]}",
 		"{\"kind\":\"weird\",\"entries\":[]}",
 		"{\"kind\":\"restricted\"}",
@@ -277,7 +278,7 @@ static void test_profile_errors(void **state)
 		{ "[permissions.a.filesystem]\n\"relative/dir\" = \"read\"\n", "must be absolute" },
 		{ "[permissions.a.filesystem]\n\"/x\" = \"execute\"\n", "must be read, write or none" },
 		{ "[permissions.a.filesystem.\":root\"]\n\"x\" = \"read\"\n", "does not support nested entries" },
-		{ "[permissions.a.filesystem]\n\"/s/**/*.pem\" = \"none\"\n", "cannot enforce glob pattern" },
+		{ "[permissions.a.filesystem]\n\"/s/**/*.pem\" = \"read\"\n", "can only deny" },
 		{ "[permissions.a.filesystem]\nglob_scan_max_depth = 0\n", "glob_scan_max_depth must be >= 1" },
 		{ "[permissions.a.network]\nenabled = true\nmode = \"limited\"\n", "managed network proxy" },
 		{ "[permissions.a.network]\nenabled = \"yes\"\n", "enabled must be a boolean" },
@@ -291,6 +292,50 @@ static void test_profile_errors(void **state)
 			fail_msg("case %zu: got \"%s\", wanted \"%s\"", i, err, cases[i].message);
 		policy_free(&p);
 	}
+}
+
+static const char *glob_at(const Policy *p, size_t i, const char **pattern)
+{
+	assert_true(i < p->glob_count);
+	*pattern = p->globs[i].pattern;
+	return p->globs[i].base;
+}
+
+/* Deny globs keep their wildcard-free start as a base; a whole subtree is just its path. */
+static void test_globs(void **state)
+{
+	Policy p;
+	char err[256];
+	const char *pattern;
+	const char *json = "{\"kind\":\"restricted\",\"glob_scan_max_depth\":3,\"entries\":["
+			   "{\"path\":{\"type\":\"glob_pattern\",\"pattern\":\"/srv/app/**/*.env\"},\"access\":\"deny\"},"
+			   "{\"path\":{\"type\":\"glob_pattern\",\"pattern\":\"/data/**\"},\"access\":\"read\"},"
+			   "{\"path\":{\"type\":\"special\",\"value\":{\"kind\":\"project_roots\",\"subpath\":"
+			   "\"keys/*.pem\"}},\"access\":\"deny\"}]}";
+	assert_int_equal(parse_json(&p, json, err, sizeof(err)), 0);
+	assert_int_equal(p.glob_max_depth, 3);
+	assert_int_equal(p.glob_count, 2);
+	assert_string_equal(glob_at(&p, 0, &pattern), "/srv/app");
+	assert_string_equal(pattern, "**/*.env");
+	assert_string_equal(glob_at(&p, 1, &pattern), "/work/repo/keys");
+	assert_string_equal(pattern, "*.pem");
+	assert_int_equal(rule_access(&p, "/data"), ACCESS_READ);
+	policy_free(&p);
+	const char *toml = "[permissions.g.filesystem]\n"
+			   "\":root\" = \"read\"\n"
+			   "\"/etc/*.key\" = \"none\"\n"
+			   "glob_scan_max_depth = 2\n"
+			   "[permissions.g.filesystem.\":workspace_roots\"]\n"
+			   "\".\" = \"write\"\n"
+			   "\"**/*.env\" = \"none\"\n";
+	assert_int_equal(parse_profile(&p, toml, "g", err, sizeof(err)), 0);
+	assert_int_equal(p.glob_max_depth, 2);
+	assert_int_equal(p.glob_count, 2);
+	assert_string_equal(glob_at(&p, 0, &pattern), "/etc");
+	assert_string_equal(pattern, "*.key");
+	assert_string_equal(glob_at(&p, 1, &pattern), "/work/repo");
+	assert_string_equal(pattern, "**/*.env");
+	policy_free(&p);
 }
 
 int main(void)
@@ -308,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_profile_extends),
 		cmocka_unit_test(test_builtin_profiles),
 		cmocka_unit_test(test_profile_errors),
+		cmocka_unit_test(test_globs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -685,13 +685,35 @@ def test_missing_writable_path_under_read_only_rule_is_refused(sandbox):
     assert not missing.exists()
 
 
-def test_glob_patterns_are_refused(sandbox):
-    """Glob patterns cannot be enforced with mounts: refused, never silently dropped."""
+def test_deny_globs_hide_what_they_match(sandbox):
+    """A deny glob ("**/*.env") is expanded when the plan is made: every match is unreadable,
+    in JSON policies and in profiles alike; other files stay as the policy says."""
+    ws = sandbox.ws
+    (ws / "app" / "conf").mkdir(parents=True)
+    (ws / ".env").write_text("TOP-SECRET")
+    (ws / "app" / "conf" / "prod.env").write_text("TOP-SECRET")
+    (ws / "app" / "notes.txt").write_text("fine")
+    glob = {"path": {"type": "glob_pattern", "pattern": f"{ws}/**/*.env"}, "access": "deny"}
+    policy = {"kind": "restricted", "network": "restricted", "entries": [entry(ROOT, "read"), entry(ws, "write"), glob]}
+    probe = {"top": ["read", ".env"], "deep": ["read", "app/conf/prod.env"], "notes": ["read", "app/notes.txt"]}
+    r = sandbox.fs(probe, policy=policy)
+    assert r["top"] == err("EACCES") and r["deep"] == err("EACCES"), r
+    assert r["notes"] == ok("fine"), r
+    assert "TOP-SECRET" not in json.dumps(r)
+    sandbox.write_config('[permissions.globby.filesystem]\n":root" = "read"\nglob_scan_max_depth = 1\n'
+                         '[permissions.globby.filesystem.":workspace_roots"]\n"." = "write"\n"**/*.env" = "none"\n')
+    r = sandbox.fs(probe, profile="globby")
+    assert r["top"] == err("EACCES"), r
+    assert r["deep"] == ok("TOP-SECRET"), r  # three levels down: beyond glob_scan_max_depth = 1
+
+
+def test_globs_that_read_or_write_are_refused(sandbox):
+    """Globs can only deny: a read or write glob is refused, never silently dropped."""
     message = sandbox.refused({"kind": "restricted", "network": "restricted", "entries": [
-        entry(ROOT, "read"), {"path": {"type": "glob_pattern", "pattern": "**/*.env"}, "access": "deny"}]})
-    assert "glob pattern" in message
-    sandbox.write_config('[permissions.globby.filesystem]\n":root" = "read"\n"/tmp/*.env" = "none"\n')
-    assert "glob pattern" in sandbox.refused(profile="globby")
+        entry(ROOT, "read"), {"path": {"type": "glob_pattern", "pattern": "/tmp/*.txt"}, "access": "write"}]})
+    assert "can only deny" in message
+    sandbox.write_config('[permissions.globby.filesystem]\n":root" = "read"\n"/tmp/*.env" = "read"\n')
+    assert "can only deny" in sandbox.refused(profile="globby")
 
 
 def test_config_profile_with_extends_scoped_table_and_network(sandbox, listeners):
