@@ -48,3 +48,16 @@ char *arena_strdup(Arena *arena, const char *s, size_t len)
 	}
 	return copy;
 }
+
+void *array_grow(void *items, size_t *capacity, size_t needed, size_t item_size)
+{
+	if (needed <= *capacity)
+		return items;
+	size_t grown = *capacity ? *capacity : 8;
+	while (grown < needed)
+		grown *= 2;
+	void *moved = realloc(items, grown * item_size);
+	if (moved)
+		*capacity = grown;
+	return moved;
+}

@@ -31,4 +31,10 @@ void *arena_alloc(Arena *arena, size_t n);
 
 char *arena_strdup(Arena *arena, const char *s, size_t len);
 
+/**
+ * array_grow() - room for @needed items of @item_size in @items (holding *@capacity), doubling.
+ * Return: the array, moved or not (*@capacity updated); NULL when out of memory (@items intact).
+ */
+void *array_grow(void *items, size_t *capacity, size_t needed, size_t item_size);
+
 #endif

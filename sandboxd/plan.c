@@ -59,30 +59,23 @@ void strvec_free(StrVec *v)
 }
 
 /* Room for @extra more items (and the NULL after them) in one allocation. */
+/* Room for @extra more items and the NULL after them, in one allocation. */
 static int strvec_reserve(StrVec *v, size_t extra)
 {
-	if (v->count + extra < v->capacity)
-		return 0;
-	size_t capacity = v->count + extra + 1;
-	char **items = realloc(v->items, capacity * sizeof(*items));
+	char **items = array_grow(v->items, &v->capacity, v->count + extra + 1, sizeof(*items));
 	if (!items)
 		return -ENOMEM;
 	v->items = items;
-	v->capacity = capacity;
 	v->items[v->count] = NULL;
 	return 0;
 }
 
 int strvec_push(StrVec *v, const char *s)
 {
-	if (v->count + 1 >= v->capacity) {
-		size_t capacity = v->capacity ? v->capacity * 2 : 16;
-		char **items = realloc(v->items, capacity * sizeof(*items));
-		if (!items)
-			return -ENOMEM;
-		v->items = items;
-		v->capacity = capacity;
-	}
+	char **items = array_grow(v->items, &v->capacity, v->count + 2, sizeof(*items)); /* + NULL */
+	if (!items)
+		return -ENOMEM;
+	v->items = items;
 	if (!(v->items[v->count] = strdup(s)))
 		return -ENOMEM;
 	v->items[++v->count] = NULL;
@@ -114,14 +107,10 @@ const char *plan_op_flag(PlanOpKind kind)
 
 int plan_add_op(Plan *plan, PlanOpKind kind, int perms, const char *src, const char *dest)
 {
-	if (plan->op_count == plan->op_capacity) {
-		size_t capacity = plan->op_capacity ? plan->op_capacity * 2 : 16;
-		PlanOp *ops = realloc(plan->ops, capacity * sizeof(*ops));
-		if (!ops)
-			return -ENOMEM;
-		plan->ops = ops;
-		plan->op_capacity = capacity;
-	}
+	PlanOp *ops = array_grow(plan->ops, &plan->op_capacity, plan->op_count + 1, sizeof(*ops));
+	if (!ops)
+		return -ENOMEM;
+	plan->ops = ops;
 	PlanOp *op = &plan->ops[plan->op_count];
 	*op = (PlanOp){ .kind = kind, .perms = perms };
 	op->dest = strdup(dest);
@@ -186,14 +175,10 @@ static Rule *rules_find_logical(Rules *rules, const char *path)
 
 static int rules_add(Rules *rules, const char *path, Access access, bool is_protected)
 {
-	if (rules->count == rules->capacity) {
-		size_t capacity = rules->capacity ? rules->capacity * 2 : 16;
-		Rule *items = realloc(rules->items, capacity * sizeof(*items));
-		if (!items)
-			return -ENOMEM;
-		rules->items = items;
-		rules->capacity = capacity;
-	}
+	Rule *items = array_grow(rules->items, &rules->capacity, rules->count + 1, sizeof(*items));
+	if (!items)
+		return -ENOMEM;
+	rules->items = items;
 	Rule *r = &rules->items[rules->count];
 	*r = (Rule){ .access = access, .is_protected = is_protected };
 	r->logical_len = strlen(path);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arena.h"
 #include "glob.h"
 #include "paths.h"
 
@@ -88,14 +89,10 @@ static int policy_put(Policy *policy, const PolicyContext *pc, const char *path,
 			existing->access = access;
 		return 0;
 	}
-	if (policy->rule_count == policy->rule_capacity) {
-		size_t capacity = policy->rule_capacity ? policy->rule_capacity * 2 : 8;
-		PolicyRule *rules = realloc(policy->rules, capacity * sizeof(*rules));
-		if (!rules)
-			return -ENOMEM;
-		policy->rules = rules;
-		policy->rule_capacity = capacity;
-	}
+	PolicyRule *rules = array_grow(policy->rules, &policy->rule_capacity, policy->rule_count + 1, sizeof(*rules));
+	if (!rules)
+		return -ENOMEM;
+	policy->rules = rules;
 	char *copy = strdup(normal);
 	if (!copy)
 		return -ENOMEM;
@@ -154,14 +151,10 @@ int policy_add_glob(Policy *policy, const PolicyContext *pc, const char *pattern
 		return policy_put(policy, pc, base, access, false); /* a whole subtree: just the path */
 	if (access != ACCESS_DENY)
 		return policy_fail(err, err_len, "glob pattern \"%s\" can only deny (\"none\")", pattern);
-	if (policy->glob_count == policy->glob_capacity) {
-		size_t capacity = policy->glob_capacity ? policy->glob_capacity * 2 : 4;
-		PolicyGlob *globs = realloc(policy->globs, capacity * sizeof(*globs));
-		if (!globs)
-			return -ENOMEM;
-		policy->globs = globs;
-		policy->glob_capacity = capacity;
-	}
+	PolicyGlob *globs = array_grow(policy->globs, &policy->glob_capacity, policy->glob_count + 1, sizeof(*globs));
+	if (!globs)
+		return -ENOMEM;
+	policy->globs = globs;
 	PolicyGlob g = { strdup(base), strdup(rest) };
 	if (!g.base || !g.pattern) {
 		free(g.base);
