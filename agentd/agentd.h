@@ -16,6 +16,14 @@
 
 typedef struct Conn Conn;
 typedef struct Listener Listener;
+typedef struct ExecCall ExecCall;
+
+/* Where commands and file operations run (CODEX_EXEC_SERVER_URL). */
+typedef enum AgentdEnvironment {
+	AGENTD_ENV_LOCAL,  /* unset or empty: the local execd, through the broker */
+	AGENTD_ENV_NONE,   /* "none": no environment; command/exec and the fs methods fail */
+	AGENTD_ENV_REMOTE, /* ws://…: a remote exec-server */
+} AgentdEnvironment;
 
 /* Default bound on one client message (a JSON line or a websocket message). */
 #define AGENTD_DEFAULT_MAX_MESSAGE_BYTES (16u * 1024u * 1024u)
@@ -49,6 +57,10 @@ typedef struct Agentd {
 	json_t *sandbox_warnings; /* from sandboxd's host probe: bwrap missing or old, no user namespaces */
 	bool has_sandbox_probe;
 	unsigned helpers_registered;
+	ExecCall *exec_calls; /* command/exec runs of every connection */
+	uint64_t next_exec_id;
+	AgentdEnvironment environment;
+	char *exec_server_url; /* AGENTD_ENV_REMOTE */
 	uv_timer_t ready_timer;
 	uv_timer_t conn_sweep_timer; /* forces flushing closes past their deadline */
 	uv_signal_t sigterm, sigint, sighup;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "proto.h"
 #include "rpc.h"
 
 static void conn_run_waiters(Conn *conn, bool is_closing);
@@ -47,6 +48,11 @@ void conn_free(Conn *conn)
 	conn_run_waiters(conn, true);
 	if (conn->has_watches && server->broker)
 		broker_send_event(server->broker, "watchd", "conn.closed", conn->id, "\x80", 1);
+	if (conn->has_execs) {
+		proto_exec_on_conn_closed(server, conn->id);
+		if (server->broker)
+			broker_send_event(server->broker, "execd", "conn.closed", conn->id, "\x80", 1);
+	}
 	json_decref(conn->opted_out);
 	free(conn);
 }

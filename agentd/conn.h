@@ -55,6 +55,7 @@ struct Conn {
 	uint64_t written_messages;		 /* reported written by the transport, in order */
 	ConnFlushWaiter *waiters, *waiters_tail; /* FIFO by seq */
 	bool has_watches;   /* watchd holds watches for it: tell it when the connection goes */
+	bool has_execs;	    /* it ran command/exec: execd kills its process groups when it goes */
 	bool is_input_done; /* the client finished sending; close once pending_calls drain */
 };
 

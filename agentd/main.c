@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "agentd.h"
@@ -299,7 +300,9 @@ static void agentd_on_registered(void *ctx, const char *service, int pid)
 
 static void agentd_on_unregistered(void *ctx, const char *service)
 {
-	const Agentd *server = ctx;
+	Agentd *server = ctx;
+	if (strcmp(service, "execd") == 0)
+		proto_exec_on_execd_lost(server);
 	if (server->is_stopping)
 		return;
 	log_warn("%s is down: its clients get errors until it is back", service);
@@ -312,6 +315,11 @@ static void agentd_on_broker_event(void *ctx, const Envelope *env)
 	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "watchd") == 0 &&
 	    strcmp(env->method, "fs.changed") == 0) {
 		proto_fs_on_changed(server, env);
+		return;
+	}
+	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "execd") == 0 &&
+	    (strcmp(env->method, "exec.output") == 0 || strcmp(env->method, "exec.closed") == 0)) {
+		proto_exec_on_event(server, env);
 		return;
 	}
 	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "sandboxd") == 0 &&
@@ -333,6 +341,8 @@ static void agentd_on_helper_exit(void *ctx, const char *service, int64_t status
 	Agentd *server = ctx;
 	if (server->broker)
 		broker_mark_down(server->broker, service);
+	if (strcmp(service, "execd") == 0)
+		proto_exec_on_execd_lost(server);
 }
 
 static void agentd_close_walk(uv_handle_t *handle, void *arg)
@@ -500,6 +510,31 @@ static bool agentd_is_stdio_only(const AgentdFlags *flags)
 	return true;
 }
 
+/* CODEX_EXEC_SERVER_URL: unset or empty = the local execd, "none" = no environment, ws:// = remote. */
+static int agentd_choose_environment(Agentd *server)
+{
+	const char *url = getenv("CODEX_EXEC_SERVER_URL");
+	while (url && (*url == ' ' || *url == '\t'))
+		url++;
+	size_t len = url ? strlen(url) : 0;
+	while (len && (url[len - 1] == ' ' || url[len - 1] == '\t' || url[len - 1] == '\n'))
+		len--;
+	if (len == 0) {
+		server->environment = AGENTD_ENV_LOCAL;
+	} else if (len == 4 && strncasecmp(url, "none", 4) == 0) {
+		server->environment = AGENTD_ENV_NONE;
+	} else if ((len > 5 && strncmp(url, "ws://", 5) == 0) || (len > 6 && strncmp(url, "wss://", 6) == 0)) {
+		server->environment = AGENTD_ENV_REMOTE;
+		server->exec_server_url = strndup(url, len);
+		if (!server->exec_server_url)
+			return -ENOMEM;
+	} else {
+		log_error("CODEX_EXEC_SERVER_URL must be unset, \"none\" or a ws:// URL, not \"%.*s\"", (int)len, url);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static Agentd server;
@@ -526,6 +561,10 @@ int main(int argc, char **argv)
 	if (agentd_adopt_config(&server.config, &server) < 0) {
 		config_free(&server.config);
 		return 1;
+	}
+	if (agentd_choose_environment(&server) < 0) {
+		config_free(&server.config);
+		return 2;
 	}
 	if (flags.is_check_only) {
 		printf("agentd: configuration %s OK\n", server.config.path);

@@ -15,6 +15,10 @@ static const ProtoMethod proto_methods[] = {
 	{ "agentd/health", false, PROTO_PARAMS_OPTIONAL, proto_health },
 	{ "fs/watch", false, PROTO_PARAMS_REQUIRED, proto_fs_watch },
 	{ "fs/unwatch", false, PROTO_PARAMS_REQUIRED, proto_fs_unwatch },
+	{ "command/exec", false, PROTO_PARAMS_REQUIRED, proto_command_exec },
+	{ "command/exec/write", false, PROTO_PARAMS_REQUIRED, proto_command_exec_write },
+	{ "command/exec/resize", false, PROTO_PARAMS_REQUIRED, proto_command_exec_resize },
+	{ "command/exec/terminate", false, PROTO_PARAMS_REQUIRED, proto_command_exec_terminate },
 };
 
 const ProtoMethod *proto_find_method(const char *name)

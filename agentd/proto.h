@@ -35,6 +35,20 @@ void proto_health(Conn *conn, json_t *id, json_t *params);
 void proto_fs_watch(Conn *conn, json_t *id, json_t *params);
 void proto_fs_unwatch(Conn *conn, json_t *id, json_t *params);
 
+void proto_command_exec(Conn *conn, json_t *id, json_t *params);
+void proto_command_exec_write(Conn *conn, json_t *id, json_t *params);
+void proto_command_exec_resize(Conn *conn, json_t *id, json_t *params);
+void proto_command_exec_terminate(Conn *conn, json_t *id, json_t *params);
+
+/** proto_exec_on_event() - execd's exec.output or exec.closed event. */
+void proto_exec_on_event(Agentd *server, const Envelope *env);
+/** proto_exec_on_conn_closed() - forget the connection's command/exec runs (execd kills them). */
+void proto_exec_on_conn_closed(Agentd *server, uint64_t conn_id);
+/** proto_exec_on_execd_lost() - execd went down: every running command/exec gets an error. */
+void proto_exec_on_execd_lost(Agentd *server);
+/** proto_exec_environment_missing() - answer the -32603 of CODEX_EXEC_SERVER_URL=none; true if so. */
+bool proto_exec_environment_missing(Conn *conn, json_t *id);
+
 /** proto_fs_on_changed() - watchd's fs.changed event: an fs/changed notification for its connection. */
 void proto_fs_on_changed(Agentd *server, const Envelope *env);
 

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,33 @@ static void supervisor_on_exit(SupervisedChild *child, int wait_status)
 	}
 }
 
+static SupervisedChild *supervisor_child_by_pid(Supervisor *sup, pid_t pid)
+{
+	for (size_t i = 0; i < sup->child_count; i++)
+		if (sup->children[i].is_running && sup->children[i].pid == pid)
+			return &sup->children[i];
+	return NULL;
+}
+
+/*
+ * agentd is the subreaper of what it starts: a helper's own children (execd's spawner) that
+ * outlive it come to agentd, not to a PID 1 that may never reap them.
+ */
+static void supervisor_reap_orphans(Supervisor *sup)
+{
+	for (;;) {
+		siginfo_t info = { 0 };
+		if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0)
+			return;
+		int wait_status;
+		if (waitpid(info.si_pid, &wait_status, WNOHANG) != info.si_pid)
+			return;
+		SupervisedChild *child = supervisor_child_by_pid(sup, info.si_pid);
+		if (child)
+			supervisor_on_exit(child, wait_status);
+	}
+}
+
 /* Signals coalesce: one SIGCHLD may stand for several exits, so every child is polled. */
 static void supervisor_on_sigchld(uv_signal_t *sig, int signum)
 {
@@ -211,10 +239,12 @@ static void supervisor_on_sigchld(uv_signal_t *sig, int signum)
 		if (pid == child->pid)
 			supervisor_on_exit(child, wait_status);
 	}
+	supervisor_reap_orphans(sup);
 }
 
 int supervisor_start(Supervisor *sup)
 {
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	for (size_t i = 0; i < sup->child_count; i++) {
 		int rc = supervisor_spawn(&sup->children[i]);
 		if (rc < 0)

@@ -204,10 +204,10 @@ static void proc_stream_poll(ProcStream *s, bool on)
 static void proc_stream_deliver(ProcStream *s, const uint8_t *data, size_t len)
 {
 	Proc *p = s->proc;
-	if (s->is_capped || (len == 0))
+	if (s->is_capped || len == 0)
 		return;
 	uint64_t room = p->cap_bytes - s->delivered;
-	bool cap_reached = len > room;
+	bool cap_reached = len >= room; /* as the reference: reaching the cap exactly counts */
 	size_t take = cap_reached ? (size_t)room : len;
 	s->delivered += take;
 	if (cap_reached)

@@ -35,7 +35,8 @@ typedef struct ProcSink {
 	/*
 	 * A chunk of @stream's output (@len may be 0 only with @cap_reached). The stream reads nothing
 	 * more until proc_grant(p, stream): that is the whole back-pressure contract. @cap_reached marks
-	 * the stream's last chunk: later output is read and dropped.
+	 * the stream's last chunk (the cap is reached, exactly or by truncation): later output is read
+	 * and dropped.
 	 */
 	void (*on_output)(Proc *p, int stream, const uint8_t *data, size_t len, bool cap_reached, void *ctx);
 	/* The process was reaped (output may still follow until on_closed). May be NULL. */

@@ -22,7 +22,7 @@
 #define SPAWNER_FD 3
 #define SPAWN_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 
-/* Process groups the spawner started and has not reaped the leader of. */
+/* Process groups the spawner started that may still have members (grandchildren outlive leaders). */
 typedef struct SpawnerState {
 	pid_t *groups;
 	size_t count, capacity;
@@ -185,13 +185,15 @@ static void spawner_remember(SpawnerState *state, pid_t pid)
 	state->groups[state->count++] = pid;
 }
 
-static void spawner_forget(SpawnerState *state, pid_t pid)
+/* A group is forgotten once it is empty: its leader reaped and no member left to signal. */
+static void spawner_prune(SpawnerState *state)
 {
-	for (size_t i = 0; i < state->count; i++) {
-		if (state->groups[i] == pid) {
+	for (size_t i = 0; i < state->count;) {
+		pid_t pgid = state->groups[i];
+		if (kill(-pgid, 0) < 0 && errno == ESRCH)
 			state->groups[i] = state->groups[--state->count];
-			return;
-		}
+		else
+			i++;
 	}
 }
 
@@ -282,10 +284,9 @@ static void spawner_reap(SpawnerState *state, int sock)
 {
 	int status;
 	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		spawner_forget(state, pid);
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 		spawner_reply(sock, SPAWN_MSG_EXITED, 0, pid, status);
-	}
+	spawner_prune(state);
 }
 
 /* execd is gone: nobody is left to ask for these commands' output, so they go too. */
