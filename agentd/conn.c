@@ -125,19 +125,14 @@ static int conn_add_waiter(Conn *conn, uint64_t seq, ConnFlushedFn fn, void *ctx
 }
 
 /* The waiter is registered before the write: a synchronous transport completes inside it.
- * @fn runs exactly once, whatever happens here. */
-static int conn_send_tracked(Conn *conn, json_t *msg, ConnFlushedFn fn, void *ctx)
+ * @fn runs exactly once, whatever happens here. Takes @text (NULL: out of memory). */
+static int conn_send_text_tracked(Conn *conn, char *text, size_t len, ConnFlushedFn fn, void *ctx)
 {
 	int rc = 0;
-	char *text = NULL;
-	if (!msg)
+	if (!text)
 		rc = -ENOMEM;
 	else if (conn->is_closing)
 		rc = -EPIPE;
-	else if (!(text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)))
-		rc = -ENOMEM;
-	json_decref(msg);
-	size_t len = text ? strlen(text) : 0;
 	if (rc == 0 && conn->queued_bytes + len > conn->server->max_write_queue_bytes) {
 		conn_close(conn, "client is not reading its messages");
 		rc = -ENOBUFS;
@@ -157,6 +152,36 @@ static int conn_send_tracked(Conn *conn, json_t *msg, ConnFlushedFn fn, void *ct
 	if (rc < 0)
 		conn_close(conn, "write failed");
 	return rc;
+}
+
+static int conn_send_tracked(Conn *conn, json_t *msg, ConnFlushedFn fn, void *ctx)
+{
+	char *text = msg ? json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) : NULL;
+	json_decref(msg);
+	return conn_send_text_tracked(conn, text, text ? strlen(text) : 0, fn, ctx);
+}
+
+static int64_t conn_now_ms(void)
+{
+	uv_timeval64_t now;
+	return uv_gettimeofday(&now) == 0 ? now.tv_sec * 1000 + now.tv_usec / 1000 : 0;
+}
+
+int conn_notify_text_tracked(Conn *conn, const char *method, const char *params, size_t params_len,
+			     ConnFlushedFn fn, void *ctx)
+{
+	if (conn->opted_out && json_object_get(conn->opted_out, method)) {
+		if (fn)
+			fn(ctx, true);
+		return 0;
+	}
+	/* method names are ours (plain ASCII): no escaping needed around them */
+	size_t size = strlen(method) + params_len + 64;
+	char *text = malloc(size);
+	int len = text ? snprintf(text, size, "{\"method\":\"%s\",\"params\":%.*s,\"emittedAtMs\":%lld}", method,
+				  (int)params_len, params, (long long)conn_now_ms())
+		       : 0;
+	return conn_send_text_tracked(conn, text, len > 0 ? (size_t)len : 0, fn, ctx);
 }
 
 int conn_send(Conn *conn, json_t *msg)
@@ -216,9 +241,7 @@ int conn_notify_tracked(Conn *conn, const char *method, json_t *params, ConnFlus
 	if (params)
 		json_object_set_new(msg, "params", params);
 	/* The reference stamps every notification with its emission time (ServerNotification). */
-	uv_timeval64_t now;
-	if (uv_gettimeofday(&now) == 0)
-		json_object_set_new(msg, "emittedAtMs", json_integer(now.tv_sec * 1000 + now.tv_usec / 1000));
+	json_object_set_new(msg, "emittedAtMs", json_integer(conn_now_ms()));
 	return conn_send_tracked(conn, msg, fn, ctx);
 }
 

@@ -81,6 +81,12 @@ int conn_send(Conn *conn, json_t *msg);
  * return credit to their producer.
  */
 int conn_notify_tracked(Conn *conn, const char *method, json_t *params, ConnFlushedFn fn, void *ctx);
+/**
+ * conn_notify_text_tracked() - conn_notify_tracked() with @params already serialized as a JSON
+ * object (the bulk path: output deltas are built as text, never as jansson trees).
+ */
+int conn_notify_text_tracked(Conn *conn, const char *method, const char *params, size_t params_len,
+			     ConnFlushedFn fn, void *ctx);
 /** conn_reply() - {"id":…,"result":…}; steals @result. */
 int conn_reply(Conn *conn, json_t *id, json_t *result);
 /** conn_reply_error() - {"error":{"code":…,"message":…},"id":…}; @id may be NULL for null. */

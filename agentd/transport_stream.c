@@ -211,6 +211,9 @@ static StreamConn *stream_conn_new(Agentd *server, Listener *listener, const Con
 	return sc;
 }
 
+/* What agentd asks of a stdout pipe; an unprivileged process gets up to /proc/sys/fs/pipe-max-size. */
+#define STREAM_PIPE_BYTES (1024 * 1024)
+
 static int stream_open_fd(uv_loop_t *loop, StreamHandle *h, int fd, bool is_readable)
 {
 	uv_handle_type type = uv_guess_handle(fd);
@@ -218,6 +221,13 @@ static int stream_open_fd(uv_loop_t *loop, StreamHandle *h, int fd, bool is_read
 	if (type == UV_TTY) {
 		rc = uv_tty_init(loop, &h->tty, fd, is_readable);
 	} else if (type == UV_NAMED_PIPE || type == UV_TCP) {
+		/*
+		 * A 64 KiB pipe cannot take one 64 KiB output delta (base64 makes it 87 KiB) until the
+		 * client reads: with room for several, a write completes at once and the credit for
+		 * the next chunk goes back to execd without waiting for the client's turn.
+		 */
+		if (!is_readable)
+			(void)fcntl(fd, F_SETPIPE_SZ, STREAM_PIPE_BYTES);
 		rc = uv_pipe_init(loop, &h->pipe, 0);
 		if (rc == 0 && (rc = uv_pipe_open(&h->pipe, fd)) < 0)
 			uv_close(&h->handle, NULL);

@@ -469,6 +469,10 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv)
 	/* One loop thread does the work and nng's workers allocate little: one malloc arena
 	 * instead of one per thread keeps an idle helper small. */
 	mallopt(M_ARENA_MAX, 1);
+	/* Output moves in 64-87 KiB buffers: keep freed memory for the next one instead of
+	 * returning it to the kernel and faulting it back in, chunk after chunk. */
+	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	if (daemon_parse_flags(spec, argc, argv, &flags) < 0)
 		return 2;
 	log_init(spec->name, flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);

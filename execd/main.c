@@ -99,9 +99,10 @@ static void execd_on_started(Proc *p, int status, void *ctx)
 static void execd_on_output(Proc *p, int stream, const uint8_t *data, size_t len, bool cap_reached, void *ctx)
 {
 	ExecEntry *e = ctx;
-	msgpack_sbuffer sbuf;
+	/* One buffer for every chunk: grown once to a chunk's size, never freed in between. */
+	static msgpack_sbuffer sbuf;
 	msgpack_packer pk;
-	msgpack_sbuffer_init(&sbuf);
+	msgpack_sbuffer_clear(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, execd_pack_write);
 	msgpack_pack_map(&pk, 4);
 	mp_pack_kv_u64(&pk, "execId", e->exec_id);
@@ -111,7 +112,6 @@ static void execd_on_output(Proc *p, int stream, const uint8_t *data, size_t len
 	msgpack_pack_bin_body(&pk, data, len);
 	mp_pack_kv_bool(&pk, "capReached", cap_reached);
 	int rc = daemon_send_event(e->execd->daemon, e->conn_id, "exec.output", sbuf.data, sbuf.size);
-	msgpack_sbuffer_destroy(&sbuf);
 	if (rc < 0)
 		proc_grant(p, stream); /* agentd is gone: its loss handler kills the process */
 }
