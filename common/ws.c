@@ -403,6 +403,21 @@ size_t ws_frame_header(uint8_t out[10], unsigned opcode, uint64_t payload_len)
 	return 10;
 }
 
+size_t ws_frame_header_masked(uint8_t out[14], unsigned opcode, uint64_t payload_len, const uint8_t mask[4])
+{
+	size_t n = ws_frame_header(out, opcode, payload_len);
+
+	out[1] |= 0x80;
+	memcpy(out + n, mask, 4);
+	return n + 4;
+}
+
+void ws_payload_mask(uint8_t *data, size_t len, const uint8_t mask[4])
+{
+	for (size_t i = 0; i < len; i++)
+		data[i] ^= mask[i & 3];
+}
+
 /* ------------------------------------------------------------------ */
 /* UTF-8 and CLOSE payloads                                            */
 /* ------------------------------------------------------------------ */
@@ -503,6 +518,8 @@ typedef struct WsFrame {
 	size_t header_len;  /* bytes received */
 	size_t header_need; /* 2 until the length byte is seen, then the full header size */
 	bool is_final;
+	bool is_start_checked; /* the first two bytes passed ws_frame_check_start() */
+	bool is_masked;
 	unsigned opcode;
 	uint8_t mask[4];
 	uint64_t payload_len;
@@ -528,6 +545,7 @@ struct WsDecoder {
 	size_t max_message_bytes;
 	int error;
 	uint16_t close_code;
+	bool is_client;	 /* decodes what a server sends: frames are unmasked */
 	bool is_closed;	 /* a CLOSE frame was delivered */
 	bool is_feeding; /* inside ws_decoder_feed(), to refuse re-entry from a callback */
 	WsFrame frame;
@@ -544,6 +562,7 @@ static void ws_frame_reset(WsFrame *frame)
 {
 	frame->header_len = 0;
 	frame->header_need = 2;
+	frame->is_start_checked = false;
 }
 
 static bool ws_frame_is_reading_header(const WsFrame *frame)
@@ -681,8 +700,9 @@ static int ws_frame_check_start(WsDecoder *dec)
 	/* No extension is ever negotiated, so no RSV bit may be set. */
 	if (b0 & 0x70)
 		return -EPROTO;
-	/* Section 5.1: a server must close on an unmasked client frame. */
-	if (!(b1 & 0x80))
+	/* Section 5.1: a server must close on an unmasked client frame, a client on a masked server frame. */
+	frame->is_masked = (b1 & 0x80) != 0;
+	if (frame->is_masked == dec->is_client)
 		return -EPROTO;
 	switch (frame->opcode) {
 	case WS_OP_CLOSE:
@@ -704,20 +724,21 @@ static int ws_frame_check_start(WsDecoder *dec)
 	default:
 		return -EPROTO;
 	}
-	frame->header_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+	frame->header_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (frame->is_masked ? 4 : 0);
 	return 0;
 }
 
 static int ws_frame_begin(WsDecoder *dec)
 {
 	WsFrame *frame = &dec->frame;
-	size_t ext_len = frame->header_need - 6;
+	size_t ext_len = frame->header_need - 2 - (frame->is_masked ? 4 : 0);
 
 	frame->payload_len = ext_len ? ws_be_get(frame->header + 2, ext_len) : (frame->header[1] & 0x7fu);
 	/* Section 5.2: the most significant bit of a 64-bit length must be 0. */
 	if (frame->payload_len >> 63)
 		return -EPROTO;
-	memcpy(frame->mask, frame->header + 2 + ext_len, sizeof(frame->mask));
+	if (frame->is_masked)
+		memcpy(frame->mask, frame->header + 2 + ext_len, sizeof(frame->mask));
 	frame->payload_done = 0;
 	if (ws_opcode_is_control(frame->opcode))
 		return 0;
@@ -739,8 +760,14 @@ static int ws_decoder_read_header(WsDecoder *dec, const uint8_t *data, size_t le
 	*used = n;
 	if (frame->header_len < frame->header_need)
 		return 0;
-	if (frame->header_need == 2)
-		return ws_frame_check_start(dec);
+	/* An unmasked frame with a short length has a 2-byte header: it may begin right after the check. */
+	if (!frame->is_start_checked) {
+		int rc = ws_frame_check_start(dec);
+
+		frame->is_start_checked = true;
+		if (rc < 0 || frame->header_len < frame->header_need)
+			return rc;
+	}
 
 	int rc = ws_frame_begin(dec);
 
@@ -770,11 +797,17 @@ static int ws_decoder_read_payload(WsDecoder *dec, const uint8_t *data, size_t l
 	} else if (msg->head_len < WS_OVERSIZE_HEAD_BYTES) {
 		size_t keep = WS_OVERSIZE_HEAD_BYTES - msg->head_len < n ? WS_OVERSIZE_HEAD_BYTES - msg->head_len : n;
 
-		ws_payload_unmask(msg->head + msg->head_len, data, keep, frame->mask, frame->payload_done);
+		if (frame->is_masked)
+			ws_payload_unmask(msg->head + msg->head_len, data, keep, frame->mask,
+					  frame->payload_done);
+		else
+			memcpy(msg->head + msg->head_len, data, keep);
 		msg->head_len += keep;
 	}
-	if (dst)
+	if (dst && frame->is_masked)
 		ws_payload_unmask(dst, data, n, frame->mask, frame->payload_done);
+	else if (dst)
+		memcpy(dst, data, n);
 	frame->payload_done += n;
 	*used = n;
 	return frame->payload_done == frame->payload_len ? ws_frame_finish(dec) : 0;
@@ -809,6 +842,15 @@ WsDecoder *ws_decoder_new(size_t max_message_bytes, const WsDecoderEvents *event
 	dec->ctx = ctx;
 	dec->max_message_bytes = max_message_bytes;
 	ws_frame_reset(&dec->frame);
+	return dec;
+}
+
+WsDecoder *ws_client_decoder_new(size_t max_message_bytes, const WsDecoderEvents *events, void *ctx)
+{
+	WsDecoder *dec = ws_decoder_new(max_message_bytes, events, ctx);
+
+	if (dec)
+		dec->is_client = true;
 	return dec;
 }
 

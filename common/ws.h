@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* ws.h - transport-independent RFC 6455 server-side websocket codec (handshake parsing, frame coding). */
+/* ws.h - transport-independent RFC 6455 websocket codec (server handshake parsing, frame coding, both ends).
+ */
 #ifndef AGENTD_WS_H
 #define AGENTD_WS_H
 
@@ -70,6 +71,29 @@ int ws_accept_key(const char *client_key, char out[29]);
  */
 size_t ws_frame_header(uint8_t out[10], unsigned opcode, uint64_t payload_len);
 
+/**
+ * ws_frame_header_masked() - write the header of one masked, final client frame.
+ * @out: receives the header bytes.
+ * @opcode: one of WS_OP_*; only the low four bits are used.
+ * @payload_len: payload length, below 2^63.
+ * @mask: the frame's masking key (RFC 6455 section 5.3: fresh and unpredictable for every frame).
+ *
+ * The payload that follows must be masked with the same key (ws_payload_mask()).
+ *
+ * Return: header length (6..14).
+ */
+size_t ws_frame_header_masked(uint8_t out[14], unsigned opcode, uint64_t payload_len, const uint8_t mask[4]);
+
+/**
+ * ws_payload_mask() - XOR a whole frame payload with its masking key, in place.
+ * @data: the payload, from its first byte.
+ * @len: its length.
+ * @mask: the key written by ws_frame_header_masked().
+ *
+ * Masking and unmasking are the same operation.
+ */
+void ws_payload_mask(uint8_t *data, size_t len, const uint8_t mask[4]);
+
 enum { WS_OP_CONT = 0, WS_OP_TEXT = 1, WS_OP_BINARY = 2, WS_OP_CLOSE = 8, WS_OP_PING = 9, WS_OP_PONG = 10 };
 
 /* Close status codes the decoder reports (RFC 6455 section 7.4.1). */
@@ -134,6 +158,16 @@ typedef struct WsDecoder WsDecoder;
  */
 WsDecoder *ws_decoder_new(size_t max_message_bytes, const WsDecoderEvents *events, void *ctx);
 
+/**
+ * ws_client_decoder_new() - create a decoder for the frames a server sends.
+ *
+ * As ws_decoder_new(), for the client end of a connection: frames must be
+ * unmasked, and a masked frame is -EPROTO (RFC 6455 section 5.1).
+ *
+ * Return: the decoder, or NULL with errno set.
+ */
+WsDecoder *ws_client_decoder_new(size_t max_message_bytes, const WsDecoderEvents *events, void *ctx);
+
 /* ws_decoder_free() - release the decoder. NULL-safe. Never call it from one of its callbacks. */
 void ws_decoder_free(WsDecoder *dec);
 
@@ -148,8 +182,9 @@ void ws_decoder_free(WsDecoder *dec);
  * CLOSE and the transport is expected to finish the closing handshake.
  *
  * Return: 0, or a negative errno with the decoder unusable afterwards (every
- * later call returns the same error): -EPROTO for unmasked client frame,
- * reserved bits set, unknown opcode, fragmented or oversized (>125) control
+ * later call returns the same error): -EPROTO for an unmasked client frame
+ * (a masked server frame, for a client decoder), reserved bits set, unknown
+ * opcode, fragmented or oversized (>125) control
  * frame, CONT without a started message, new data frame while a fragmented
  * one is open, 64-bit length with the top bit set, or a CLOSE payload that
  * ws_close_payload_parse() rejects; -EILSEQ for a TEXT message that is not

@@ -1057,6 +1057,187 @@ static void test_decoder_oversize_keeps_head(void **state)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Client end: masked encoder, decoder of server frames                */
+/* ------------------------------------------------------------------ */
+
+static void test_frame_header_masked(void **state)
+{
+	static const uint8_t mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
+	/* RFC 6455 section 5.7: the masked "Hello" a client sends. */
+	static const uint8_t hello[] = { 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58 };
+	uint8_t out[14 + 5];
+	uint8_t payload[5] = { 'H', 'e', 'l', 'l', 'o' };
+
+	(void)state;
+	assert_int_equal(ws_frame_header_masked(out, WS_OP_TEXT, 5, mask), 6);
+	ws_payload_mask(payload, sizeof(payload), mask);
+	memcpy(out + 6, payload, sizeof(payload));
+	assert_memory_equal(out, hello, sizeof(hello));
+	/* Masking twice gives the plain text back. */
+	ws_payload_mask(payload, sizeof(payload), mask);
+	assert_memory_equal(payload, "Hello", 5);
+
+	assert_int_equal(ws_frame_header_masked(out, WS_OP_BINARY, 126, mask), 8);
+	assert_int_equal(out[0], 0x82);
+	assert_int_equal(out[1], 0x80 | 126);
+	assert_memory_equal(out + 4, mask, 4);
+	assert_int_equal(ws_frame_header_masked(out, WS_OP_TEXT, 65536, mask), 14);
+	assert_int_equal(out[1], 0x80 | 127);
+	assert_int_equal(out[7], 1);
+	assert_memory_equal(out + 10, mask, 4);
+	assert_int_equal(ws_frame_header_masked(out, WS_OP_PONG, 0, mask), 6);
+	assert_int_equal(out[0], 0x8a);
+	assert_int_equal(out[1], 0x80);
+}
+
+/* What our own client encoder writes, the server decoder reads back. */
+static void test_masked_frames_round_trip(void **state)
+{
+	static const uint8_t mask[4] = { 0xde, 0xad, 0xbe, 0xef };
+	uint8_t large[70001];
+	Stream s = { 0 };
+	Recorder rec;
+	WsDecoder *dec = recorder_start(&rec, 1 * MIB);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(large); i++)
+		large[i] = (uint8_t)('a' + i % 26);
+	const size_t sizes[] = { 0, 1, 125, 126, 65535, 65536, sizeof(large) };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint8_t header[14];
+		size_t n = ws_frame_header_masked(header, WS_OP_TEXT, sizes[i], mask);
+
+		stream_raw(&s, header, n);
+		uint8_t *payload = stream_grow(&s, sizes[i]);
+
+		memcpy(payload, large, sizes[i]);
+		ws_payload_mask(payload, sizes[i], mask);
+	}
+	assert_int_equal(feed_chunks(&rec, s.bytes, s.len, 1000), 0);
+	assert_int_equal(rec.count, sizeof(sizes) / sizeof(sizes[0]));
+	for (size_t i = 0; i < rec.count; i++) {
+		assert_event(&rec, i, EVENT_MESSAGE, WS_OP_TEXT, sizes[i] <= EVENT_DATA_MAX ? large : NULL,
+			     sizes[i]);
+		assert_true(rec.events[i].hash == hash_bytes(large, sizes[i]));
+	}
+	stream_free(&s);
+	ws_decoder_free(dec);
+}
+
+static WsDecoder *recorder_start_client(Recorder *rec, size_t max_message_bytes)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->dec = ws_client_decoder_new(max_message_bytes, &recorder_events, rec);
+	assert_non_null(rec->dec);
+	return rec->dec;
+}
+
+/* Server frames (unmasked, as ws_frame_header() writes them) of every length encoding, fragmented,
+ * with a ping in between, fed a byte at a time. */
+static void test_client_decoder_server_frames(void **state)
+{
+	uint8_t big[70000];
+	Stream s = { 0 };
+	uint8_t header[10];
+	Recorder rec;
+	WsDecoder *dec = recorder_start_client(&rec, 1 * MIB);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)('A' + i % 26);
+	stream_raw(&s, header, ws_frame_header(header, WS_OP_TEXT, 5));
+	stream_raw(&s, "Hello", 5);
+	stream_raw(&s, header, ws_frame_header(header, WS_OP_BINARY, 300));
+	stream_raw(&s, big, 300);
+	stream_raw(&s, header, ws_frame_header(header, WS_OP_TEXT, sizeof(big)));
+	stream_raw(&s, big, sizeof(big));
+	/* "frag" + "ment", a ping between the fragments. */
+	stream_raw(&s, (const uint8_t[]){ 0x01, 4 }, 2);
+	stream_raw(&s, "frag", 4);
+	stream_raw(&s, (const uint8_t[]){ 0x89, 2 }, 2);
+	stream_raw(&s, "pp", 2);
+	stream_raw(&s, (const uint8_t[]){ 0x80, 4 }, 2);
+	stream_raw(&s, "ment", 4);
+	stream_raw(&s, (const uint8_t[]){ 0x88, 2, 0x03, 0xe8 }, 4);
+	assert_int_equal(feed_chunks(&rec, s.bytes, s.len, 1), 0);
+	assert_int_equal(rec.count, 6);
+	assert_event(&rec, 0, EVENT_MESSAGE, WS_OP_TEXT, "Hello", 5);
+	assert_event(&rec, 1, EVENT_MESSAGE, WS_OP_BINARY, NULL, 300);
+	assert_true(rec.events[1].hash == hash_bytes(big, 300));
+	assert_event(&rec, 2, EVENT_MESSAGE, WS_OP_TEXT, NULL, sizeof(big));
+	assert_true(rec.events[2].hash == hash_bytes(big, sizeof(big)));
+	assert_event(&rec, 3, EVENT_CONTROL, WS_OP_PING, "pp", 2);
+	assert_event(&rec, 4, EVENT_MESSAGE, WS_OP_TEXT, "fragment", 8);
+	assert_event(&rec, 5, EVENT_CONTROL, WS_OP_CLOSE, "\x03\xe8", 2);
+	stream_free(&s);
+	ws_decoder_free(dec);
+}
+
+/* RFC 6455 section 5.1: a client closes on a masked frame; the server decoder is unchanged. */
+static void test_client_decoder_rejects_masked(void **state)
+{
+	static const uint8_t masked_hello[] = { 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+						0x7f, 0x9f, 0x4d, 0x51, 0x58 };
+	static const uint8_t plain_hello[] = { 0x81, 0x05, 'H', 'e', 'l', 'l', 'o' };
+	Recorder rec;
+	WsDecoder *dec = recorder_start_client(&rec, 1024);
+
+	(void)state;
+	assert_int_equal(ws_decoder_feed(dec, masked_hello, sizeof(masked_hello)), -EPROTO);
+	assert_int_equal(ws_decoder_close_code(dec), WS_CLOSE_PROTOCOL_ERROR);
+	assert_int_equal(rec.count, 0);
+	ws_decoder_free(dec);
+
+	dec = recorder_start(&rec, 1024);
+	assert_int_equal(ws_decoder_feed(dec, plain_hello, sizeof(plain_hello)), -EPROTO);
+	ws_decoder_free(dec);
+
+	assert_null(ws_client_decoder_new(16, NULL, NULL));
+	assert_int_equal(errno, EINVAL);
+}
+
+/* The oversize path keeps an unmasked message's first bytes as they are, overflowing in the first
+ * fragment or a later one. */
+static void test_client_decoder_oversize_keeps_head(void **state)
+{
+	static const WsDecoderEvents events = { .on_oversize = head_on_oversize, .on_message = on_message };
+	uint8_t payload[1000];
+	uint8_t header[10];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)('a' + i % 26);
+	memcpy(payload, "{\"id\":42,", 9);
+	for (int split = 0; split < 2; split++) {
+		HeadSeen seen = { 0 };
+		Stream s = { 0 };
+
+		if (split) {
+			stream_raw(&s, (const uint8_t[]){ WS_OP_TEXT, 100 }, 2);
+			stream_raw(&s, payload, 100);
+			stream_raw(&s, header, ws_frame_header(header, WS_OP_CONT, sizeof(payload) - 100));
+			stream_raw(&s, payload + 100, sizeof(payload) - 100);
+		} else {
+			stream_raw(&s, header, ws_frame_header(header, WS_OP_TEXT, sizeof(payload)));
+			stream_raw(&s, payload, sizeof(payload));
+		}
+		WsDecoder *dec = ws_client_decoder_new(512, &events, &seen);
+
+		assert_non_null(dec);
+		for (size_t off = 0; off < s.len; off += 7)
+			assert_int_equal(
+				ws_decoder_feed(dec, s.bytes + off, s.len - off < 7 ? s.len - off : 7), 0);
+		assert_int_equal(seen.calls, 1);
+		assert_int_equal(seen.total_len, sizeof(payload));
+		assert_int_equal(seen.head_len, WS_OVERSIZE_HEAD_BYTES);
+		assert_memory_equal(seen.head, payload, WS_OVERSIZE_HEAD_BYTES);
+		ws_decoder_free(dec);
+		stream_free(&s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1088,6 +1269,11 @@ int main(void)
 		cmocka_unit_test(test_decoder_no_preallocation),
 		cmocka_unit_test(test_decoder_shrinks_after_large_message),
 		cmocka_unit_test(test_decoder_rejects_reentry_and_bad_arguments),
+		cmocka_unit_test(test_frame_header_masked),
+		cmocka_unit_test(test_masked_frames_round_trip),
+		cmocka_unit_test(test_client_decoder_server_frames),
+		cmocka_unit_test(test_client_decoder_rejects_masked),
+		cmocka_unit_test(test_client_decoder_oversize_keeps_head),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
