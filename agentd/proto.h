@@ -34,6 +34,14 @@ void proto_initialize(Conn *conn, json_t *id, json_t *params);
 void proto_health(Conn *conn, json_t *id, json_t *params);
 void proto_fs_watch(Conn *conn, json_t *id, json_t *params);
 void proto_fs_unwatch(Conn *conn, json_t *id, json_t *params);
+/* fs/readFile ... fs/copy (proto_fs.c): checked here, done by execd's fs.* methods. */
+void proto_fs_read_file(Conn *conn, json_t *id, json_t *params);
+void proto_fs_write_file(Conn *conn, json_t *id, json_t *params);
+void proto_fs_create_directory(Conn *conn, json_t *id, json_t *params);
+void proto_fs_get_metadata(Conn *conn, json_t *id, json_t *params);
+void proto_fs_read_directory(Conn *conn, json_t *id, json_t *params);
+void proto_fs_remove(Conn *conn, json_t *id, json_t *params);
+void proto_fs_copy(Conn *conn, json_t *id, json_t *params);
 
 void proto_command_exec(Conn *conn, json_t *id, json_t *params);
 void proto_command_exec_write(Conn *conn, json_t *id, json_t *params);
