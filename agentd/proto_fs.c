@@ -561,11 +561,12 @@ void proto_fs_write_file(Conn *conn, json_t *id, json_t *params)
 		if (why[0])
 			conn_reply_error(conn, id, RPC_INVALID_REQUEST,
 					 "fs/writeFile requires valid base64 dataBase64: %s", why);
-		else
+		else /* valid: its size follows from its length and padding, no need to decode it */
 			conn_reply_error(
 				conn, id, RPC_INVALID_REQUEST,
-				"fs/writeFile dataBase64 decodes to more than the %u bytes agentd can write "
-				"in one request",
+				"fs/writeFile dataBase64 decodes to %zu bytes, more than the %u bytes agentd "
+				"can write in one request",
+				text_len / 4 * 3 - (text[text_len - 1] == '=') - (text[text_len - 2] == '='),
 				FS_WRITE_MAX_BYTES);
 		return;
 	}
