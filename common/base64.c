@@ -59,7 +59,7 @@ static const uint8_t base64_values[256] = {
 #undef XX
 
 #define BASE64_INVALID 0xffu
-#define BASE64_PAD '='
+#define BASE64_PAD ((unsigned char)'=')
 
 size_t base64_encoded_len(size_t n)
 {
