@@ -505,6 +505,11 @@ static bool fs_begin(Conn *conn, json_t *id, json_t *params, const FsMethod *m, 
 	for (size_t i = 0, p = 0; i < FS_MAX_FIELDS && m->fields[i].name; i++)
 		if (m->fields[i].type == FS_FIELD_PATH && !fs_path(conn, id, values[i], paths[p++]))
 			return false;
+	if (conn->server->environment == AGENTD_ENV_NONE) {
+		/* CODEX_EXEC_SERVER_URL=none: no environment, so no file system either (the reference's words). */
+		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "local filesystem is not configured");
+		return false;
+	}
 	return true;
 }
 

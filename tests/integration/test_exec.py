@@ -517,6 +517,12 @@ def test_no_environment(agentd_factory):
     client = proc.stdio
     err = exec_error(client, {"command": ["true"]})
     assert err == {"code": INTERNAL_ERROR, "message": "local environment is not configured"}
+    msg = client.request("fs/readFile", {"path": "/etc/hostname"})
+    assert msg["error"] == {"code": INTERNAL_ERROR, "message": "local filesystem is not configured"}
+    msg = client.request("fs/getMetadata", {"path": "/"})
+    assert msg["error"] == {"code": INTERNAL_ERROR, "message": "local filesystem is not configured"}
+    # Validation still comes first, as in the reference.
+    assert exec_error(client, {"command": []}) == {"code": INVALID_REQUEST, "message": "command must not be empty"}
 
 
 def test_execd_restart_fails_running_commands(agentd, client):
