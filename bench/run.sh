@@ -1,13 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# run.sh - run the broker, startup, watch and sandbox benchmarks against a build tree:
+# run.sh - run the broker, startup, watch, sandbox and exec benchmarks against a build tree:
 # bench/run.sh [BUILD_DIR]
 #
 # BUILD_DIR defaults to the directory above this script. Benchmarks not built yet (or older than
 # their source) are compiled by hand with $CC. Extra flags: BENCH_BROKER_ARGS (e.g. "-n 20000"),
 # BENCH_STARTUP_ARGS (e.g. "-r 20 -R"), BENCH_WATCH_ARGS (e.g. "-n 500"), BENCH_SANDBOX_ARGS
-# (e.g. "-n 500 -c 5000"). A MISS against a target is reported, not an error; a benchmark that
-# cannot run is.
+# (e.g. "-n 500 -c 5000"), BENCH_EXEC_ARGS (e.g. "-n 100 -b 268435456", or "-R": no reference; it
+# installs the reference codex app-server with npm when it finds none). A MISS against a target is
+# reported, not an error; a benchmark that cannot run is.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +47,7 @@ done
 build_one broker -lnng -lpthread
 build_one startup
 build_one watch
+build_one exec
 top=$(cd "$here/.." && pwd)
 deps="$top/sandboxd/plan.h $top/sandboxd/policy.h $top/sandboxd/arena.h $top/sandboxd/fstree.h $top/sandboxd/glob.h $top/common/paths.h"
 build_one sandbox -I"$top/sandboxd" -I"$top/common" "$top/sandboxd/plan.c" "$top/sandboxd/policy.c" \
@@ -69,3 +71,7 @@ echo
 echo "== bench/sandbox"
 # shellcheck disable=SC2086
 ./bench/sandbox ${BENCH_SANDBOX_ARGS:-} "$build"
+echo
+echo "== bench/exec"
+# shellcheck disable=SC2086
+./bench/exec ${BENCH_EXEC_ARGS:-} "$build/agentd/agentd"
