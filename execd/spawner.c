@@ -65,11 +65,13 @@ static int spawner_read_all(int fd, void *data, size_t len)
 	return 0;
 }
 
-static void spawner_reply(int sock, uint32_t type, uint32_t tag, pid_t pid, int32_t value)
+static void spawner_finish(SpawnerState *state);
+
+static void spawner_reply(SpawnerState *state, int sock, uint32_t type, uint32_t tag, pid_t pid, int32_t value)
 {
 	SpawnReply reply = { .type = type, .tag = tag, .pid = pid, .value = value };
 	if (spawner_write_all(sock, &reply, sizeof(reply)) < 0)
-		_exit(1); /* execd is gone: nothing left to serve */
+		spawner_finish(state); /* execd is gone: what it started goes too */
 }
 
 int spawner_find_program(const char *program, const char *path_env, const char *cwd, char *out, size_t out_size)
@@ -274,9 +276,9 @@ static int spawner_serve_one(SpawnerState *state, int sock)
 	if (rc == -EPIPE)
 		return rc;
 	if (rc < 0)
-		spawner_reply(sock, SPAWN_MSG_FAILED, req.tag, 0, -rc);
+		spawner_reply(state, sock, SPAWN_MSG_FAILED, req.tag, 0, -rc);
 	else
-		spawner_reply(sock, SPAWN_MSG_STARTED, req.tag, pid, 0);
+		spawner_reply(state, sock, SPAWN_MSG_STARTED, req.tag, pid, 0);
 	return 0;
 }
 
@@ -285,7 +287,7 @@ static void spawner_reap(SpawnerState *state, int sock)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		spawner_reply(sock, SPAWN_MSG_EXITED, 0, pid, status);
+		spawner_reply(state, sock, SPAWN_MSG_EXITED, 0, pid, status);
 	spawner_prune(state);
 }
 

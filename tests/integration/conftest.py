@@ -101,6 +101,16 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+        with open(f"/proc/{pid}/wchan") as f:
+            return f"{comm}, in {f.read().strip()}"
+    except OSError:
+        return "?"
+
+
 def proc_stat(pid):
     """(state, ppid, starttime) of @pid from /proc, or None when there is no such process."""
     try:
@@ -986,7 +996,7 @@ class AgentdProcess:
         for pid, start in sorted(self.helper_pids.items()):
             st = proc_stat(pid)
             if st is not None and st[2] == start:
-                left.append(f"pid {pid} state {st[0]} ppid {st[1]}")
+                left.append(f"pid {pid} ({_comm(pid)}) state {st[0]} ppid {st[1]}")
         for pid in processes_with_env("AGENTD_RUNTIME_DIR", str(self.runtime_dir)):
             if pid not in self.helper_pids:
                 left.append(f"pid {pid} (found by its environment)")
