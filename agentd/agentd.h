@@ -61,6 +61,7 @@ typedef struct Agentd {
 	uint64_t next_exec_id;
 	AgentdEnvironment environment;
 	char *exec_server_url; /* AGENTD_ENV_REMOTE */
+	struct Remote *exec_server; /* its client, connected on first use */
 	uv_timer_t ready_timer;
 	uv_timer_t conn_sweep_timer; /* forces flushing closes past their deadline */
 	uv_signal_t sigterm, sigint, sighup;

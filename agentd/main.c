@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mp.h"
 #include "proto.h"
+#include "remote.h"
 #include "transport.h"
 
 #ifndef LIBEXECDIR
@@ -364,6 +365,8 @@ static void agentd_on_helpers_stopped(void *ctx)
 
 void agentd_shutdown(Agentd *server)
 {
+	remote_free(server->exec_server); /* fails its calls: their clients get errors now */
+	server->exec_server = NULL;
 	if (server->is_stopping)
 		return;
 	server->is_stopping = true;
@@ -510,6 +513,24 @@ static bool agentd_is_stdio_only(const AgentdFlags *flags)
 	return true;
 }
 
+/* The remote environment's client; it connects on the first command. */
+static int agentd_start_exec_server_client(Agentd *server)
+{
+	static const RemoteEvents events = {
+		.on_notification = proto_exec_remote_on_notification,
+		.on_disconnected = proto_exec_remote_on_disconnected,
+	};
+	if (server->environment != AGENTD_ENV_REMOTE)
+		return 0;
+	int rc = remote_new(server->loop, server->exec_server_url, "agentd", &events, server, &server->exec_server);
+	if (rc < 0)
+		log_error("CODEX_EXEC_SERVER_URL %s: %s", server->exec_server_url,
+			  rc == -EPROTONOSUPPORT ? "wss:// is not supported" : strerror(-rc));
+	else
+		log_info("environment: the exec-server at %s", server->exec_server_url);
+	return rc;
+}
+
 /* CODEX_EXEC_SERVER_URL: unset or empty = the local execd, "none" = no environment, ws:// = remote. */
 static int agentd_choose_environment(Agentd *server)
 {
@@ -600,6 +621,12 @@ int main(int argc, char **argv)
 		uv_run(&loop, UV_RUN_DEFAULT);
 		goto out_loop;
 	}
+	if (agentd_start_exec_server_client(&server) < 0) {
+		server.exit_status = 1;
+		agentd_shutdown(&server);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		goto out_loop;
+	}
 	log_info("started (pid %ld), runtime directory %s", (long)getpid(), server.runtime_dir);
 	if (flags.is_no_spawn)
 		agentd_become_ready(&server);
@@ -615,6 +642,7 @@ out_loop:
 	uv_loop_close(&loop);
 out_config:
 	config_free(&server.config);
+	free(server.exec_server_url);
 	json_decref(server.config_warnings);
 	json_decref(server.sandbox_warnings);
 	log_info("stopped");

@@ -54,6 +54,9 @@ void proto_exec_on_event(Agentd *server, const Envelope *env);
 void proto_exec_on_conn_closed(Agentd *server, uint64_t conn_id);
 /** proto_exec_on_execd_lost() - execd went down: every running command/exec gets an error. */
 void proto_exec_on_execd_lost(Agentd *server);
+/** proto_exec_remote_on_notification() / _on_disconnected() - the remote exec-server's events. */
+void proto_exec_remote_on_notification(void *ctx, const char *method, json_t *params);
+void proto_exec_remote_on_disconnected(void *ctx, const char *why);
 /** proto_exec_environment_missing() - answer the -32603 of CODEX_EXEC_SERVER_URL=none; true if so. */
 bool proto_exec_environment_missing(Conn *conn, json_t *id);
 

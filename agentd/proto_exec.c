@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base64.h"
+#include "exec_call.h"
 #include "log.h"
 #include "mp.h"
 #include "paths.h"
@@ -22,48 +23,6 @@ extern char **environ;
 /* Largest stdin piece per exec.write (execd's EXECD_MAX_WRITE_BYTES). */
 #define EXEC_WRITE_PIECE (1024u * 1024u)
 #define EXEC_PROCESS_ID_MAX 1024u
-
-typedef struct ExecBuffer {
-	char *data;
-	size_t len, capacity;
-} ExecBuffer;
-
-typedef struct ExecControl ExecControl;
-
-/* A write, resize or terminate that came before execd started the process: sent once it has. */
-typedef struct ExecDeferred {
-	struct ExecDeferred *next;
-	ExecControl *ctl;
-	const char *method;
-	size_t len;
-	char body[];
-} ExecDeferred;
-
-struct ExecCall {
-	ExecCall *prev, *next;
-	Agentd *server;
-	uint64_t conn_id;
-	uint64_t exec_id;
-	json_t *rpc_id;
-	char *process_id; /* client-supplied, or NULL */
-	char *process_id_json; /* the id as the messages quote it */
-	bool streams_output;
-	bool streams_stdin;
-	bool is_tty;
-	bool is_started;     /* execd spawned it */
-	bool stdin_closed;   /* a closeStdin was sent */
-	bool is_awaiting;    /* a broker call (plan or exec.start) carries this call as its context */
-	bool is_orphaned;    /* its connection closed while is_awaiting: freed when the answer comes */
-	json_t *argv;	     /* the plan's argv while the plan is being asked for */
-	char cwd[AGENTD_PATH_MAX];
-	json_t *env;	     /* array of "KEY=VALUE" */
-	int64_t timeout_ms;  /* -1: none */
-	uint64_t cap_bytes;  /* UINT64_MAX: none */
-	uint16_t rows, cols;
-	bool has_profile, has_policy;
-	ExecBuffer out[2];
-	ExecDeferred *deferred, *deferred_tail;
-};
 
 static void exec_on_control_reply(void *ctx, int32_t status, const uint8_t *body, size_t body_len);
 static void exec_fail_deferred(ExecCall *call);
@@ -92,7 +51,7 @@ static ExecCall *exec_find_by_process_id(Agentd *server, uint64_t conn_id, const
 	return NULL;
 }
 
-static void exec_call_free(ExecCall *call)
+void exec_call_free(ExecCall *call)
 {
 	Agentd *server = call->server;
 	if (call->prev)
@@ -102,6 +61,8 @@ static void exec_call_free(ExecCall *call)
 	if (call->next)
 		call->next->prev = call->prev;
 	exec_fail_deferred(call);
+	if (call->remote)
+		exec_remote_release(call);
 	json_decref(call->rpc_id);
 	json_decref(call->argv);
 	json_decref(call->env);
@@ -113,7 +74,7 @@ static void exec_call_free(ExecCall *call)
 }
 
 /* Ends the client's request (if its connection is still there) and forgets the call. */
-static void exec_finish_call(ExecCall *call)
+void exec_finish_call(ExecCall *call)
 {
 	Conn *conn = conn_find(call->server, call->conn_id);
 	if (conn)
@@ -121,7 +82,7 @@ static void exec_finish_call(ExecCall *call)
 	exec_call_free(call);
 }
 
-static void exec_fail(ExecCall *call, int code, const char *fmt, const char *detail)
+void exec_fail(ExecCall *call, int code, const char *fmt, const char *detail)
 {
 	Conn *conn = conn_find(call->server, call->conn_id);
 	if (conn)
@@ -171,7 +132,7 @@ static json_t *exec_lossy_string(const ExecBuffer *b)
 	return text;
 }
 
-static int exec_buffer_append(ExecBuffer *b, const void *data, size_t len)
+int exec_buffer_append(ExecBuffer *b, const void *data, size_t len)
 {
 	if (b->len + len > b->capacity) {
 		size_t capacity = b->capacity ? b->capacity : 4096;
@@ -223,26 +184,37 @@ static void exec_on_delta_written(void *ctx, bool is_written)
 
 /* {"processId":…,"stream":…,"deltaBase64":…,"capReached":…} written straight as text: base64 and
  * the quoted id need no escaping, and a 64 KiB chunk skips two tree copies and a scan. */
-static void exec_forward_delta(Conn *conn, ExecCall *call, int stream, const msgpack_object *data, bool cap_reached)
+void exec_send_delta(Conn *conn, ExecCall *call, int stream, const uint8_t *data, size_t len, bool cap_reached,
+		     ConnFlushedFn fn, void *ctx)
 {
-	size_t len = data->via.bin.size, b64 = base64_encoded_len(len);
+	size_t b64 = base64_encoded_len(len);
 	size_t size = strlen(call->process_id_json) + b64 + 96;
 	char *text = malloc(size);
-	ExecCredit *credit = malloc(sizeof(*credit));
-	if (!text || !credit) {
-		free(text);
-		free(credit);
+	if (!text) {
+		if (fn)
+			fn(ctx, false);
 		conn_close(conn, "out of memory for command output");
 		return;
 	}
 	int at = snprintf(text, size, "{\"processId\":%s,\"stream\":\"%s\",\"deltaBase64\":\"", call->process_id_json,
 			  stream == 0 ? "stdout" : "stderr");
-	base64_encode((const uint8_t *)data->via.bin.ptr, len, text + at);
+	base64_encode(data, len, text + at);
 	at += (int)b64;
 	at += snprintf(text + at, size - (size_t)at, "\",\"capReached\":%s}", cap_reached ? "true" : "false");
-	*credit = (ExecCredit){ conn->server, conn->id, call->exec_id, stream };
-	conn_notify_text_tracked(conn, "command/exec/outputDelta", text, (size_t)at, exec_on_delta_written, credit);
+	conn_notify_text_tracked(conn, "command/exec/outputDelta", text, (size_t)at, fn, ctx);
 	free(text);
+}
+
+static void exec_forward_delta(Conn *conn, ExecCall *call, int stream, const msgpack_object *data, bool cap_reached)
+{
+	ExecCredit *credit = malloc(sizeof(*credit));
+	if (!credit) {
+		conn_close(conn, "out of memory for command output");
+		return;
+	}
+	*credit = (ExecCredit){ conn->server, conn->id, call->exec_id, stream };
+	exec_send_delta(conn, call, stream, (const uint8_t *)data->via.bin.ptr, data->via.bin.size, cap_reached,
+			exec_on_delta_written, credit);
 }
 
 /* exec.output {execId, stream, data, capReached}. */
@@ -284,8 +256,12 @@ static void exec_on_closed(Agentd *server, const Envelope *env, const msgpack_ob
 	ExecCall *call = exec_find_by_id(server, env->connection_id, exec_id);
 	if (!call)
 		return;
-	int64_t exit_code = code->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)code->via.u64 : code->via.i64;
-	Conn *conn = conn_find(server, call->conn_id);
+	exec_reply_exited(call, code->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)code->via.u64 : code->via.i64);
+}
+
+void exec_reply_exited(ExecCall *call, int64_t exit_code)
+{
+	Conn *conn = conn_find(call->server, call->conn_id);
 	if (conn) {
 		json_t *out = exec_lossy_string(&call->out[0]), *err = exec_lossy_string(&call->out[1]);
 		conn_reply(conn, call->rpc_id, json_pack("{s:I,s:o,s:o}", "exitCode", (json_int_t)exit_code,
@@ -348,7 +324,7 @@ static void exec_pack_strings(msgpack_packer *pk, const char *key, json_t *array
 }
 
 /* A broker answer for @call came: false when the call's connection went meanwhile (then it is freed). */
-static bool exec_is_still_wanted(ExecCall *call)
+bool exec_is_still_wanted(ExecCall *call)
 {
 	call->is_awaiting = false;
 	if (!call->is_orphaned)
@@ -666,6 +642,20 @@ static json_t *exec_environment(json_t *overrides)
 	return env;
 }
 
+/* Whether the run asks for no sandbox at all: all a remote exec-server can enforce exactly. */
+static bool exec_is_unsandboxed(Agentd *server, const ExecParams *p)
+{
+	const char *type = json_string_value(json_object_get(p->policy, "type"));
+	if (p->policy)
+		return type && (strcmp(type, "dangerFullAccess") == 0 || strcmp(type, "externalSandbox") == 0);
+	if (p->profile)
+		return strcmp(json_string_value(p->profile), ":danger-full-access") == 0;
+	const char *profile = NULL, *mode = NULL;
+	config_get_string(&server->config, "default_permissions", NULL, &profile);
+	config_get_string(&server->config, "sandbox_mode", NULL, &mode);
+	return profile ? strcmp(profile, ":danger-full-access") == 0 : mode && strcmp(mode, "danger-full-access") == 0;
+}
+
 /* cwd: absolute as given, relative joined onto the server's, default the server's. */
 static int exec_resolve_cwd(json_t *cwd, char *out, size_t size)
 {
@@ -748,6 +738,10 @@ void proto_command_exec(Conn *conn, json_t *id, json_t *params)
 	}
 	conn->has_execs = true;
 	conn_call_started(conn);
+	if (conn->server->environment == AGENTD_ENV_REMOTE) {
+		exec_remote_start(call, p.command, exec_is_unsandboxed(conn->server, &p));
+		return;
+	}
 	rc = exec_ask_plan(call, p.command, p.policy, p.profile ? json_string_value(p.profile) : NULL);
 	if (rc < 0)
 		exec_fail(call, RPC_INTERNAL_ERROR, "exec failed: %s", strerror(-rc));
@@ -850,6 +844,13 @@ static void exec_on_control_reply(void *ctx, int32_t status, const uint8_t *body
 		ctl->status = status;
 	if (--ctl->pending == 0)
 		exec_control_reply(ctl);
+}
+
+static void exec_control_discard(ExecControl *ctl)
+{
+	json_decref(ctl->id);
+	free(ctl->process_id_json);
+	free(ctl);
 }
 
 static ExecControl *exec_control_new(Conn *conn, json_t *id, const ExecCall *call)
@@ -980,6 +981,12 @@ void proto_command_exec_write(Conn *conn, json_t *id, json_t *params)
 		return;
 	}
 	call->stdin_closed = close_stdin;
+	if (call->remote) {
+		exec_control_discard(ctl);
+		exec_remote_write(conn, id, call, data, len, close_stdin);
+		free(data);
+		return;
+	}
 	conn_call_started(conn);
 	ctl->pending = 1;
 	/* Pieces go out in order on one link; execd queues them in that order. */
@@ -1020,6 +1027,11 @@ void proto_command_exec_resize(Conn *conn, json_t *id, json_t *params)
 				 "process is not attached to a PTY");
 		return;
 	}
+	if (call->remote) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "failed to resize PTY: %s",
+				 "the exec-server protocol has no PTY resize");
+		return;
+	}
 	exec_control_simple(conn, id, call, "exec.resize", (uint16_t)json_integer_value(rows),
 			    (uint16_t)json_integer_value(cols));
 }
@@ -1027,6 +1039,8 @@ void proto_command_exec_resize(Conn *conn, json_t *id, json_t *params)
 void proto_command_exec_terminate(Conn *conn, json_t *id, json_t *params)
 {
 	ExecCall *call = exec_target(conn, id, params);
-	if (call)
+	if (call && call->remote)
+		exec_remote_terminate(conn, id, call);
+	else if (call)
 		exec_control_simple(conn, id, call, "exec.terminate", 0, 0);
 }

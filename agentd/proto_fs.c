@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include "base64.h"
+#include "exec_call.h"
 #include "log.h"
 #include "mp.h"
 #include "paths.h"
 #include "proto.h"
+#include "remote.h"
 #include "rpc.h"
 
 /*
@@ -496,6 +498,79 @@ static void fs_call_execd(Conn *conn, json_t *id, const FsMethod *m, msgpack_sbu
 
 /* --- the methods ---------------------------------------------------------------------------------------- */
 
+/* --- the remote environment: the same method on the exec-server, paths as file:// URIs ------------ */
+
+typedef struct FsRemoteCall {
+	Agentd *server;
+	uint64_t conn_id;
+	json_t *id;
+	bool is_metadata;
+} FsRemoteCall;
+
+static void fs_on_remote_reply(void *ctx, json_t *result, json_t *error)
+{
+	FsRemoteCall *call = ctx;
+	Conn *conn = conn_find(call->server, call->conn_id);
+	if (conn && error) {
+		json_int_t code = json_integer_value(json_object_get(error, "code"));
+		const char *message = json_string_value(json_object_get(error, "message"));
+		/* The exec-server's not-found is -32004; the app-server words every OS error as -32603. */
+		conn_reply_error(conn, call->id, code == -32004 || code == 0 ? RPC_INTERNAL_ERROR : (int)code, "%s",
+				 message ? message : "the exec-server failed");
+	} else if (conn && call->is_metadata) {
+		/* Only the schema's fields: the exec-server adds "size". */
+		conn_reply(conn, call->id,
+			   json_pack("{s:O,s:O,s:O,s:O,s:O}", "isDirectory", json_object_get(result, "isDirectory"),
+				     "isFile", json_object_get(result, "isFile"), "isSymlink",
+				     json_object_get(result, "isSymlink"), "createdAtMs",
+				     json_object_get(result, "createdAtMs"), "modifiedAtMs",
+				     json_object_get(result, "modifiedAtMs")));
+	} else if (conn) {
+		conn_reply(conn, call->id, json_incref(result));
+	}
+	if (conn)
+		conn_call_finished(conn);
+	json_decref(call->id);
+	free(call);
+}
+
+static void fs_call_remote(Conn *conn, json_t *id, const FsMethod *m, json_t *values[FS_MAX_FIELDS],
+			   char paths[2][AGENTD_PATH_MAX])
+{
+	json_t *params = json_object();
+	FsRemoteCall *call = calloc(1, sizeof(*call));
+	for (size_t i = 0, p = 0; params && i < FS_MAX_FIELDS && m->fields[i].name; i++) {
+		const FsField *f = &m->fields[i];
+		if (f->type == FS_FIELD_PATH) {
+			char *uri = exec_remote_file_uri(paths[p++]);
+			json_object_set_new(params, f->name, uri ? json_string(uri) : json_null());
+			free(uri);
+		} else if (values[i] && !json_is_null(values[i])) {
+			json_object_set(params, f->name, values[i]);
+		}
+	}
+	/* The exec-server requires fs/copy's recursive; the app-server defaults it to false. */
+	if (params && m == &fs_methods[FS_COPY] && !json_object_get(params, "recursive"))
+		json_object_set_new(params, "recursive", json_false());
+	if (!params || !call) {
+		json_decref(params);
+		free(call);
+		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "out of memory");
+		return;
+	}
+	call->server = conn->server;
+	call->conn_id = conn->id;
+	call->id = json_incref(id);
+	call->is_metadata = m == &fs_methods[FS_GET_METADATA];
+	conn_call_started(conn);
+	if (remote_call(conn->server->exec_server, m->name, params, m->timeout_ms ? m->timeout_ms : 30000,
+			fs_on_remote_reply, call) < 0) {
+		json_t *error = json_pack("{s:i,s:s}", "code", RPC_INTERNAL_ERROR, "message", "exec-server unavailable");
+		fs_on_remote_reply(call, NULL, error);
+		json_decref(error);
+	}
+}
+
 /* Check params, normalise the paths, and begin the request body with them. */
 static bool fs_begin(Conn *conn, json_t *id, json_t *params, const FsMethod *m, json_t *values[FS_MAX_FIELDS],
 		     char paths[2][AGENTD_PATH_MAX])
@@ -508,6 +583,10 @@ static bool fs_begin(Conn *conn, json_t *id, json_t *params, const FsMethod *m, 
 	if (conn->server->environment == AGENTD_ENV_NONE) {
 		/* CODEX_EXEC_SERVER_URL=none: no environment, so no file system either (the reference's words). */
 		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "local filesystem is not configured");
+		return false;
+	}
+	if (conn->server->environment == AGENTD_ENV_REMOTE) {
+		fs_call_remote(conn, id, m, values, paths);
 		return false;
 	}
 	return true;
