@@ -161,10 +161,22 @@ static int conn_send_tracked(Conn *conn, json_t *msg, ConnFlushedFn fn, void *ct
 	return conn_send_text_tracked(conn, text, text ? strlen(text) : 0, fn, ctx);
 }
 
-static int64_t conn_now_ms(void)
+int64_t conn_now_ms(void)
 {
 	uv_timeval64_t now;
 	return uv_gettimeofday(&now) == 0 ? now.tv_sec * 1000 + now.tv_usec / 1000 : 0;
+}
+
+int conn_notify_message_tracked(Conn *conn, const char *method, char *message, size_t len, ConnFlushedFn fn,
+				void *ctx)
+{
+	if (conn->opted_out && json_object_get(conn->opted_out, method)) {
+		free(message);
+		if (fn)
+			fn(ctx, true);
+		return 0;
+	}
+	return conn_send_text_tracked(conn, message, len, fn, ctx);
 }
 
 int conn_notify_text_tracked(Conn *conn, const char *method, const char *params, size_t params_len,

@@ -87,6 +87,14 @@ int conn_notify_tracked(Conn *conn, const char *method, json_t *params, ConnFlus
  */
 int conn_notify_text_tracked(Conn *conn, const char *method, const char *params, size_t params_len,
 			     ConnFlushedFn fn, void *ctx);
+/**
+ * conn_notify_message_tracked() - as conn_notify_text_tracked() for a whole notification already
+ * serialized by the caller ({"method":…,"params":…,"emittedAtMs":…}); takes @message (malloc'd).
+ */
+int conn_notify_message_tracked(Conn *conn, const char *method, char *message, size_t len, ConnFlushedFn fn,
+				void *ctx);
+/** conn_now_ms() - wall-clock milliseconds, the emittedAtMs of notifications. */
+int64_t conn_now_ms(void);
 /** conn_reply() - {"id":…,"result":…}; steals @result. */
 int conn_reply(Conn *conn, json_t *id, json_t *result);
 /** conn_reply_error() - {"error":{"code":…,"message":…},"id":…}; @id may be NULL for null. */

@@ -187,8 +187,10 @@ static void exec_on_delta_written(void *ctx, bool is_written)
 void exec_send_delta(Conn *conn, ExecCall *call, int stream, const uint8_t *data, size_t len, bool cap_reached,
 		     ConnFlushedFn fn, void *ctx)
 {
+	/* The whole notification in one buffer, the base64 written straight into it: output is the
+	 * bulk of what agentd sends, so it skips jansson and every intermediate copy. */
 	size_t b64 = base64_encoded_len(len);
-	size_t size = strlen(call->process_id_json) + b64 + 96;
+	size_t size = strlen(call->process_id_json) + b64 + 192;
 	char *text = malloc(size);
 	if (!text) {
 		if (fn)
@@ -196,13 +198,15 @@ void exec_send_delta(Conn *conn, ExecCall *call, int stream, const uint8_t *data
 		conn_close(conn, "out of memory for command output");
 		return;
 	}
-	int at = snprintf(text, size, "{\"processId\":%s,\"stream\":\"%s\",\"deltaBase64\":\"", call->process_id_json,
-			  stream == 0 ? "stdout" : "stderr");
+	int at = snprintf(text, size,
+			  "{\"method\":\"command/exec/outputDelta\",\"params\":{\"processId\":%s,\"stream\":\"%s\","
+			  "\"deltaBase64\":\"",
+			  call->process_id_json, stream == 0 ? "stdout" : "stderr");
 	base64_encode(data, len, text + at);
 	at += (int)b64;
-	at += snprintf(text + at, size - (size_t)at, "\",\"capReached\":%s}", cap_reached ? "true" : "false");
-	conn_notify_text_tracked(conn, "command/exec/outputDelta", text, (size_t)at, fn, ctx);
-	free(text);
+	at += snprintf(text + at, size - (size_t)at, "\",\"capReached\":%s},\"emittedAtMs\":%lld}",
+		       cap_reached ? "true" : "false", (long long)conn_now_ms());
+	conn_notify_message_tracked(conn, "command/exec/outputDelta", text, (size_t)at, fn, ctx);
 }
 
 static void exec_forward_delta(Conn *conn, ExecCall *call, int stream, const msgpack_object *data, bool cap_reached)

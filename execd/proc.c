@@ -649,6 +649,10 @@ static int proc_open_pipes(Proc *p, const ProcSpec *spec, int child[3])
 	}
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	fcntl(err[0], F_SETFL, O_NONBLOCK);
+	/* Room for the command to go on writing while its previous chunk is on its way to the client:
+	 * the pipe, not execd, holds what it wrote ahead (kernel memory, bounded by this size). */
+	(void)fcntl(out[0], F_SETPIPE_SZ, PROC_PIPE_BYTES);
+	(void)fcntl(err[0], F_SETPIPE_SZ, PROC_PIPE_BYTES);
 	p->streams[PROC_STDOUT].fd = out[0];
 	p->streams[PROC_STDERR].fd = err[0];
 	p->stream_count = 2;

@@ -23,6 +23,8 @@ enum {
 #define PROC_CHUNK_MAX (64u * 1024u)
 /* After the process exits, how long its streams may stay open (grandchildren holding the pipes). */
 #define PROC_DRAIN_MS 2000u
+/* What execd asks of each output pipe (the kernel may grant less: /proc/sys/fs/pipe-max-size). */
+#define PROC_PIPE_BYTES (1024 * 1024)
 #define PROC_NO_CAP UINT64_MAX
 #define PROC_NO_TIMEOUT (-1)
 #define PROC_TIMEOUT_EXIT_CODE 124
