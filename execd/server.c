@@ -220,8 +220,8 @@ static void es_session_free(EsSession *session)
 static void es_session_on_expired(uv_timer_t *timer)
 {
 	EsSession *session = timer->data;
-	log_info("session %s was not resumed within %u s: its processes are killed", session->id,
-		 ES_DETACHED_SESSION_TTL_MS / 1000);
+	log_info("session %s was not resumed within %llu ms: its processes are killed", session->id,
+		 (unsigned long long)session->server->detached_ttl_ms);
 	es_session_free(session);
 }
 
@@ -275,8 +275,8 @@ static void es_session_detach(EsSession *session)
 		return;
 	}
 	session->expiry->data = session;
-	uv_timer_start(session->expiry, es_session_on_expired, ES_DETACHED_SESSION_TTL_MS, 0);
-	log_info("session %s detached: resumable for %u s", session->id, ES_DETACHED_SESSION_TTL_MS / 1000);
+	uv_timer_start(session->expiry, es_session_on_expired, s->detached_ttl_ms, 0);
+	log_info("session %s detached: resumable for %llu ms", session->id, (unsigned long long)s->detached_ttl_ms);
 	es_proc_session_changed(session);
 }
 
@@ -437,11 +437,18 @@ static void es_client_parse_error(EsClient *c, const char *fmt, ...)
 	json_decref(id);
 }
 
+/* "exec-server websocket 127.0.0.1:5000" or "exec-server stdio", for the log. */
+static const char *es_client_name(const EsClient *c)
+{
+	const char *from = strstr(c->parse_error_prefix, " from ");
+	return from ? from + 6 : c->parse_error_prefix;
+}
+
 static void es_client_close(EsClient *c, const char *why)
 {
 	if (c->is_closing)
 		return;
-	log_info("%s: closing the connection: %s", c->parse_error_prefix + strlen("failed to parse "), why);
+	log_info("%s: closing the connection: %s", es_client_name(c), why);
 	c->is_closing = true;
 	c->ops->close(c);
 }
@@ -457,6 +464,7 @@ static void es_client_handle_request(EsClient *c, json_t *id, const char *method
 	req->id = json_incref(id);
 	req->method = es_method_find(method);
 	c->current = req;
+	log_debug("%s: %s", es_client_name(c), method);
 	if (!req->method) {
 		es_reply_error(req, ES_METHOD_NOT_FOUND, "exec-server stub does not implement `%s` yet", method);
 		return;
@@ -922,6 +930,19 @@ int exec_server_main(int argc, char **argv)
 		return 1;
 	}
 	s->is_stdio = listen.is_stdio;
+	s->detached_ttl_ms = ES_DETACHED_SESSION_TTL_MS;
+	const char *ttl = getenv("EXECD_DETACHED_SESSION_TTL_MS");
+	if (ttl && *ttl) {
+		char *end = NULL;
+		unsigned long long value = strtoull(ttl, &end, 10);
+		if (*end != '\0' || value < ES_DETACHED_SESSION_TTL_MIN_MS || value > ES_DETACHED_SESSION_TTL_MAX_MS) {
+			log_error("EXECD_DETACHED_SESSION_TTL_MS must be a number of milliseconds from %u to %u",
+				  ES_DETACHED_SESSION_TTL_MIN_MS, ES_DETACHED_SESSION_TTL_MAX_MS);
+			ws_auth_clear(&s->auth);
+			return 1;
+		}
+		s->detached_ttl_ms = value;
+	}
 
 	/* The spawner is forked first: it must not inherit the seccomp list installed below. */
 	int spawner_sock = -1;

@@ -40,8 +40,13 @@
 #define ES_NOT_FOUND (-32004)
 #define ES_SESSION_ATTACHED (-32010)
 
-/* A detached session (its connection gone) keeps its processes this long for a resume. */
+/*
+ * A detached session (its connection gone) keeps its processes this long for a resume, as the
+ * reference does. $EXECD_DETACHED_SESSION_TTL_MS overrides it (100 ms to 1 h; for tests).
+ */
 #define ES_DETACHED_SESSION_TTL_MS 30000u
+#define ES_DETACHED_SESSION_TTL_MIN_MS 100u
+#define ES_DETACHED_SESSION_TTL_MAX_MS 3600000u
 /* Messages waiting behind a connection's running request; past either bound it is not read. */
 #define ES_INPUT_MAX_MESSAGES 256u
 #define ES_INPUT_MAX_BYTES (64u * 1024u * 1024u)
@@ -129,6 +134,7 @@ struct EsServer {
 	WsAuth auth;
 	bool is_stdio;
 	bool is_stopping;
+	uint64_t detached_ttl_ms;
 	EsClient *clients;
 	EsSession *sessions;
 	json_t *environment_info;
@@ -185,6 +191,7 @@ typedef enum EsType {
 	ES_T_PATH,	 /* a file:// URI, checked as the reference's PathUri deserializer does */
 	ES_T_STRUCT,	 /* a nested struct, described by .nested */
 	ES_T_ENUM,	 /* a unit variant of .variants (a string, or {"variant": null}) */
+	ES_T_TAGGED,	 /* an object whose "type" is one of .variants (an internally tagged enum) */
 } EsType;
 
 typedef struct EsStruct EsStruct;
@@ -196,6 +203,7 @@ typedef struct EsField {
 	bool is_nullable; /* null is None */
 	const EsStruct *nested;
 	const char *const *variants; /* NULL-terminated */
+	const char *enum_name;	     /* ES_T_TAGGED: "ExecPermissionProfile" */
 } EsField;
 
 struct EsStruct {
@@ -213,6 +221,16 @@ struct EsStruct {
 int es_params_decode(const EsStruct *spec, json_t *params, json_t **out, char *err, size_t err_len);
 /** es_params_unit() - params of a method that takes none: absent, null or {}. Return 0 or -EINVAL. */
 int es_params_unit(json_t *params, char *err, size_t err_len);
+
+/* The `sandbox` parameter of process/start and the fs methods (a FileSystemSandboxContext). */
+extern const EsStruct es_sandbox_context_spec;
+/**
+ * es_sandbox_is_unconfined() - whether a decoded `sandbox` (or NULL) asks for nothing this
+ * exec-server would have to enforce: none, a disabled profile, an external one with network
+ * enabled, or a managed one with unrestricted files and network. It enforces no sandbox of its
+ * own, so the methods refuse anything else rather than run it unconfined.
+ */
+bool es_sandbox_is_unconfined(json_t *sandbox);
 
 /* How a file URI failed to become a local path. */
 typedef enum EsPathError {

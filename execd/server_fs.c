@@ -196,26 +196,23 @@ static bool es_fs_path(EsRequest *req, json_t *uri, char *path)
 }
 
 /*
- * The `sandbox` parameter (a FileSystemSandboxContext) restricts an operation to the roots of
- * its permission profile. Translating a profile into an FsScope is not done yet: rather than
- * run a restricted request unrestricted, it is refused.
+ * A restricting `sandbox` (a FileSystemSandboxContext) would confine the operation to the roots
+ * of its permission profile. That translation is not done here: rather than run a restricted
+ * request unrestricted, it is refused. Unconfined contexts run as if there were none.
  */
 static bool es_fs_sandbox_is_supported(EsRequest *req, json_t *sandbox)
 {
-	if (!sandbox)
+	if (es_sandbox_is_unconfined(sandbox))
 		return true;
-	es_reply_error(req, ES_INVALID_REQUEST, "this exec-server does not support sandboxed file system requests");
+	es_reply_error(req, ES_INVALID_REQUEST,
+		       "this exec-server does not enforce sandboxes: refusing a file system request under a restricted "
+		       "sandbox policy");
 	return false;
 }
 
-static const EsField es_sandbox_fields[] = {
-	{ .name = "permissions", .type = ES_T_ANY, .is_required = true },
-};
-static const EsStruct es_sandbox_context = { "struct WireFileSystemSandboxContext", es_sandbox_fields, 1 };
-
 #define ES_FS_PATH_FIELD(n) { .name = (n), .type = ES_T_PATH, .is_required = true }
 #define ES_FS_SANDBOX_FIELD                                                                                      \
-	{ .name = "sandbox", .type = ES_T_STRUCT, .is_nullable = true, .nested = &es_sandbox_context }
+	{ .name = "sandbox", .type = ES_T_STRUCT, .is_nullable = true, .nested = &es_sandbox_context_spec }
 
 static const EsField es_path_sandbox_fields[] = { ES_FS_PATH_FIELD("path"), ES_FS_SANDBOX_FIELD };
 static const EsStruct es_read_file_params = { "struct WireFsReadFileParams", es_path_sandbox_fields, 2 };

@@ -126,6 +126,29 @@ static int es_check_enum(const EsField *f, json_t *v, char *err, size_t err_len)
 	return -EINVAL;
 }
 
+/* An internally tagged enum: serde buffers the value first, and words what it saw its own way. */
+static int es_check_tagged(const EsField *f, json_t *v, char *err, size_t err_len)
+{
+	if (!json_is_object(v)) {
+		char what[300];
+		if (json_is_integer(v))
+			snprintf(what, sizeof(what), "integer `%lld`", (long long)json_integer_value(v));
+		else if (json_is_real(v))
+			snprintf(what, sizeof(what), "floating point `%g`", json_real_value(v));
+		else
+			es_unexpected(v, what, sizeof(what));
+		es_errf(err, err_len, "invalid type: %s, expected internally tagged enum %s", what, f->enum_name);
+		return -EINVAL;
+	}
+	json_t *tag = json_object_get(v, "type");
+	if (!tag) {
+		es_errf(err, err_len, "missing field `type`");
+		return -EINVAL;
+	}
+	EsField as_enum = { .name = "type", .type = ES_T_ENUM, .variants = f->variants };
+	return es_check_enum(&as_enum, tag, err, err_len);
+}
+
 static int es_check_value(const EsField *f, json_t *v, char *err, size_t err_len)
 {
 	switch (f->type) {
@@ -179,6 +202,8 @@ static int es_check_value(const EsField *f, json_t *v, char *err, size_t err_len
 	}
 	case ES_T_ENUM:
 		return es_check_enum(f, v, err, err_len);
+	case ES_T_TAGGED:
+		return es_check_tagged(f, v, err, err_len);
 	}
 	return 0;
 }
@@ -399,4 +424,40 @@ char *es_path_to_uri(const char *path)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+/* --- the sandbox parameter ------------------------------------------------------------------------ */
+
+static const char *const es_profile_variants[] = { "managed", "disabled", "external", NULL };
+static const char *const es_windows_levels[] = { "disabled", "restricted-token", "elevated", "mxc", NULL };
+static const EsField es_sandbox_fields[] = {
+	{ .name = "permissions",
+	  .type = ES_T_TAGGED,
+	  .is_required = true,
+	  .variants = es_profile_variants,
+	  .enum_name = "ExecPermissionProfile" },
+	{ .name = "cwd", .type = ES_T_PATH, .is_nullable = true },
+	{ .name = "windowsSandboxLevel", .type = ES_T_ENUM, .is_required = true, .variants = es_windows_levels },
+};
+const EsStruct es_sandbox_context_spec = { "struct WireFileSystemSandboxContext", es_sandbox_fields, 3 };
+
+static bool es_json_equals(json_t *v, const char *text)
+{
+	return json_is_string(v) && strcmp(json_string_value(v), text) == 0;
+}
+
+bool es_sandbox_is_unconfined(json_t *sandbox)
+{
+	if (!sandbox)
+		return true;
+	json_t *permissions = json_object_get(sandbox, "permissions");
+	json_t *type = json_object_get(permissions, "type");
+	json_t *network = json_object_get(permissions, "network");
+	if (es_json_equals(type, "disabled"))
+		return true;
+	if (es_json_equals(type, "external"))
+		return es_json_equals(network, "enabled");
+	json_t *fs = json_object_get(permissions, "file_system");
+	return es_json_equals(type, "managed") && es_json_equals(json_object_get(fs, "type"), "unrestricted") &&
+	       es_json_equals(network, "enabled");
 }

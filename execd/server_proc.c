@@ -629,11 +629,6 @@ static const EsField es_env_policy_fields[] = {
 };
 static const EsStruct es_env_policy = { "struct ExecEnvPolicy", es_env_policy_fields, 5 };
 
-static const EsField es_sandbox_fields[] = {
-	{ .name = "permissions", .type = ES_T_ANY, .is_required = true },
-};
-static const EsStruct es_sandbox_context = { "struct WireFileSystemSandboxContext", es_sandbox_fields, 1 };
-
 enum { START_ID, START_ARGV, START_CWD, START_ENV_POLICY, START_ENV, START_TTY, START_PIPE_STDIN, START_ARG0,
        START_SANDBOX, START_FIELDS };
 static const EsField es_start_fields[START_FIELDS] = {
@@ -645,7 +640,7 @@ static const EsField es_start_fields[START_FIELDS] = {
 	[START_TTY] = { .name = "tty", .type = ES_T_BOOL, .is_required = true },
 	[START_PIPE_STDIN] = { .name = "pipeStdin", .type = ES_T_BOOL },
 	[START_ARG0] = { .name = "arg0", .type = ES_T_STRING, .is_nullable = true },
-	[START_SANDBOX] = { .name = "sandbox", .type = ES_T_STRUCT, .is_nullable = true, .nested = &es_sandbox_context },
+	[START_SANDBOX] = { .name = "sandbox", .type = ES_T_STRUCT, .is_nullable = true, .nested = &es_sandbox_context_spec },
 };
 static const EsStruct es_start_params = { "struct WireExecParams", es_start_fields, START_FIELDS };
 
@@ -726,29 +721,6 @@ static json_t *es_child_env(json_t *policy, json_t *env)
 	return out;
 }
 
-/*
- * Whether @sandbox (a FileSystemSandboxContext, or NULL) asks for nothing to be enforced: none
- * at all, a disabled profile, an external one (the caller is sandboxed already), or a managed one
- * with unrestricted files and network. This exec-server runs commands without a sandbox of its
- * own, so anything else is refused rather than run unconfined.
- */
-static bool es_sandbox_is_unrestricted(json_t *sandbox)
-{
-	if (!sandbox)
-		return true;
-	json_t *permissions = json_object_get(sandbox, "permissions");
-	const char *type = json_string_value(json_object_get(permissions, "type"));
-	if (!type)
-		return false;
-	if (strcmp(type, "disabled") == 0 || strcmp(type, "external") == 0)
-		return true;
-	json_t *fs = json_object_get(permissions, "file_system");
-	const char *fs_type = json_string_value(json_object_get(fs, "type"));
-	const char *network = json_string_value(json_object_get(permissions, "network"));
-	return strcmp(type, "managed") == 0 && fs_type && strcmp(fs_type, "unrestricted") == 0 && network &&
-	       strcmp(network, "enabled") == 0;
-}
-
 static int es_compare_strings(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -795,7 +767,7 @@ void es_method_process_start(EsRequest *req, json_t *params)
 			       err);
 		return;
 	}
-	if (!es_sandbox_is_unrestricted(v[START_SANDBOX])) {
+	if (!es_sandbox_is_unconfined(v[START_SANDBOX])) {
 		es_reply_error(req, ES_INTERNAL_ERROR,
 			       "this exec-server does not enforce sandboxes: refusing to run `%s` unconfined under a "
 			       "restricted sandbox policy",
@@ -959,14 +931,13 @@ void es_method_process_write(EsRequest *req, json_t *params)
 		return;
 	}
 	EsStdinWrite *w = calloc(1, sizeof(*w));
-	int rc = w && p->proc ? proc_write(p->proc, data, len, false, es_on_stdin_written, w) : -ESRCH;
-	free(data);
-	if (rc < 0) {
-		/* Gone or closed: the reference still answers "accepted" (the bytes go nowhere). */
+	if (!w || !p->proc) {
 		free(w);
-		es_write_reply_status(req, rc == -EBADF ? "stdinClosed" : "accepted");
+		free(data);
+		es_write_reply_status(req, "accepted");
 		return;
 	}
+	/* Linked before the write: its completion may run inside proc_write(). */
 	w->process = p;
 	w->len = len;
 	w->next = p->writes;
@@ -974,6 +945,15 @@ void es_method_process_write(EsRequest *req, json_t *params)
 		p->writes->prev = w;
 	p->writes = w;
 	p->stdin_queued += len;
+	int rc = proc_write(p->proc, data, len, false, es_on_stdin_written, w);
+	free(data);
+	if (rc < 0) {
+		/* No completion follows a refused write. Gone or closed: the reference still answers
+		 * "accepted" (the bytes go nowhere). */
+		es_on_stdin_written(w, rc);
+		es_write_reply_status(req, rc == -EBADF ? "stdinClosed" : "accepted");
+		return;
+	}
 	if (p->stdin_queued <= ES_STDIN_MAX_QUEUED_BYTES) {
 		es_write_reply_status(req, "accepted");
 		return;
