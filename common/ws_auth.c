@@ -18,7 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-static void ws_auth_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void ws_auth_err(char *err, size_t err_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void ws_auth_err(char *err, size_t err_len, const char *fmt, ...)
 {
@@ -98,7 +99,8 @@ static int ws_auth_read_secret(const char *path, char **out, size_t *out_len, ch
 	char shown[PATH_MAX + 1];
 	if (path[0] != '/') {
 		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd)) || snprintf(shown, sizeof(shown), "%s/%s", cwd, path) >= (int)sizeof(shown))
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(shown, sizeof(shown), "%s/%s", cwd, path) >= (int)sizeof(shown))
 			snprintf(shown, sizeof(shown), "%s", path);
 	} else {
 		snprintf(shown, sizeof(shown), "%s", path);
@@ -142,7 +144,8 @@ out:
 		ws_auth_err(err, err_len, "failed to read websocket auth secret %s: %s (os error %d)", shown,
 			    strerror(-rc), -rc);
 	} else if (!ws_auth_is_utf8((const unsigned char *)buf, len)) {
-		ws_auth_err(err, err_len, "failed to read websocket auth secret %s: stream did not contain valid UTF-8",
+		ws_auth_err(err, err_len,
+			    "failed to read websocket auth secret %s: stream did not contain valid UTF-8",
 			    shown);
 		rc = -EINVAL;
 	} else {
@@ -235,21 +238,25 @@ static int ws_auth_parse_skew(const char *text, int64_t *out, char *err, size_t 
 	errno = 0;
 	if (text[0] < '0' || text[0] > '9') {
 		ws_auth_err(err, err_len,
-			    "invalid value '%s' for '--ws-max-clock-skew-seconds <SECONDS>': invalid digit found in string",
+			    "invalid value '%s' for '--ws-max-clock-skew-seconds <SECONDS>': invalid digit "
+			    "found in string",
 			    text);
 		return -EINVAL;
 	}
 	unsigned long long value = strtoull(text, &end, 10);
 	if (*end != '\0') {
 		ws_auth_err(err, err_len,
-			    "invalid value '%s' for '--ws-max-clock-skew-seconds <SECONDS>': invalid digit found in string",
+			    "invalid value '%s' for '--ws-max-clock-skew-seconds <SECONDS>': invalid digit "
+			    "found in string",
 			    text);
 		return -EINVAL;
 	}
 	/* The skew is added to claim times: keep the sums far from overflow. */
 	if (errno == ERANGE || value > (unsigned long long)INT32_MAX) {
-		ws_auth_err(err, err_len,
-			    "invalid value '%s' for '--ws-max-clock-skew-seconds <SECONDS>': number too large", text);
+		ws_auth_err(
+			err, err_len,
+			"invalid value '%s' for '--ws-max-clock-skew-seconds <SECONDS>': number too large",
+			text);
 		return -EINVAL;
 	}
 	*out = (int64_t)value;
@@ -261,7 +268,8 @@ int ws_auth_configure(const WsAuthOptions *opts, WsAuth *out, char *err, size_t 
 	memset(out, 0, sizeof(*out));
 	out->max_clock_skew_s = WS_AUTH_DEFAULT_CLOCK_SKEW_S;
 	bool has_token_flags = opts->token_file || opts->token_sha256;
-	bool has_signed_flags = opts->shared_secret_file || opts->issuer || opts->audience || opts->max_clock_skew_s;
+	bool has_signed_flags =
+		opts->shared_secret_file || opts->issuer || opts->audience || opts->max_clock_skew_s;
 	if (!opts->mode) {
 		if (has_token_flags || has_signed_flags) {
 			ws_auth_err(err, err_len,
@@ -290,12 +298,14 @@ int ws_auth_configure(const WsAuthOptions *opts, WsAuth *out, char *err, size_t 
 			goto fail;
 		}
 		if (opts->token_file && opts->token_sha256) {
-			ws_auth_err(err, err_len, "`--ws-token-file` and `--ws-token-sha256` are mutually exclusive");
+			ws_auth_err(err, err_len,
+				    "`--ws-token-file` and `--ws-token-sha256` are mutually exclusive");
 			goto fail;
 		}
 		if (opts->token_sha256) {
 			if (ws_auth_parse_digest(opts->token_sha256, out->token_digest) < 0) {
-				ws_auth_err(err, err_len, "--ws-token-sha256 must be a 64-character hex SHA-256 digest");
+				ws_auth_err(err, err_len,
+					    "--ws-token-sha256 must be a 64-character hex SHA-256 digest");
 				goto fail;
 			}
 			return 0;
@@ -322,17 +332,20 @@ int ws_auth_configure(const WsAuthOptions *opts, WsAuth *out, char *err, size_t 
 		return 0;
 	}
 	if (has_token_flags) {
-		ws_auth_err(err, err_len,
-			    "`--ws-token-file` and `--ws-token-sha256` require `--ws-auth capability-token`, not "
-			    "`signed-bearer-token`");
+		ws_auth_err(
+			err, err_len,
+			"`--ws-token-file` and `--ws-token-sha256` require `--ws-auth capability-token`, not "
+			"`signed-bearer-token`");
 		goto fail;
 	}
 	if (!opts->shared_secret_file) {
-		ws_auth_err(err, err_len,
-			    "`--ws-shared-secret-file` is required when `--ws-auth signed-bearer-token` is set");
+		ws_auth_err(
+			err, err_len,
+			"`--ws-shared-secret-file` is required when `--ws-auth signed-bearer-token` is set");
 		goto fail;
 	}
-	if (opts->max_clock_skew_s && ws_auth_parse_skew(opts->max_clock_skew_s, &out->max_clock_skew_s, err, err_len) < 0)
+	if (opts->max_clock_skew_s &&
+	    ws_auth_parse_skew(opts->max_clock_skew_s, &out->max_clock_skew_s, err, err_len) < 0)
 		goto fail;
 	char *secret;
 	size_t secret_len;
@@ -476,7 +489,7 @@ static const char *ws_auth_check_claims(const WsAuth *auth, json_t *claims, int6
 	if (aud && json_is_array(aud)) {
 		size_t i;
 		json_t *item;
-		json_array_foreach(aud, i, item)
+		json_array_foreach (aud, i, item)
 			if (!json_is_string(item))
 				return WS_AUTH_BAD_JWT;
 	} else if (aud && !json_is_string(aud) && !json_is_null(aud)) {
@@ -496,7 +509,7 @@ static const char *ws_auth_check_claims(const WsAuth *auth, json_t *claims, int6
 		} else if (json_is_array(aud)) {
 			size_t i;
 			json_t *item;
-			json_array_foreach(aud, i, item)
+			json_array_foreach (aud, i, item)
 				is_match = is_match || strcmp(json_string_value(item), auth->audience) == 0;
 		}
 		if (!is_match)
@@ -522,7 +535,8 @@ static const char *ws_auth_check_jwt(const WsAuth *auth, const char *token, int6
 	size_t sig_text_len = strlen(sig_text);
 	uint8_t sig[64];
 	size_t sig_len = 0;
-	if (sig_text_len > 86 || ws_auth_b64url_decode(sig_text, sig_text_len, sig, &sig_len) < 0 || sig_len != 32)
+	if (sig_text_len > 86 || ws_auth_b64url_decode(sig_text, sig_text_len, sig, &sig_len) < 0 ||
+	    sig_len != 32)
 		return WS_AUTH_BAD_JWT;
 	uint8_t mac[EVP_MAX_MD_SIZE];
 	unsigned int mac_len = 0;
@@ -560,7 +574,8 @@ const char *ws_auth_check(const WsAuth *auth, const char *authorization, int64_t
 	const char *verdict;
 	if (auth->mode == WS_AUTH_CAPABILITY_TOKEN) {
 		uint8_t digest[32];
-		verdict = ws_auth_sha256(token, token_len, digest) == 0 && ws_auth_digest_equal(digest, auth->token_digest)
+		verdict = ws_auth_sha256(token, token_len, digest) == 0 &&
+					  ws_auth_digest_equal(digest, auth->token_digest)
 				  ? NULL
 				  : WS_AUTH_BAD_TOKEN;
 		OPENSSL_cleanse(digest, sizeof(digest));

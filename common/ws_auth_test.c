@@ -105,7 +105,8 @@ static void make_bearer(const char *header, const char *claims, const char *secr
 	snprintf(signing, sizeof(signing), "%s.%s", h, c);
 	uint8_t mac[32];
 	unsigned int mac_len = 0;
-	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)signing, strlen(signing), mac, &mac_len);
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)signing, strlen(signing), mac,
+	     &mac_len);
 	b64url(mac, mac_len, sig);
 	snprintf(out, out_len, "Bearer %s.%s", signing, sig);
 }
@@ -173,28 +174,37 @@ static void test_capability_token_options(void **state)
 	WsAuthOptions none = { .mode = "capability-token" };
 	expect_config_error(&none, "`--ws-token-file` or `--ws-token-sha256` is required when `--ws-auth "
 				   "capability-token` is set");
-	WsAuthOptions both = { .mode = "capability-token", .token_file = fx->token_path, .token_sha256 = TOKEN_SHA256 };
+	WsAuthOptions both = { .mode = "capability-token",
+			       .token_file = fx->token_path,
+			       .token_sha256 = TOKEN_SHA256 };
 	expect_config_error(&both, "`--ws-token-file` and `--ws-token-sha256` are mutually exclusive");
 	WsAuthOptions short_hash = { .mode = "capability-token", .token_sha256 = "abc" };
 	expect_config_error(&short_hash, "--ws-token-sha256 must be a 64-character hex SHA-256 digest");
-	WsAuthOptions bad_hex = { .mode = "capability-token",
-				  .token_sha256 = "zz00000000000000000000000000000000000000000000000000000000000000" };
+	WsAuthOptions bad_hex = {
+		.mode = "capability-token",
+		.token_sha256 = "zz00000000000000000000000000000000000000000000000000000000000000"
+	};
 	expect_config_error(&bad_hex, "--ws-token-sha256 must be a 64-character hex SHA-256 digest");
-	WsAuthOptions signed_flag = { .mode = "capability-token", .token_sha256 = TOKEN_SHA256, .issuer = "me" };
-	expect_config_error(&signed_flag, "`--ws-shared-secret-file`, `--ws-issuer`, `--ws-audience`, and "
-					  "`--ws-max-clock-skew-seconds` require `--ws-auth signed-bearer-token`");
-	WsAuthOptions relative = { .mode = "capability-token", .token_file = "token", .requires_absolute_paths = true };
+	WsAuthOptions signed_flag = { .mode = "capability-token",
+				      .token_sha256 = TOKEN_SHA256,
+				      .issuer = "me" };
+	expect_config_error(&signed_flag,
+			    "`--ws-shared-secret-file`, `--ws-issuer`, `--ws-audience`, and "
+			    "`--ws-max-clock-skew-seconds` require `--ws-auth signed-bearer-token`");
+	WsAuthOptions relative = { .mode = "capability-token",
+				   .token_file = "token",
+				   .requires_absolute_paths = true };
 	expect_config_error(&relative, "--ws-token-file must be an absolute path");
 	char message[512];
 	WsAuthOptions empty = { .mode = "capability-token", .token_file = fx->empty_path };
 	snprintf(message, sizeof(message), "websocket auth secret %s must not be empty", fx->empty_path);
 	expect_config_error(&empty, message);
 	WsAuthOptions missing = { .mode = "capability-token", .token_file = "/nonexistent/token" };
-	expect_config_error(&missing,
-			    "failed to read websocket auth secret /nonexistent/token: No such file or directory (os error 2)");
+	expect_config_error(&missing, "failed to read websocket auth secret /nonexistent/token: No such file "
+				      "or directory (os error 2)");
 	WsAuthOptions dir = { .mode = "capability-token", .token_file = fx->dir };
-	snprintf(message, sizeof(message), "failed to read websocket auth secret %s: Is a directory (os error 21)",
-		 fx->dir);
+	snprintf(message, sizeof(message),
+		 "failed to read websocket auth secret %s: Is a directory (os error 21)", fx->dir);
 	expect_config_error(&dir, message);
 }
 
@@ -202,7 +212,8 @@ static void test_signed_bearer_options(void **state)
 {
 	Fixture *fx = *state;
 	WsAuthOptions none = { .mode = "signed-bearer-token" };
-	expect_config_error(&none, "`--ws-shared-secret-file` is required when `--ws-auth signed-bearer-token` is set");
+	expect_config_error(
+		&none, "`--ws-shared-secret-file` is required when `--ws-auth signed-bearer-token` is set");
 	WsAuthOptions token_flag = { .mode = "signed-bearer-token",
 				     .shared_secret_file = fx->secret_path,
 				     .token_sha256 = TOKEN_SHA256 };
@@ -216,8 +227,9 @@ static void test_signed_bearer_options(void **state)
 	WsAuthOptions bad_skew = { .mode = "signed-bearer-token",
 				   .shared_secret_file = fx->secret_path,
 				   .max_clock_skew_s = "x" };
-	expect_config_error(&bad_skew, "invalid value 'x' for '--ws-max-clock-skew-seconds <SECONDS>': invalid "
-				       "digit found in string");
+	expect_config_error(&bad_skew,
+			    "invalid value 'x' for '--ws-max-clock-skew-seconds <SECONDS>': invalid "
+			    "digit found in string");
 	WsAuthOptions negative_skew = { .mode = "signed-bearer-token",
 					.shared_secret_file = fx->secret_path,
 					.max_clock_skew_s = "-1" };
@@ -257,7 +269,8 @@ static void test_capability_token_from_file(void **state)
 	assert_null(ws_auth_check(&auth, "bEaReR   sekrit-token", NOW));
 	assert_string_equal(ws_auth_check(&auth, NULL, NOW), "missing websocket bearer token");
 	assert_string_equal(ws_auth_check(&auth, "Bearer wrong", NOW), "invalid websocket bearer token");
-	assert_string_equal(ws_auth_check(&auth, "Bearer sekrit-toke", NOW), "invalid websocket bearer token");
+	assert_string_equal(ws_auth_check(&auth, "Bearer sekrit-toke", NOW),
+			    "invalid websocket bearer token");
 	assert_string_equal(ws_auth_check(&auth, "Basic sekrit-token", NOW), "invalid authorization header");
 	assert_string_equal(ws_auth_check(&auth, "Bearer", NOW), "invalid authorization header");
 	assert_string_equal(ws_auth_check(&auth, "Bearer    ", NOW), "invalid authorization header");
@@ -290,10 +303,11 @@ static void test_jwt_valid(void **state)
 	WsAuth auth;
 	signed_auth(*state, NULL, NULL, &auth);
 	assert_null(check_claims(&auth, "{\"exp\":1800000060}"));
-	assert_null(check_claims(&auth, "{\"exp\":1800000060,\"iss\":\"x\",\"aud\":[\"a\",\"b\"],\"sub\":\"s\"}"));
+	assert_null(check_claims(&auth,
+				 "{\"exp\":1800000060,\"iss\":\"x\",\"aud\":[\"a\",\"b\"],\"sub\":\"s\"}"));
 	char bearer[2048];
-	make_bearer("{\"alg\":\"HS256\",\"kid\":\"1\",\"typ\":\"other\"}", "{\"exp\":1800000060}", SECRET, bearer,
-		    sizeof(bearer));
+	make_bearer("{\"alg\":\"HS256\",\"kid\":\"1\",\"typ\":\"other\"}", "{\"exp\":1800000060}", SECRET,
+		    bearer, sizeof(bearer));
 	assert_null(ws_auth_check(&auth, bearer, NOW));
 	ws_auth_clear(&auth);
 }
@@ -303,8 +317,8 @@ static void test_jwt_rejects_tampering(void **state)
 	WsAuth auth;
 	signed_auth(*state, NULL, NULL, &auth);
 	char bearer[2048];
-	make_bearer("{\"alg\":\"HS256\"}", "{\"exp\":1800000060}", "another-secret-of-thirty-two-bytes!!", bearer,
-		    sizeof(bearer));
+	make_bearer("{\"alg\":\"HS256\"}", "{\"exp\":1800000060}", "another-secret-of-thirty-two-bytes!!",
+		    bearer, sizeof(bearer));
 	assert_string_equal(ws_auth_check(&auth, bearer, NOW), "invalid websocket jwt");
 	make_bearer("{\"alg\":\"HS256\"}", "{\"exp\":1800000060}", SECRET, bearer, sizeof(bearer));
 	/* Flip one character of the claims segment. */
@@ -350,10 +364,12 @@ static void test_jwt_claim_types(void **state)
 			    "invalid websocket jwt");
 	assert_string_equal(check_claims(&auth, "{\"exp\":1800000060.5,\"iss\":\"me\",\"aud\":\"you\"}"),
 			    "invalid websocket jwt");
-	assert_string_equal(check_claims(&auth, "{\"exp\":9223372036854775808,\"iss\":\"me\",\"aud\":\"you\"}"),
-			    "invalid websocket jwt");
-	assert_string_equal(check_claims(&auth, "{\"exp\":1800000060,\"nbf\":\"x\",\"iss\":\"me\",\"aud\":\"you\"}"),
-			    "invalid websocket jwt");
+	assert_string_equal(
+		check_claims(&auth, "{\"exp\":9223372036854775808,\"iss\":\"me\",\"aud\":\"you\"}"),
+		"invalid websocket jwt");
+	assert_string_equal(
+		check_claims(&auth, "{\"exp\":1800000060,\"nbf\":\"x\",\"iss\":\"me\",\"aud\":\"you\"}"),
+		"invalid websocket jwt");
 	assert_string_equal(check_claims(&auth, "{\"exp\":1800000060,\"iss\":5,\"aud\":\"you\"}"),
 			    "invalid websocket jwt");
 	assert_string_equal(check_claims(&auth, "{\"exp\":1800000060,\"iss\":\"me\",\"aud\":5}"),
@@ -368,14 +384,15 @@ static void test_jwt_times_with_skew(void **state)
 {
 	WsAuth auth;
 	signed_auth(*state, NULL, NULL, &auth);
-	assert_null(check_claims(&auth, "{\"exp\":1799999970}"));		 /* expired 30 s ago: in skew */
+	assert_null(check_claims(&auth, "{\"exp\":1799999970}")); /* expired 30 s ago: in skew */
 	assert_string_equal(check_claims(&auth, "{\"exp\":1799999969}"), "expired websocket jwt");
 	assert_string_equal(check_claims(&auth, "{\"exp\":-5}"), "expired websocket jwt");
 	assert_null(check_claims(&auth, "{\"exp\":1800000600,\"nbf\":1800000030}")); /* 30 s early: in skew */
 	assert_string_equal(check_claims(&auth, "{\"exp\":1800000600,\"nbf\":1800000031}"),
 			    "websocket jwt is not valid yet");
 	/* exp is judged before nbf */
-	assert_string_equal(check_claims(&auth, "{\"exp\":1799990000,\"nbf\":1800009000}"), "expired websocket jwt");
+	assert_string_equal(check_claims(&auth, "{\"exp\":1799990000,\"nbf\":1800009000}"),
+			    "expired websocket jwt");
 	ws_auth_clear(&auth);
 }
 
@@ -425,8 +442,9 @@ static void test_non_loopback_listener_needs_auth(void **state)
 	char err[512] = "";
 	assert_int_equal(ws_auth_check_listener(&none, "127.0.0.1", "127.0.0.1:0", err, sizeof(err)), 0);
 	assert_int_equal(ws_auth_check_listener(&none, "0.0.0.0", "0.0.0.0:8080", err, sizeof(err)), -EACCES);
-	assert_string_equal(err, "refusing to start non-loopback websocket listener 0.0.0.0:8080 without auth; "
-				 "configure `--ws-auth capability-token` or `--ws-auth signed-bearer-token`");
+	assert_string_equal(err,
+			    "refusing to start non-loopback websocket listener 0.0.0.0:8080 without auth; "
+			    "configure `--ws-auth capability-token` or `--ws-auth signed-bearer-token`");
 	WsAuth token = { .mode = WS_AUTH_CAPABILITY_TOKEN };
 	assert_int_equal(ws_auth_check_listener(&token, "0.0.0.0", "0.0.0.0:8080", err, sizeof(err)), 0);
 }

@@ -142,8 +142,8 @@ static size_t es_utf8_sequence(const unsigned char *s, size_t len)
 			return 0;
 		cp = (cp << 6) | (s[k] & 0x3f);
 	}
-	if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
+	if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return more + 1;
 }
@@ -190,8 +190,8 @@ static void es_uuid_v4(char out[37])
 	}
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 static void es_on_handle_freed(uv_handle_t *handle)
@@ -276,7 +276,8 @@ static void es_session_detach(EsSession *session)
 	}
 	session->expiry->data = session;
 	uv_timer_start(session->expiry, es_session_on_expired, s->detached_ttl_ms, 0);
-	log_info("session %s detached: resumable for %llu ms", session->id, (unsigned long long)s->detached_ttl_ms);
+	log_info("session %s detached: resumable for %llu ms", session->id,
+		 (unsigned long long)s->detached_ttl_ms);
 	es_proc_session_changed(session);
 }
 
@@ -317,7 +318,8 @@ bool es_request_is_allowed(EsRequest *req)
 		return false;
 	}
 	if (!c->has_initialized) {
-		es_reply_error(req, ES_INVALID_REQUEST, "client must send initialized before using %s methods",
+		es_reply_error(req, ES_INVALID_REQUEST,
+			       "client must send initialized before using %s methods",
 			       es_family_name(req->method->family));
 		return false;
 	}
@@ -353,8 +355,8 @@ static void es_method_initialize(EsRequest *req, json_t *params)
 			return;
 		}
 		if (session->client) {
-			es_reply_error(req, ES_SESSION_ATTACHED, "session %s is already attached to another connection",
-				       id);
+			es_reply_error(req, ES_SESSION_ATTACHED,
+				       "session %s is already attached to another connection", id);
 			return;
 		}
 		log_info("session %s resumed by %s", session->id, json_string_value(v[0]));
@@ -466,7 +468,8 @@ static void es_client_handle_request(EsClient *c, json_t *id, const char *method
 	c->current = req;
 	log_debug("%s: %s", es_client_name(c), method);
 	if (!req->method) {
-		es_reply_error(req, ES_METHOD_NOT_FOUND, "exec-server stub does not implement `%s` yet", method);
+		es_reply_error(req, ES_METHOD_NOT_FOUND, "exec-server stub does not implement `%s` yet",
+			       method);
 		return;
 	}
 	req->method->handler(req, params);
@@ -480,7 +483,7 @@ static void es_client_handle_notification(EsClient *c, const char *method)
 		return;
 	}
 	es_client_close(c, strcmp(method, "initialized") == 0 ? "initialized before initialize"
-							       : "unexpected notification");
+							      : "unexpected notification");
 }
 
 static const char *es_json_kind(json_t *v)
@@ -526,7 +529,8 @@ static void es_client_handle(EsClient *c, const char *data, size_t len)
 		} else if (!json_is_string(method)) {
 			es_client_parse_error(c, "invalid type: %s, expected a string", es_json_kind(method));
 		} else if (id) {
-			es_client_handle_request(c, id, json_string_value(method), json_object_get(msg, "params"));
+			es_client_handle_request(c, id, json_string_value(method),
+						 json_object_get(msg, "params"));
 		} else {
 			es_client_handle_notification(c, json_string_value(method));
 		}
@@ -581,7 +585,8 @@ void es_client_on_message(EsClient *c, const char *data, size_t len)
 	c->input_count++;
 	c->input_bytes += len;
 	/* Bounded: a client that pipelines past the bound waits for its earlier requests. */
-	if (!c->is_reading_paused && (c->input_count >= ES_INPUT_MAX_MESSAGES || c->input_bytes >= ES_INPUT_MAX_BYTES)) {
+	if (!c->is_reading_paused &&
+	    (c->input_count >= ES_INPUT_MAX_MESSAGES || c->input_bytes >= ES_INPUT_MAX_BYTES)) {
 		c->is_reading_paused = true;
 		c->ops->set_reading(c, false);
 	}
@@ -591,7 +596,8 @@ void es_client_on_message(EsClient *c, const char *data, size_t len)
 
 void es_client_on_oversize(EsClient *c, size_t len)
 {
-	es_client_parse_error(c, "message of %zu bytes exceeds the limit of %u bytes", len, ES_MESSAGE_MAX_BYTES);
+	es_client_parse_error(c, "message of %zu bytes exceeds the limit of %u bytes", len,
+			      ES_MESSAGE_MAX_BYTES);
 }
 
 EsClient *es_client_new(EsServer *s, const EsClientOps *ops, void *transport, const char *parse_error_prefix)
@@ -711,11 +717,20 @@ static json_t *es_environment_info(void)
 	 * every flag is false and a client keeps to the base protocol.
 	 */
 	static const char *const capabilities[] = {
-		"networkProxyLaunch",	      "networkProxyReviewDomains", "credentialMasking",
-		"credentialMaskingCustomProviders", "capabilityDiscoverySandbox", "fsWatchMissing",
-		"capabilityDiscoveryV2",      "environmentConfigRead",	   "httpHeaderEnvVars",
-		"sandboxedFileStreaming",     "fileWriteStreaming",	   "shellSnapshotV2",
-		"windowsMxc",		      "linuxRootWritePreservesDevices",
+		"networkProxyLaunch",
+		"networkProxyReviewDomains",
+		"credentialMasking",
+		"credentialMaskingCustomProviders",
+		"capabilityDiscoverySandbox",
+		"fsWatchMissing",
+		"capabilityDiscoveryV2",
+		"environmentConfigRead",
+		"httpHeaderEnvVars",
+		"sandboxedFileStreaming",
+		"fileWriteStreaming",
+		"shellSnapshotV2",
+		"windowsMxc",
+		"linuxRootWritePreservesDevices",
 		"linuxApprovedRootWritePreservesRestrictions",
 	};
 	json_t *caps = json_object();
@@ -745,7 +760,8 @@ static int es_parse_listen(const char *url, EsListen *out, char *err, size_t err
 		return 0;
 	}
 	if (strncmp(url, "ws://", 5) != 0) {
-		snprintf(err, err_len, "unsupported --listen URL `%s`; expected `ws://IP:PORT` or `stdio`", url);
+		snprintf(err, err_len, "unsupported --listen URL `%s`; expected `ws://IP:PORT` or `stdio`",
+			 url);
 		return -EINVAL;
 	}
 	const char *addr = url + 5;
@@ -782,19 +798,20 @@ static int es_parse_listen(const char *url, EsListen *out, char *err, size_t err
 
 static void es_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: execd --listen URL [options]\n"
-		"  the standalone exec-server: runs processes and file operations for a remote client\n"
-		"  --listen URL                      ws://IP:PORT (port 0 picks one) or stdio (also stdio://)\n"
-		"  --ws-auth MODE                    capability-token | signed-bearer-token\n"
-		"  --ws-token-file PATH              the capability token (hashed at start)\n"
-		"  --ws-token-sha256 HEX             or its SHA-256 digest\n"
-		"  --ws-shared-secret-file PATH      the HS256 secret for signed bearer tokens (>= 32 bytes)\n"
-		"  --ws-issuer ISSUER                the `iss` signed tokens must carry\n"
-		"  --ws-audience AUDIENCE            the `aud` signed tokens must carry\n"
-		"  --ws-max-clock-skew-seconds N     leeway for `exp` and `nbf` (default 30)\n"
-		"  -d                                log at debug level\n"
-		"  --version                         print the version and exit\n");
+	fprintf(out, "usage: execd --listen URL [options]\n"
+		     "  the standalone exec-server: runs processes and file operations for a remote client\n"
+		     "  --listen URL                      ws://IP:PORT (port 0 picks one) or stdio (also "
+		     "stdio://)\n"
+		     "  --ws-auth MODE                    capability-token | signed-bearer-token\n"
+		     "  --ws-token-file PATH              the capability token (hashed at start)\n"
+		     "  --ws-token-sha256 HEX             or its SHA-256 digest\n"
+		     "  --ws-shared-secret-file PATH      the HS256 secret for signed bearer tokens (>= 32 "
+		     "bytes)\n"
+		     "  --ws-issuer ISSUER                the `iss` signed tokens must carry\n"
+		     "  --ws-audience AUDIENCE            the `aud` signed tokens must carry\n"
+		     "  --ws-max-clock-skew-seconds N     leeway for `exp` and `nbf` (default 30)\n"
+		     "  -d                                log at debug level\n"
+		     "  --version                         print the version and exit\n");
 }
 
 static void es_on_signal(uv_signal_t *sig, int signum)
@@ -837,10 +854,10 @@ void es_server_stop(EsServer *s)
  * mode's, plus inet sockets).
  */
 static const char *const es_syscalls[] = {
-	"kill",	    "wait4",	 "getdents64", "mkdir",	    "mkdirat",	 "unlink",    "unlinkat",  "rmdir",
-	"rename",   "renameat",	 "renameat2",  "fchmod",    "fchmodat",	 "ftruncate", "fsync",	   "fdatasync",
-	"copy_file_range", "sendfile", "utimensat", "symlink", "symlinkat", "bind",	  "listen", "accept",
-	"accept4",  "fchown",
+	"kill",	 "wait4",     "getdents64",	 "mkdir",     "mkdirat",   "unlink",   "unlinkat",
+	"rmdir", "rename",    "renameat",	 "renameat2", "fchmod",	   "fchmodat", "ftruncate",
+	"fsync", "fdatasync", "copy_file_range", "sendfile",  "utimensat", "symlink",  "symlinkat",
+	"bind",	 "listen",    "accept",		 "accept4",   "fchown",
 };
 
 int exec_server_main(int argc, char **argv)
@@ -925,7 +942,8 @@ int exec_server_main(int argc, char **argv)
 		return 1;
 	}
 	/* Only a loopback listener may go without client authentication. */
-	if (!listen.is_stdio && ws_auth_check_listener(&s->auth, listen.host, listen.addr, err, sizeof(err)) < 0) {
+	if (!listen.is_stdio &&
+	    ws_auth_check_listener(&s->auth, listen.host, listen.addr, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		return 1;
 	}
@@ -935,8 +953,10 @@ int exec_server_main(int argc, char **argv)
 	if (ttl && *ttl) {
 		char *end = NULL;
 		unsigned long long value = strtoull(ttl, &end, 10);
-		if (*end != '\0' || value < ES_DETACHED_SESSION_TTL_MIN_MS || value > ES_DETACHED_SESSION_TTL_MAX_MS) {
-			log_error("EXECD_DETACHED_SESSION_TTL_MS must be a number of milliseconds from %u to %u",
+		if (*end != '\0' || value < ES_DETACHED_SESSION_TTL_MIN_MS ||
+		    value > ES_DETACHED_SESSION_TTL_MAX_MS) {
+			log_error("EXECD_DETACHED_SESSION_TTL_MS must be a number of milliseconds from %u to "
+				  "%u",
 				  ES_DETACHED_SESSION_TTL_MIN_MS, ES_DETACHED_SESSION_TTL_MAX_MS);
 			ws_auth_clear(&s->auth);
 			return 1;
@@ -987,7 +1007,8 @@ int exec_server_main(int argc, char **argv)
 		uv_run(s->loop, UV_RUN_DEFAULT);
 		goto out;
 	}
-	log_info("exec-server started (pid %ld) on %s", (long)getpid(), listen.is_stdio ? "stdio" : listen_url);
+	log_info("exec-server started (pid %ld) on %s", (long)getpid(),
+		 listen.is_stdio ? "stdio" : listen_url);
 	uv_run(s->loop, UV_RUN_DEFAULT);
 	log_info("exec-server stopped");
 out:

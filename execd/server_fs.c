@@ -99,7 +99,8 @@ static json_t *es_fs_result(EsFsWork *w)
 			return NULL;
 		}
 		base64_encode(w->data, w->len, text);
-		json_object_set_new(result, "dataBase64", json_stringn_nocheck(text, base64_encoded_len(w->len)));
+		json_object_set_new(result, "dataBase64",
+				    json_stringn_nocheck(text, base64_encoded_len(w->len)));
 		free(text);
 		break;
 	}
@@ -205,20 +206,30 @@ static bool es_fs_sandbox_is_supported(EsRequest *req, json_t *sandbox)
 	if (es_sandbox_is_unconfined(sandbox))
 		return true;
 	es_reply_error(req, ES_INVALID_REQUEST,
-		       "this exec-server does not enforce sandboxes: refusing a file system request under a restricted "
+		       "this exec-server does not enforce sandboxes: refusing a file system request under a "
+		       "restricted "
 		       "sandbox policy");
 	return false;
 }
 
-#define ES_FS_PATH_FIELD(n) { .name = (n), .type = ES_T_PATH, .is_required = true }
-#define ES_FS_SANDBOX_FIELD                                                                                      \
-	{ .name = "sandbox", .type = ES_T_STRUCT, .is_nullable = true, .nested = &es_sandbox_context_spec }
+#define ES_FS_PATH_FIELD(n)                                                                                  \
+	{                                                                                                    \
+		.name = (n), .type = ES_T_PATH, .is_required = true                                          \
+	}
+#define ES_FS_SANDBOX_FIELD                                                                                  \
+	{                                                                                                    \
+		.name = "sandbox", .type = ES_T_STRUCT, .is_nullable = true,                                 \
+		.nested = &es_sandbox_context_spec                                                           \
+	}
 
 static const EsField es_path_sandbox_fields[] = { ES_FS_PATH_FIELD("path"), ES_FS_SANDBOX_FIELD };
 static const EsStruct es_read_file_params = { "struct WireFsReadFileParams", es_path_sandbox_fields, 2 };
-static const EsStruct es_get_metadata_params = { "struct WireFsGetMetadataParams", es_path_sandbox_fields, 2 };
-static const EsStruct es_read_directory_params = { "struct WireFsReadDirectoryParams", es_path_sandbox_fields, 2 };
-static const EsStruct es_canonicalize_params = { "struct WireFsCanonicalizeParams", es_path_sandbox_fields, 2 };
+static const EsStruct es_get_metadata_params = { "struct WireFsGetMetadataParams", es_path_sandbox_fields,
+						 2 };
+static const EsStruct es_read_directory_params = { "struct WireFsReadDirectoryParams", es_path_sandbox_fields,
+						   2 };
+static const EsStruct es_canonicalize_params = { "struct WireFsCanonicalizeParams", es_path_sandbox_fields,
+						 2 };
 
 static const EsField es_write_file_fields[] = {
 	ES_FS_PATH_FIELD("path"),
@@ -303,7 +314,8 @@ void es_method_fs_write_file(EsRequest *req, json_t *params)
 		base64_describe_error(text, text_len, why, sizeof(why));
 		free(w->data);
 		free(w);
-		es_reply_error(req, ES_INVALID_REQUEST, "fs/writeFile requires valid base64 dataBase64: %s", why);
+		es_reply_error(req, ES_INVALID_REQUEST, "fs/writeFile requires valid base64 dataBase64: %s",
+			       why);
 		return;
 	}
 	es_fs_submit(req, w);
@@ -368,7 +380,8 @@ void es_method_fs_canonicalize(EsRequest *req, json_t *params)
 		es_fs_submit(req, w);
 }
 
-/* --- fs/join and fs/parent: lexical, no file system access ------------------------------------------------------- */
+/* --- fs/join and fs/parent: lexical, no file system access
+ * ------------------------------------------------------- */
 
 static const EsField es_join_fields[] = {
 	ES_FS_PATH_FIELD("basePath"),
@@ -389,7 +402,8 @@ static void es_fs_reply_path(EsRequest *req, const char *path)
 void es_method_fs_join(EsRequest *req, json_t *params)
 {
 	json_t *v[2];
-	char err[2 * AGENTD_PATH_MAX], base[AGENTD_PATH_MAX], joined[AGENTD_PATH_MAX], normal[AGENTD_PATH_MAX];
+	char err[2 * AGENTD_PATH_MAX], base[AGENTD_PATH_MAX], joined[AGENTD_PATH_MAX],
+		normal[AGENTD_PATH_MAX];
 	if (es_params_decode(&es_join_params, params, v, err, sizeof(err)) < 0) {
 		es_reply_error(req, ES_INVALID_PARAMS, "%s", err);
 		return;

@@ -122,7 +122,8 @@ static int es_check_enum(const EsField *f, json_t *v, char *err, size_t err_len)
 		const char *sep = i == 0 ? "" : (count == 2 ? " or " : ", ");
 		o += (size_t)snprintf(expected + o, sizeof(expected) - o, "%s`%s`", sep, f->variants[i]);
 	}
-	es_errf(err, err_len, "unknown variant `%s`, expected %s%s", name, count > 2 ? "one of " : "", expected);
+	es_errf(err, err_len, "unknown variant `%s`, expected %s%s", name, count > 2 ? "one of " : "",
+		expected);
 	return -EINVAL;
 }
 
@@ -137,7 +138,8 @@ static int es_check_tagged(const EsField *f, json_t *v, char *err, size_t err_le
 			snprintf(what, sizeof(what), "floating point `%g`", json_real_value(v));
 		else
 			es_unexpected(v, what, sizeof(what));
-		es_errf(err, err_len, "invalid type: %s, expected internally tagged enum %s", what, f->enum_name);
+		es_errf(err, err_len, "invalid type: %s, expected internally tagged enum %s", what,
+			f->enum_name);
 		return -EINVAL;
 	}
 	json_t *tag = json_object_get(v, "type");
@@ -172,7 +174,7 @@ static int es_check_value(const EsField *f, json_t *v, char *err, size_t err_len
 			return es_invalid_type(v, "a sequence", err, err_len);
 		size_t i;
 		json_t *item;
-		json_array_foreach(v, i, item)
+		json_array_foreach (v, i, item)
 			if (!json_is_string(item))
 				return es_invalid_type(item, "a string", err, err_len);
 		return 0;
@@ -182,7 +184,7 @@ static int es_check_value(const EsField *f, json_t *v, char *err, size_t err_len
 			return es_invalid_type(v, "a map", err, err_len);
 		const char *key;
 		json_t *item;
-		json_object_foreach(v, key, item)
+		json_object_foreach (v, key, item)
 			if (!json_is_string(item))
 				return es_invalid_type(item, "a string", err, err_len);
 		return 0;
@@ -192,7 +194,8 @@ static int es_check_value(const EsField *f, json_t *v, char *err, size_t err_len
 			return es_invalid_type(v, "a string", err, err_len);
 		char path[AGENTD_PATH_MAX];
 		/* A foreign host is the handler's to refuse, with its own wording. */
-		return es_path_from_uri(json_string_value(v), path, sizeof(path), err, err_len) == ES_PATH_INVALID
+		return es_path_from_uri(json_string_value(v), path, sizeof(path), err, err_len) ==
+				       ES_PATH_INVALID
 			       ? -EINVAL
 			       : 0;
 	}
@@ -213,8 +216,8 @@ static int es_check_struct(const EsStruct *spec, json_t *params, json_t **out, c
 	for (size_t i = 0; i < spec->count; i++)
 		out[i] = NULL;
 	if (json_is_array(params) && json_array_size(params) < spec->count) {
-		es_errf(err, err_len, "invalid length %zu, expected %s with %zu elements", json_array_size(params),
-			spec->name, spec->count);
+		es_errf(err, err_len, "invalid length %zu, expected %s with %zu elements",
+			json_array_size(params), spec->name, spec->count);
 		return -EINVAL;
 	}
 	if (!json_is_object(params)) {
@@ -224,7 +227,7 @@ static int es_check_struct(const EsStruct *spec, json_t *params, json_t **out, c
 	}
 	const char *key;
 	json_t *value;
-	json_object_foreach(params, key, value) {
+	json_object_foreach (params, key, value) {
 		for (size_t i = 0; i < spec->count; i++) {
 			const EsField *f = &spec->fields[i];
 			if (strcmp(f->name, key) != 0)
@@ -280,7 +283,8 @@ static bool es_segment_is(const char *seg, size_t len, int dots)
 	while (i < len) {
 		if (seg[i] == '.') {
 			i++;
-		} else if (len - i >= 3 && seg[i] == '%' && seg[i + 1] == '2' && (seg[i + 2] == 'e' || seg[i + 2] == 'E')) {
+		} else if (len - i >= 3 && seg[i] == '%' && seg[i + 1] == '2' &&
+			   (seg[i + 2] == 'e' || seg[i + 2] == 'E')) {
 			i += 3;
 		} else {
 			return false;
@@ -297,8 +301,8 @@ EsPathError es_path_from_uri(const char *uri, char *path, size_t path_size, char
 	size_t colon = 0;
 	if (n > 0 && isalpha((unsigned char)uri[0])) {
 		colon = 1;
-		while (colon < n && (isalnum((unsigned char)uri[colon]) || uri[colon] == '+' || uri[colon] == '-' ||
-				     uri[colon] == '.'))
+		while (colon < n && (isalnum((unsigned char)uri[colon]) || uri[colon] == '+' ||
+				     uri[colon] == '-' || uri[colon] == '.'))
 			colon++;
 		if (colon >= n || uri[colon] != ':')
 			colon = 0;
@@ -378,7 +382,8 @@ EsPathError es_path_from_uri(const char *uri, char *path, size_t path_size, char
 			path[o++] = '/';
 		for (size_t i = 0; i < len; i++) {
 			char c = seg[i];
-			if (c == '%' && i + 2 < len && es_hex_value(seg[i + 1]) >= 0 && es_hex_value(seg[i + 2]) >= 0) {
+			if (c == '%' && i + 2 < len && es_hex_value(seg[i + 1]) >= 0 &&
+			    es_hex_value(seg[i + 2]) >= 0) {
 				c = (char)(es_hex_value(seg[i + 1]) * 16 + es_hex_value(seg[i + 2]));
 				i += 2;
 			}
@@ -437,7 +442,10 @@ static const EsField es_sandbox_fields[] = {
 	  .variants = es_profile_variants,
 	  .enum_name = "ExecPermissionProfile" },
 	{ .name = "cwd", .type = ES_T_PATH, .is_nullable = true },
-	{ .name = "windowsSandboxLevel", .type = ES_T_ENUM, .is_required = true, .variants = es_windows_levels },
+	{ .name = "windowsSandboxLevel",
+	  .type = ES_T_ENUM,
+	  .is_required = true,
+	  .variants = es_windows_levels },
 };
 const EsStruct es_sandbox_context_spec = { "struct WireFileSystemSandboxContext", es_sandbox_fields, 3 };
 
@@ -458,6 +466,7 @@ bool es_sandbox_is_unconfined(json_t *sandbox)
 	if (es_json_equals(type, "external"))
 		return es_json_equals(network, "enabled");
 	json_t *fs = json_object_get(permissions, "file_system");
-	return es_json_equals(type, "managed") && es_json_equals(json_object_get(fs, "type"), "unrestricted") &&
+	return es_json_equals(type, "managed") &&
+	       es_json_equals(json_object_get(fs, "type"), "unrestricted") &&
 	       es_json_equals(network, "enabled");
 }

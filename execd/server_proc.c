@@ -74,11 +74,11 @@ struct EsProcess {
 	uint64_t next_seq;
 	EsChunk *log_head, *log_tail;
 	size_t log_bytes;
-	uint64_t consumed_seq; /* the client has seen every event up to this one */
-	bool is_held[PROC_STREAMS];    /* a chunk is out, its grant waits for room */
+	uint64_t consumed_seq;		/* the client has seen every event up to this one */
+	bool is_held[PROC_STREAMS];	/* a chunk is out, its grant waits for room */
 	bool wants_grant[PROC_STREAMS]; /* granted, to be handed to proc in the next work pass */
-	bool has_exited;	       /* reaped */
-	bool is_exit_pending;	       /* reaped, process/exited not yet sent */
+	bool has_exited;		/* reaped */
+	bool is_exit_pending;		/* reaped, process/exited not yet sent */
 	bool is_exit_sent;
 	uint64_t exit_pass; /* the work pass during whose poll phase the exit was seen */
 	int exit_code;
@@ -432,7 +432,9 @@ void es_method_process_read(EsRequest *req, json_t *params)
 	}
 	uv_timer_init(req->client->server->loop, timer);
 	timer->data = w;
-	*w = (EsReadWait){ .req = req, .process = p, .after_seq = after_seq, .max_bytes = max_bytes, .timer = timer };
+	*w = (EsReadWait){
+		.req = req, .process = p, .after_seq = after_seq, .max_bytes = max_bytes, .timer = timer
+	};
 	p->wait = w;
 	req->pending = w;
 	req->cancel = es_read_cancel;
@@ -458,7 +460,8 @@ static void es_proc_on_started(Proc *proc, int status, void *ctx)
 		es_proc_remove(p);
 		if (req) {
 			req->cancel = NULL;
-			es_reply_error(req, ES_INTERNAL_ERROR, "%s (os error %d)", strerror(-status), -status);
+			es_reply_error(req, ES_INTERNAL_ERROR, "%s (os error %d)", strerror(-status),
+				       -status);
 		}
 		return;
 	}
@@ -472,7 +475,8 @@ static void es_proc_on_started(Proc *proc, int status, void *ctx)
 	}
 }
 
-static void es_proc_on_output(Proc *proc, int stream, const uint8_t *data, size_t len, bool cap_reached, void *ctx)
+static void es_proc_on_output(Proc *proc, int stream, const uint8_t *data, size_t len, bool cap_reached,
+			      void *ctx)
 {
 	EsProcess *p = ctx;
 	p->is_held[stream] = true;
@@ -617,7 +621,8 @@ void es_proc_session_free(EsSession *session)
 		es_proc_remove(session->processes);
 }
 
-/* --- process/start ------------------------------------------------------------------------------------------ */
+/* --- process/start
+ * ------------------------------------------------------------------------------------------ */
 
 static const char *const es_inherit_variants[] = { "core", "all", "none", NULL };
 static const EsField es_env_policy_fields[] = {
@@ -629,30 +634,46 @@ static const EsField es_env_policy_fields[] = {
 };
 static const EsStruct es_env_policy = { "struct ExecEnvPolicy", es_env_policy_fields, 5 };
 
-enum { START_ID, START_ARGV, START_CWD, START_ENV_POLICY, START_ENV, START_TTY, START_PIPE_STDIN, START_ARG0,
-       START_SANDBOX, START_FIELDS };
+enum {
+	START_ID,
+	START_ARGV,
+	START_CWD,
+	START_ENV_POLICY,
+	START_ENV,
+	START_TTY,
+	START_PIPE_STDIN,
+	START_ARG0,
+	START_SANDBOX,
+	START_FIELDS
+};
 static const EsField es_start_fields[START_FIELDS] = {
 	[START_ID] = { .name = "processId", .type = ES_T_STRING, .is_required = true },
 	[START_ARGV] = { .name = "argv", .type = ES_T_STRINGS, .is_required = true },
 	[START_CWD] = { .name = "cwd", .type = ES_T_PATH, .is_required = true },
-	[START_ENV_POLICY] = { .name = "envPolicy", .type = ES_T_STRUCT, .is_nullable = true, .nested = &es_env_policy },
+	[START_ENV_POLICY] = { .name = "envPolicy",
+			       .type = ES_T_STRUCT,
+			       .is_nullable = true,
+			       .nested = &es_env_policy },
 	[START_ENV] = { .name = "env", .type = ES_T_STRING_MAP, .is_required = true },
 	[START_TTY] = { .name = "tty", .type = ES_T_BOOL, .is_required = true },
 	[START_PIPE_STDIN] = { .name = "pipeStdin", .type = ES_T_BOOL },
 	[START_ARG0] = { .name = "arg0", .type = ES_T_STRING, .is_nullable = true },
-	[START_SANDBOX] = { .name = "sandbox", .type = ES_T_STRUCT, .is_nullable = true, .nested = &es_sandbox_context_spec },
+	[START_SANDBOX] = { .name = "sandbox",
+			    .type = ES_T_STRUCT,
+			    .is_nullable = true,
+			    .nested = &es_sandbox_context_spec },
 };
 static const EsStruct es_start_params = { "struct WireExecParams", es_start_fields, START_FIELDS };
 
 /* The variables a "core" policy inherits (the reference's list). */
-static const char *const es_core_vars[] = { "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "PATH", "SHELL",
-					    "TEMP", "TMP", "TMPDIR", "USER", "USERNAME", NULL };
+static const char *const es_core_vars[] = { "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME",  "PATH", "SHELL",
+					    "TEMP", "TMP",  "TMPDIR", "USER",	  "USERNAME", NULL };
 
 static bool es_matches_any(const char *name, json_t *patterns)
 {
 	size_t i;
 	json_t *pattern;
-	json_array_foreach(patterns, i, pattern)
+	json_array_foreach (patterns, i, pattern)
 		if (fnmatch(json_string_value(pattern), name, FNM_CASEFOLD) == 0)
 			return true;
 	return false;
@@ -706,16 +727,14 @@ static json_t *es_child_env(json_t *policy, json_t *env)
 		const char *key;
 		json_t *value;
 		void *tmp;
-		json_object_foreach_safe(out, tmp, key, value)
-			if (es_matches_any(key, excludes))
-				json_object_del(out, key);
+		json_object_foreach_safe(out, tmp, key, value) if (es_matches_any(key, excludes))
+			json_object_del(out, key);
 		json_decref(excludes);
 		json_object_update(out, json_object_get(policy, "set"));
 		json_t *include_only = json_object_get(policy, "includeOnly");
 		if (json_array_size(include_only) > 0)
-			json_object_foreach_safe(out, tmp, key, value)
-				if (!es_matches_any(key, include_only))
-					json_object_del(out, key);
+			json_object_foreach_safe(out, tmp, key, value) if (!es_matches_any(key, include_only))
+				json_object_del(out, key);
 	}
 	json_object_update(out, env);
 	return out;
@@ -763,13 +782,14 @@ void es_method_process_start(EsRequest *req, json_t *params)
 	char cwd[AGENTD_PATH_MAX];
 	const char *cwd_uri = json_string_value(v[START_CWD]);
 	if (es_path_from_uri(cwd_uri, cwd, sizeof(cwd), err, sizeof(err)) != ES_PATH_OK) {
-		es_reply_error(req, ES_INVALID_PARAMS, "cwd URI `%s` is not valid on this exec-server host: %s", cwd_uri,
-			       err);
+		es_reply_error(req, ES_INVALID_PARAMS,
+			       "cwd URI `%s` is not valid on this exec-server host: %s", cwd_uri, err);
 		return;
 	}
 	if (!es_sandbox_is_unconfined(v[START_SANDBOX])) {
 		es_reply_error(req, ES_INTERNAL_ERROR,
-			       "this exec-server does not enforce sandboxes: refusing to run `%s` unconfined under a "
+			       "this exec-server does not enforce sandboxes: refusing to run `%s` unconfined "
+			       "under a "
 			       "restricted sandbox policy",
 			       json_string_value(json_array_get(v[START_ARGV], 0)));
 		return;
@@ -780,7 +800,8 @@ void es_method_process_start(EsRequest *req, json_t *params)
 	/* On a PTY the reference resolves the program itself, and needs a PATH for it. */
 	if (is_tty && !strchr(program, '/') && !json_object_get(env, "PATH")) {
 		json_decref(env);
-		es_reply_error(req, ES_INTERNAL_ERROR, "Unable to spawn %s because:\nUnable to resolve the PATH", program);
+		es_reply_error(req, ES_INTERNAL_ERROR,
+			       "Unable to spawn %s because:\nUnable to resolve the PATH", program);
 		return;
 	}
 	size_t envc = json_object_size(env);
@@ -795,7 +816,7 @@ void es_method_process_start(EsRequest *req, json_t *params)
 			argv[i] = json_string_value(json_array_get(v[START_ARGV], i));
 		const char *key;
 		json_t *value;
-		json_object_foreach(env, key, value) {
+		json_object_foreach (env, key, value) {
 			if (asprintf(&envp[n], "%s=%s", key, json_string_value(value)) < 0) {
 				envp[n] = NULL;
 				rc = -ENOMEM;
@@ -845,7 +866,8 @@ void es_method_process_start(EsRequest *req, json_t *params)
 	req->cancel = es_proc_start_cancel;
 }
 
-/* --- process/write, process/signal, process/terminate ------------------------------------------------------ */
+/* --- process/write, process/signal, process/terminate ------------------------------------------------------
+ */
 
 static void es_write_reply_status(EsRequest *req, const char *status)
 {

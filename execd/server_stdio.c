@@ -48,7 +48,8 @@ static int es_stdio_open(EsServer *s, EsStdioHandle *h, int fd, bool is_input)
 	if (type == UV_TTY)
 		return uv_tty_init(s->loop, &h->tty, fd, is_input);
 	if (type != UV_NAMED_PIPE && type != UV_TCP) {
-		log_error("stdio transport: %s must be a pipe, a socket or a terminal", is_input ? "stdin" : "stdout");
+		log_error("stdio transport: %s must be a pipe, a socket or a terminal",
+			  is_input ? "stdin" : "stdout");
 		return -EINVAL;
 	}
 	int rc = uv_pipe_init(s->loop, &h->pipe, 0);
@@ -241,7 +242,8 @@ int es_stdio_start(EsServer *s)
 	}
 	io->in.handle.data = io->out.handle.data = io;
 	io->open_handles = 2;
-	io->client = es_client_new(s, &es_stdio_ops, io, "failed to parse JSON-RPC message from exec-server stdio");
+	io->client = es_client_new(s, &es_stdio_ops, io,
+				   "failed to parse JSON-RPC message from exec-server stdio");
 	if (!io->client) {
 		es_stdio_close_handles(io);
 		return -ENOMEM;

@@ -126,7 +126,8 @@ static int es_ws_queue(EsWsConn *conn, int opcode, const char *data, size_t len,
 	uv_buf_t bufs[2];
 	unsigned n = 0;
 	if (opcode >= 0)
-		bufs[n++] = uv_buf_init((char *)w->header, (unsigned)ws_frame_header(w->header, (unsigned)opcode, len));
+		bufs[n++] = uv_buf_init((char *)w->header,
+					(unsigned)ws_frame_header(w->header, (unsigned)opcode, len));
 	bufs[n++] = uv_buf_init(w->data, (unsigned)len);
 	int rc = uv_write(&w->req, (uv_stream_t *)&conn->tcp, bufs, n, es_ws_on_write);
 	if (rc < 0) {
@@ -145,8 +146,8 @@ static void es_ws_http_date(char *out, size_t len)
 	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	snprintf(out, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-		 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	snprintf(out, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+		 months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* An HTTP answer that ends the connection; @body NULL means no content type and no body. */
@@ -155,15 +156,16 @@ static void es_ws_http_reply(EsWsConn *conn, const char *status, const char *ext
 	char date[64], response[1024];
 	es_ws_http_date(date, sizeof(date));
 	int n = snprintf(response, sizeof(response),
-			 "HTTP/1.1 %s\r\n%s%scontent-length: %zu\r\nconnection: close\r\ndate: %s\r\n\r\n%s", status,
-			 body ? "content-type: text/plain; charset=utf-8\r\n" : "", extra_headers ? extra_headers : "",
-			 body ? strlen(body) : 0, date, body ? body : "");
+			 "HTTP/1.1 %s\r\n%s%scontent-length: %zu\r\nconnection: close\r\ndate: %s\r\n\r\n%s",
+			 status, body ? "content-type: text/plain; charset=utf-8\r\n" : "",
+			 extra_headers ? extra_headers : "", body ? strlen(body) : 0, date, body ? body : "");
 	conn->phase = ES_WS_CLOSING;
 	if (n < 0 || (size_t)n >= sizeof(response) || es_ws_queue(conn, -1, response, (size_t)n, true) < 0)
 		es_ws_close(conn);
 }
 
-/* --- the client's side of the core ----------------------------------------------------------------------- */
+/* --- the client's side of the core -----------------------------------------------------------------------
+ */
 
 static int es_ws_client_write(EsClient *c, const char *data, size_t len)
 {
@@ -194,9 +196,11 @@ static void es_ws_client_set_reading(EsClient *c, bool is_reading)
 		uv_read_stop((uv_stream_t *)&conn->tcp);
 }
 
-static const EsClientOps es_ws_client_ops = { es_ws_client_write, es_ws_client_close, es_ws_client_set_reading };
+static const EsClientOps es_ws_client_ops = { es_ws_client_write, es_ws_client_close,
+					      es_ws_client_set_reading };
 
-/* --- frames ------------------------------------------------------------------------------------------------ */
+/* --- frames ------------------------------------------------------------------------------------------------
+ */
 
 static void es_ws_send_close(EsWsConn *conn, uint16_t code)
 {
@@ -252,7 +256,8 @@ static void es_ws_feed(EsWsConn *conn, const uint8_t *data, size_t len)
 	}
 }
 
-/* --- the upgrade ------------------------------------------------------------------------------------------- */
+/* --- the upgrade -------------------------------------------------------------------------------------------
+ */
 
 /* Whether header @name of the raw request head contains @token (comma-separated, any case). */
 static bool es_ws_header_has_token(const char *head, size_t head_len, const char *name, const char *token)
@@ -265,7 +270,8 @@ static bool es_ws_header_has_token(const char *head, size_t head_len, const char
 		nl = memchr(p, '\n', (size_t)(end - p));
 		const char *eol = nl ? nl : end;
 		const char *line_end = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
-		if ((size_t)(line_end - p) > name_len && p[name_len] == ':' && strncasecmp(p, name, name_len) == 0) {
+		if ((size_t)(line_end - p) > name_len && p[name_len] == ':' &&
+		    strncasecmp(p, name, name_len) == 0) {
 			for (const char *v = p + name_len + 1; v < line_end;) {
 				const char *comma = memchr(v, ',', (size_t)(line_end - v));
 				const char *a = v, *b = comma ? comma : line_end;
@@ -293,7 +299,8 @@ static int es_ws_accept(const char *key, char out[29])
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	unsigned int digest_len = 0;
 	int n = snprintf(joined, sizeof(joined), "%s%s", key, guid);
-	if (n < 0 || EVP_Digest(joined, (size_t)n, digest, &digest_len, EVP_sha1(), NULL) != 1 || digest_len != 20)
+	if (n < 0 || EVP_Digest(joined, (size_t)n, digest, &digest_len, EVP_sha1(), NULL) != 1 ||
+	    digest_len != 20)
 		return -EIO;
 	EVP_EncodeBlock((unsigned char *)out, digest, (int)digest_len);
 	return 0;
@@ -304,8 +311,8 @@ static void es_ws_upgrade(EsWsConn *conn, const WsRequest *req)
 	EsServer *s = conn->listener->server;
 	char accept[29], date[64], prefix[160], response[320];
 	static const WsDecoderEvents events = { es_ws_on_message, es_ws_on_oversize, es_ws_on_control };
-	snprintf(prefix, sizeof(prefix), "failed to parse websocket JSON-RPC message from exec-server websocket %s",
-		 conn->peer);
+	snprintf(prefix, sizeof(prefix),
+		 "failed to parse websocket JSON-RPC message from exec-server websocket %s", conn->peer);
 	if (es_ws_accept(req->key, accept) < 0 ||
 	    !(conn->decoder = ws_decoder_new(ES_MESSAGE_MAX_BYTES, &events, conn)) ||
 	    !(conn->client = es_client_new(s, &es_ws_client_ops, conn, prefix))) {
@@ -333,7 +340,8 @@ static void es_ws_handle_request(EsWsConn *conn, const WsRequest *req, size_t co
 	}
 	if (strcmp(req->path, "/readyz") == 0 || strcmp(req->path, "/healthz") == 0) {
 		if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
-			es_ws_http_reply(conn, s->is_stopping ? "503 Service Unavailable" : "200 OK", NULL, NULL);
+			es_ws_http_reply(conn, s->is_stopping ? "503 Service Unavailable" : "200 OK", NULL,
+					 NULL);
 		else
 			es_ws_http_reply(conn, "405 Method Not Allowed", "allow: GET,HEAD\r\n", NULL);
 		return;
@@ -347,15 +355,18 @@ static void es_ws_handle_request(EsWsConn *conn, const WsRequest *req, size_t co
 		return;
 	}
 	if (!es_ws_header_has_token(conn->head, consumed, "connection", "upgrade")) {
-		es_ws_http_reply(conn, "400 Bad Request", NULL, "Connection header did not include 'upgrade'");
+		es_ws_http_reply(conn, "400 Bad Request", NULL,
+				 "Connection header did not include 'upgrade'");
 		return;
 	}
 	if (!es_ws_header_has_token(conn->head, consumed, "upgrade", "websocket")) {
-		es_ws_http_reply(conn, "400 Bad Request", NULL, "`Upgrade` header did not include 'websocket'");
+		es_ws_http_reply(conn, "400 Bad Request", NULL,
+				 "`Upgrade` header did not include 'websocket'");
 		return;
 	}
 	if (req->version != 13) {
-		es_ws_http_reply(conn, "400 Bad Request", NULL, "`Sec-WebSocket-Version` header did not include '13'");
+		es_ws_http_reply(conn, "400 Bad Request", NULL,
+				 "`Sec-WebSocket-Version` header did not include '13'");
 		return;
 	}
 	if (req->key[0] == '\0') {
@@ -472,8 +483,8 @@ static void es_ws_on_connection(uv_stream_t *server_stream, int status)
 		l->conns->prev = conn;
 	l->conns = conn;
 	l->conn_count++;
-	if (uv_accept(server_stream, (uv_stream_t *)&conn->tcp) < 0 || l->conn_count > ES_WS_MAX_CONNECTIONS ||
-	    l->server->is_stopping) {
+	if (uv_accept(server_stream, (uv_stream_t *)&conn->tcp) < 0 ||
+	    l->conn_count > ES_WS_MAX_CONNECTIONS || l->server->is_stopping) {
 		es_ws_close(conn);
 		return;
 	}
@@ -524,8 +535,9 @@ int es_ws_start(EsServer *s, const EsListen *listen)
 	/* One line on stdout, the bound URL, as the reference prints it: clients wait for it. */
 	printf(is_v6 ? "ws://[%s]:%d\n" : "ws://%s:%d\n", listen->host, port);
 	fflush(stdout);
-	log_info("listening on ws://%s%s%s:%d (readyz and healthz on the same port)%s", is_v6 ? "[" : "", listen->host,
-		 is_v6 ? "]" : "", port, s->auth.mode == WS_AUTH_NONE ? ", without client authentication" : "");
+	log_info("listening on ws://%s%s%s:%d (readyz and healthz on the same port)%s", is_v6 ? "[" : "",
+		 listen->host, is_v6 ? "]" : "", port,
+		 s->auth.mode == WS_AUTH_NONE ? ", without client authentication" : "");
 	return 0;
 }
 
