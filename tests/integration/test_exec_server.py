@@ -1118,15 +1118,23 @@ supports_websockets = false
             app.stdin.write((json.dumps(obj) + "\n").encode())
             app.stdin.flush()
 
+        import queue
+
+        lines, seen = queue.Queue(), []
+        threading.Thread(target=lambda: [lines.put(json.loads(line)) for line in app.stdout], daemon=True).start()
+
         def until(predicate, timeout=20):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                ready, _, _ = select.select([app.stdout], [], [], max(0.0, deadline - time.monotonic()))
-                if ready:
-                    msg = json.loads(app.stdout.readline())
-                    if predicate(msg):
-                        return msg
-            raise AssertionError("the app-server did not answer")
+                try:
+                    msg = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                seen.append(msg)
+                if predicate(msg):
+                    return msg
+            methods = [m.get("method", m.get("id")) for m in seen]
+            raise AssertionError(f"the app-server did not answer: {methods}, {len(requests)} model requests")
 
         send({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "execd-test", "version": "1"}}})
         until(lambda m: m.get("id") == 1)
