@@ -909,12 +909,14 @@ static const EsField es_write_fields[] = {
 	{ .name = "processId", .type = ES_T_STRING, .is_required = true },
 	{ .name = "chunk", .type = ES_T_STRING, .is_required = true },
 	{ .name = "writeId", .type = ES_T_STRING, .is_required = true },
+	/* Our extension (agentd's command/exec/write closeStdin): close stdin after the chunk. */
+	{ .name = "closeStdin", .type = ES_T_BOOL, .is_required = false },
 };
-static const EsStruct es_write_params = { "struct WriteParams", es_write_fields, 3 };
+static const EsStruct es_write_params = { "struct WriteParams", es_write_fields, 4 };
 
 void es_method_process_write(EsRequest *req, json_t *params)
 {
-	json_t *v[3];
+	json_t *v[4];
 	char err[512];
 	if (es_params_decode(&es_write_params, params, v, err, sizeof(err)) < 0) {
 		es_reply_error(req, ES_INVALID_PARAMS, "%s", err);
@@ -967,7 +969,7 @@ void es_method_process_write(EsRequest *req, json_t *params)
 		p->writes->prev = w;
 	p->writes = w;
 	p->stdin_queued += len;
-	int rc = proc_write(p->proc, data, len, false, es_on_stdin_written, w);
+	int rc = proc_write(p->proc, data, len, json_is_true(v[3]), es_on_stdin_written, w);
 	free(data);
 	if (rc < 0) {
 		/* No completion follows a refused write. Gone or closed: the reference still answers
