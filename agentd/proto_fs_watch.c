@@ -151,6 +151,11 @@ void proto_fs_watch(Conn *conn, json_t *id, json_t *params)
 		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: path is too long");
 		return;
 	}
+	if (conn->server->environment == AGENTD_ENV_NONE) {
+		/* CODEX_EXEC_SERVER_URL=none: no file system to watch, as the reference answers. */
+		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "local filesystem is not configured");
+		return;
+	}
 	FsWatchCall *call = fs_call_new(conn, id, watch_id, normal);
 	if (!call) {
 		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "out of memory");

@@ -526,6 +526,8 @@ def test_no_environment(agentd_factory):
     assert msg["error"] == {"code": INTERNAL_ERROR, "message": "local filesystem is not configured"}
     msg = client.request("fs/getMetadata", {"path": "/"})
     assert msg["error"] == {"code": INTERNAL_ERROR, "message": "local filesystem is not configured"}
+    msg = client.request("fs/watch", {"watchId": "w", "path": "/tmp"})
+    assert msg["error"] == {"code": INTERNAL_ERROR, "message": "local filesystem is not configured"}
     # Validation still comes first, as in the reference.
     assert exec_error(client, {"command": []}) == {"code": INVALID_REQUEST, "message": "command must not be empty"}
 
