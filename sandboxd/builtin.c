@@ -475,10 +475,11 @@ int builtin_launch_main(int argc, char **argv)
 		plan_free(&a.plan);
 		return 2;
 	}
-	CreatedSet created = { a.lock_dir, a.plan.created.items, a.plan.created.count, NULL };
+	CreatedSet created = { .lock_dir = a.lock_dir, .paths = a.plan.created.items, .count = a.plan.created.count };
 	int status = 126;
-	if (created_hold(&created) < 0)
-		die("locking the sandbox's mount points", errno);
+	int rc = created_hold(&created);
+	if (rc < 0)
+		die("locking the sandbox's mount points", -rc);
 	else
 		status = launch(&a);
 	created_release(&created);

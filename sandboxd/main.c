@@ -47,12 +47,12 @@ typedef struct Sandboxd {
 	char exe[PATH_MAX];  /* our own full path: re-entered with --argv0 */
 	char link[PATH_MAX]; /* <dir>/agentd-sandbox: the compatibility path and the built-in launcher */
 	char mask_dir[AGENTD_PATH_MAX];
-	char lock_dir[AGENTD_PATH_MAX];
+	char lock_dir[AGENTD_PATH_MAX]; /* shared by every instance of ours: see supervise.h */
 	char empty_file[AGENTD_PATH_MAX];
 	char empty_readable_file[AGENTD_PATH_MAX];
 	char runtime_dir[AGENTD_PATH_MAX];
 	char auth_json[AGENTD_PATH_MAX];
-	const char *hidden[2];
+	const char *hidden[2]; /* and, per plan, the lock directory: see usable_lock_dir() */
 	size_t hidden_count;
 } Sandboxd;
 
@@ -97,6 +97,33 @@ static int ensure_empty_file(const char *path, mode_t mode)
 	return 0;
 }
 
+static const char *lock_dir_problem(int rc)
+{
+	if (rc == -EPERM)
+		return "it belongs to another user";
+	if (rc == -EACCES)
+		return "it is open to other users";
+	if (rc == -ENOTDIR)
+		return "it is not a directory";
+	return strerror(-rc);
+}
+
+/*
+ * The lock directory, checked for each plan (and made again if someone removed it) before the plan
+ * is made, so that the plan hides it. Without a usable one, plans that make mount points on the
+ * host are refused: they could not be shared safely. Return: 0 or a negative errno.
+ */
+static int usable_lock_dir(const Sandboxd *s, PlanEnv *env, const char **hidden)
+{
+	int rc = created_lock_dir_check(s->lock_dir, true);
+	memcpy(hidden, s->hidden, s->hidden_count * sizeof(*hidden));
+	env->hidden_paths = hidden;
+	env->hidden_count = s->hidden_count;
+	if (rc == 0)
+		hidden[env->hidden_count++] = s->lock_dir;
+	return rc;
+}
+
 /* The files masks are bound from, and the paths every sandbox hides. */
 static int prepare_masks(Sandboxd *s)
 {
@@ -109,7 +136,7 @@ static int prepare_masks(Sandboxd *s)
 	if (rc == 0 && mkdir(s->mask_dir, 0700) < 0 && errno != EEXIST)
 		rc = -errno;
 	if (rc == 0)
-		rc = paths_join(s->mask_dir, "locks", s->lock_dir, sizeof(s->lock_dir));
+		rc = created_lock_dir_path(s->lock_dir, sizeof(s->lock_dir));
 	if (rc == 0)
 		rc = paths_join(s->mask_dir, "empty-0000", s->empty_file, sizeof(s->empty_file));
 	if (rc == 0)
@@ -127,6 +154,10 @@ static int prepare_masks(Sandboxd *s)
 	if (paths_codex_home(home, sizeof(home)) == 0 &&
 	    paths_join(home, "auth.json", s->auth_json, sizeof(s->auth_json)) == 0)
 		s->hidden[s->hidden_count++] = s->auth_json;
+	/* Made now, before any plan: one made later would be visible in the sandboxes planned before. */
+	if ((rc = created_lock_dir_check(s->lock_dir, true)) < 0)
+		fprintf(stderr, "sandboxd: the mount-point locks' directory %s: %s\n", s->lock_dir,
+			lock_dir_problem(rc));
 	return 0;
 }
 
@@ -237,13 +268,22 @@ static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *re
 				 s->probe.bwrap, req->cwd);
 	char stage_dir[PATH_MAX];
 	snprintf(stage_dir, sizeof(stage_dir), "%s", s->link);
-	PlanEnv env = { s->empty_file, s->empty_readable_file, s->hidden, s->hidden_count,
+	PlanEnv env = { s->empty_file, s->empty_readable_file, NULL, 0,
 			is_system ? dirname(stage_dir) : NULL };
+	const char *hidden[sizeof(s->hidden) / sizeof(s->hidden[0]) + 1];
+	int lock_rc = usable_lock_dir(s, &env, hidden);
 	if (rc == 0)
 		rc = plan_compile(plan, &policy, req->cwd, &env, err, err_len);
 	policy_free(&policy);
 	if (rc < 0)
 		return rc;
+	if (plan->created.count && lock_rc < 0) {
+		snprintf(err, err_len,
+			 "cannot share the sandbox's mount points (%.600s): the lock directory %.200s: %s",
+			 plan->created.items[0], s->lock_dir, lock_dir_problem(lock_rc));
+		plan_free(plan);
+		return -EINVAL;
+	}
 	if (!plan->is_unwrapped && s->is_refusing) {
 		snprintf(err, err_len, "%.900s", s->probe.warnings[0]);
 		plan_free(plan);
@@ -610,7 +650,8 @@ static void sandboxd_teardown(Daemon *d, void *ctx)
 	/* Running sandboxes hold their masks by inode already; a stopped suite leaves nothing behind. */
 	unlink(s->empty_file);
 	unlink(s->empty_readable_file);
-	rmdir(s->lock_dir); /* only when no sandbox holds a lock in it */
+	/* The lock directory stays: other instances' sandboxes use it, and every sandbox hides it
+	 * (removing it would uncover it in those). */
 	rmdir(s->mask_dir);
 }
 
@@ -618,8 +659,10 @@ static const DaemonMethod sandboxd_methods[] = {
 	{ "plan", PLAN_MAX_BODY, sandboxd_plan },
 };
 
-/* Removing the mask files at shutdown; asking for the landlock ABI on SIGHUP. */
-static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir", "landlock_create_ruleset" };
+/* Removing the mask files at shutdown; asking for the landlock ABI on SIGHUP; making the lock
+ * directory again when someone removed it (see usable_lock_dir()). */
+static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir", "landlock_create_ruleset",
+						 "mkdir",  "mkdirat" };
 
 static Sandboxd sandboxd = { .launcher_setting = "auto", .bwrap_path = "/usr/bin/bwrap" };
 

@@ -20,7 +20,6 @@
 
 #include "plan.h"
 #include "policy.h"
-#include "supervise.h"
 
 typedef struct Tree {
 	char root[64]; /* a scratch directory, canonical */
@@ -608,49 +607,6 @@ static void test_render_network_enabled_and_unwrapped(void **state)
 	plan_free(&plan);
 }
 
-/* Masks' mount points go after the command; whatever the command put in them stays. */
-static void test_release_removes_only_empty_mount_points(void **state)
-{
-	Tree *t = *state;
-	char paths[4][256], locks[256];
-	char *items[4];
-	make_dir(t, "mask-dir");
-	make_dir(t, "used-dir");
-	make_file(t, "used-dir/x", "x");
-	make_file(t, "mask-file", "");
-	make_file(t, "written-file", "data");
-	const char *names[] = { "mask-dir", "used-dir", "mask-file", "written-file" };
-	for (size_t i = 0; i < 4; i++) {
-		snprintf(paths[i], sizeof(paths[i]), "%s/%s", t->root, names[i]);
-		items[i] = paths[i];
-	}
-	snprintf(locks, sizeof(locks), "%s/locks", t->root);
-	CreatedSet set = { locks, items, 4, NULL };
-	assert_int_equal(created_hold(&set), 0);
-	created_release(&set);
-	const bool expected[] = { false, true, false, true };
-	for (size_t i = 0; i < 4; i++)
-		assert_int_equal(access(paths[i], F_OK) == 0, expected[i]);
-}
-
-/* Two sandboxes on one workspace: the first to finish must not pull the other's mask away. */
-static void test_release_keeps_mount_points_another_sandbox_holds(void **state)
-{
-	Tree *t = *state;
-	char path[256], locks[256];
-	char *items[1] = { path };
-	make_dir(t, ".codex");
-	snprintf(path, sizeof(path), "%s/.codex", t->root);
-	snprintf(locks, sizeof(locks), "%s/locks", t->root);
-	CreatedSet first = { locks, items, 1, NULL }, second = { locks, items, 1, NULL };
-	assert_int_equal(created_hold(&first), 0);
-	assert_int_equal(created_hold(&second), 0);
-	created_release(&first);
-	assert_int_equal(access(path, F_OK), 0);
-	created_release(&second);
-	assert_int_equal(access(path, F_OK), -1);
-}
-
 #define TREE_TEST(fn) cmocka_unit_test_setup_teardown(fn, tree_setup, tree_teardown)
 
 int main(void)
@@ -683,8 +639,6 @@ int main(void)
 		TREE_TEST(test_render_bwrap_compat_path),
 		TREE_TEST(test_render_builtin),
 		TREE_TEST(test_render_network_enabled_and_unwrapped),
-		TREE_TEST(test_release_removes_only_empty_mount_points),
-		TREE_TEST(test_release_keeps_mount_points_another_sandbox_holds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
