@@ -11,7 +11,9 @@
  */
 #include "plan.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -542,6 +544,54 @@ static int emit_mask(FsCache *fs, Plan *plan, const char *source, const char *mi
 	return rc < 0 ? rc : strvec_push(&plan->created, first);
 }
 
+/*
+ * Whether @r, a read-only or denied path that exists under a writable parent, is empty where a
+ * launcher makes a mask's mount point: an empty regular file, or an empty directory at a protected
+ * name. Perhaps it is the mount point of another sandbox's mask, which that sandbox removes when it
+ * is done, maybe before this one is launched or while it runs. So it is masked as a missing path
+ * is (a launch never needs it as a source), and listed among the plan's created paths, so that its
+ * launcher holds it while the sandbox runs (and removes it after, if a sandbox made it: see
+ * supervise.h).
+ */
+typedef enum SharedShape { NOT_SHARED, SHARED_FILE, SHARED_DIR } SharedShape;
+
+static SharedShape shared_mount_point(const Rule *r)
+{
+	const char *name = strrchr(r->canonical, '/') + 1;
+	bool is_protected_name = false;
+	for (size_t k = 0; k < sizeof(protected_names) / sizeof(protected_names[0]); k++)
+		is_protected_name = is_protected_name || strcmp(name, protected_names[k]) == 0;
+	/* Gone since the compile first looked: removed by its sandbox just now, so missing. */
+	SharedShape gone = is_protected_name || r->is_dir ? SHARED_DIR : SHARED_FILE;
+	struct stat st;
+	if (lstat(r->canonical, &st) < 0)
+		return errno == ENOENT ? gone : NOT_SHARED;
+	if (S_ISREG(st.st_mode))
+		return st.st_size == 0 ? SHARED_FILE : NOT_SHARED;
+	if (!S_ISDIR(st.st_mode) || !is_protected_name)
+		return NOT_SHARED;
+	int fd = open(r->canonical, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+	if (!dir) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return err == ENOENT ? gone : NOT_SHARED;
+	}
+	bool is_empty = true;
+	for (struct dirent *e; is_empty && (e = readdir(dir)) != NULL;)
+		is_empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+	closedir(dir);
+	return is_empty ? SHARED_DIR : NOT_SHARED;
+}
+
+/* An empty file at @path (another sandbox's mask, maybe) masked as a missing one is: held, too. */
+static int emit_shared_mask(Plan *plan, const char *source, const char *path)
+{
+	int rc = plan_add_op(plan, OP_RO_BIND, -1, source, path);
+	return rc < 0 ? rc : strvec_push(&plan->created, path);
+}
+
 /* The mounts made read-only again at the end (the rules' own paths): one per rule at most. */
 typedef struct Remounts {
 	const char **items;
@@ -557,7 +607,12 @@ static int emit_rule(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r,
 {
 	size_t before = (size_t)(r - rules->items);
 	Access parent = decided_access(rules_decider_among(rules->items, before, r->canonical, NULL, true));
-	if (r->is_missing_protected) {
+	/* Hidden paths (denied, protected) are the suite's own: never a sandbox's mount point. */
+	SharedShape shared = NOT_SHARED;
+	if (r->exists && parent == ACCESS_WRITE && r->access != ACCESS_WRITE &&
+	    !(r->access == ACCESS_DENY && r->is_protected))
+		shared = shared_mount_point(r);
+	if (r->is_missing_protected || (shared == SHARED_DIR && r->access == ACCESS_READ)) {
 		int rc = plan_add_op(plan, OP_TMPFS, 0555, NULL, r->canonical);
 		if (rc == 0)
 			rc = strvec_push(&plan->created, r->canonical);
@@ -574,6 +629,8 @@ static int emit_rule(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r,
 	case ACCESS_WRITE:
 		return r->exists ? plan_add_op(plan, OP_BIND, -1, r->canonical, r->canonical) : 0;
 	case ACCESS_READ:
+		if (shared == SHARED_FILE)
+			return emit_shared_mask(plan, env->empty_readable_file, r->canonical);
 		if (r->exists)
 			return plan_add_op(plan, OP_RO_BIND, -1, r->canonical, r->canonical);
 		if (parent != ACCESS_WRITE)
@@ -585,8 +642,12 @@ static int emit_rule(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r,
 					  r->canonical);
 			if (rc == 0)
 				remounts->items[remounts->count++] = r->canonical;
+			if (rc == 0 && shared)
+				rc = strvec_push(&plan->created, r->canonical);
 			return rc;
 		}
+		if (shared)
+			return emit_shared_mask(plan, env->empty_file, r->canonical);
 		if (r->exists)
 			return plan_add_op(plan, OP_RO_BIND, -1, env->empty_file, r->canonical);
 		return parent == ACCESS_WRITE ? emit_mask(fs, plan, env->empty_file, r->canonical) : 0;

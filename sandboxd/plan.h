@@ -48,7 +48,11 @@ typedef struct Plan {
 	PlanOp *ops;
 	size_t op_count;
 	size_t op_capacity;
-	/* Host paths the launcher creates as mount points (masks of missing paths): removed afterwards. */
+	/*
+	 * Host paths the launcher holds as mount points (see supervise.h): masks of missing paths, which
+	 * it creates, and empty ones at a mask's place, maybe another sandbox's. A sandbox's are
+	 * removed by the last one out.
+	 */
 	StrVec created;
 } Plan;
 

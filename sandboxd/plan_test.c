@@ -45,6 +45,15 @@ static void make_file(const Tree *t, const char *rel, const char *text)
 	fclose(f);
 }
 
+/* A .git, .codex or .agents someone made: not empty, so never taken for a mask's mount point. */
+static void make_metadata(const Tree *t, const char *rel)
+{
+	char file[512];
+	make_dir(t, rel);
+	snprintf(file, sizeof(file), "%s/config", rel);
+	make_file(t, file, "[core]\n");
+}
+
 static void make_link(const Tree *t, const char *target, const char *rel)
 {
 	char path[512];
@@ -208,8 +217,8 @@ static void test_existing_metadata_and_gitdir_pointer(void **state)
 {
 	Tree *t = *state;
 	make_dir(t, "ws");
-	make_dir(t, "ws/.codex");
-	make_dir(t, "ws/.agents");
+	make_metadata(t, "ws/.codex");
+	make_metadata(t, "ws/.agents");
 	make_dir(t, "ws/store");
 	make_dir(t, "ws/store/wt");
 	make_file(t, "ws/.git", "gitdir: store/wt\n");
@@ -240,7 +249,7 @@ static void test_fake_parent_repositories_do_not_count(void **state)
 	make_dir(t, ".git"); /* empty: a mask */
 	make_dir(t, "w");
 	make_dir(t, "w/p");
-	make_dir(t, "w/p/.git");
+	make_metadata(t, "w/p/.git");
 	make_file(t, "w/p/.git/HEAD", "ref: refs/heads/main\n");
 	make_dir(t, "w/p/ws");
 	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/w", "write") "," ENTRY("T/w/p/ws", "write")), "w/p/ws",
@@ -253,13 +262,13 @@ static void test_nested_writable_root_is_its_own_mount(void **state)
 {
 	Tree *t = *state;
 	make_dir(t, "p");
-	make_dir(t, "p/.git");
-	make_dir(t, "p/.codex");
-	make_dir(t, "p/.agents");
+	make_metadata(t, "p/.git");
+	make_metadata(t, "p/.codex");
+	make_metadata(t, "p/.agents");
 	make_dir(t, "p/ws");
-	make_dir(t, "p/ws/.git");
-	make_dir(t, "p/ws/.codex");
-	make_dir(t, "p/ws/.agents");
+	make_metadata(t, "p/ws/.git");
+	make_metadata(t, "p/ws/.codex");
+	make_metadata(t, "p/ws/.agents");
 	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/p", "write") "," ENTRY("T/p/ws", "write")), "p/ws",
 		    "ro-bind / /; dev /dev; proc /proc; bind T/p T/p; ro-bind T/p/.agents T/p/.agents; "
 		    "ro-bind T/p/.codex T/p/.codex; ro-bind T/p/.git T/p/.git; bind T/p/ws T/p/ws; "
@@ -284,10 +293,10 @@ static void test_narrower_rule_wins(void **state)
 {
 	Tree *t = *state;
 	make_dir(t, "repo");
-	make_dir(t, "repo/.git");
+	make_metadata(t, "repo/.git");
 	make_file(t, "repo/.git/HEAD", "ref: refs/heads/main\n");
-	make_dir(t, "repo/.codex");
-	make_dir(t, "repo/.agents");
+	make_metadata(t, "repo/.codex");
+	make_metadata(t, "repo/.agents");
 	make_dir(t, "repo/a");
 	make_dir(t, "repo/a/b");
 	make_dir(t, "repo/c");
@@ -318,9 +327,9 @@ static void test_write_reopened_under_read_only_parent(void **state)
 	Tree *t = *state;
 	make_dir(t, "w");
 	make_dir(t, "w/out");
-	make_dir(t, "w/out/.git");
-	make_dir(t, "w/out/.codex");
-	make_dir(t, "w/out/.agents");
+	make_metadata(t, "w/out/.git");
+	make_metadata(t, "w/out/.codex");
+	make_metadata(t, "w/out/.agents");
 	make_dir(t, "w/out/keep");
 	expect_plan(t,
 		    RESTRICTED(ROOT_READ "," ENTRY("T/w", "read") "," ENTRY("T/w/out", "write") "," ENTRY(
@@ -336,9 +345,9 @@ static void test_denied_file_and_missing_paths(void **state)
 {
 	Tree *t = *state;
 	make_dir(t, "ws");
-	make_dir(t, "ws/.git");
-	make_dir(t, "ws/.codex");
-	make_dir(t, "ws/.agents");
+	make_metadata(t, "ws/.git");
+	make_metadata(t, "ws/.codex");
+	make_metadata(t, "ws/.agents");
 	make_file(t, "ws/.env", "SECRET=1\n");
 	Plan plan;
 	char err[256], text[4096];
@@ -408,9 +417,9 @@ static void test_symlink_in_read_only_area_is_followed(void **state)
 	make_dir(t, "ro/target");
 	make_link(t, "target", "ro/alias");
 	make_dir(t, "ws");
-	make_dir(t, "ws/.git");
-	make_dir(t, "ws/.codex");
-	make_dir(t, "ws/.agents");
+	make_metadata(t, "ws/.git");
+	make_metadata(t, "ws/.codex");
+	make_metadata(t, "ws/.agents");
 	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write") "," ENTRY("T/ro/alias", "deny")), "ws",
 		    "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; tmpfs(0) T/ro/target; "
 		    "ro-bind T/ws/.agents T/ws/.agents; ro-bind T/ws/.codex T/ws/.codex; ro-bind T/ws/.git T/ws/.git; "
@@ -469,9 +478,12 @@ static void test_stage_dir_is_readable_in_an_empty_root_only(void **state)
 static void test_deny_glob_is_expanded_to_its_matches(void **state)
 {
 	Tree *t = *state;
-	const char *dirs[] = { "ws", "ws/.git", "ws/.codex", "ws/.agents", "ws/a", "ws/a/b", "ws/a/b/c" };
+	const char *dirs[] = { "ws", "ws/a", "ws/a/b", "ws/a/b/c" };
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
 		make_dir(t, dirs[i]);
+	make_metadata(t, "ws/.git");
+	make_metadata(t, "ws/.codex");
+	make_metadata(t, "ws/.agents");
 	make_file(t, "ws/.env", "A=1");
 	make_file(t, "ws/a/prod.env", "B=2");
 	make_file(t, "ws/a/b/c/.env", "C=3");
@@ -607,6 +619,89 @@ static void test_render_network_enabled_and_unwrapped(void **state)
 	plan_free(&plan);
 }
 
+/*
+ * An empty .codex or .agents directory, an empty .git or read-only file, at a mask's place: maybe
+ * another sandbox's mount point, which it may remove at any time. Each is masked as a missing one
+ * is (never bound from itself) and held; what is not empty is bound as it is.
+ */
+static void test_empty_paths_at_masks_are_held_and_masked_as_missing(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ws");
+	make_dir(t, "ws/.codex");
+	make_dir(t, "ws/.agents");
+	make_file(t, "ws/.git", "");
+	make_file(t, "ws/gen", "");
+	make_file(t, "ws/.env", "");
+	make_file(t, "ws/real.env", "A=1");
+	make_dir(t, "ws/docs");
+	Plan plan;
+	char err[256], text[4096];
+	assert_int_equal(compile(t,
+				 RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write") "," ENTRY("T/ws/gen", "read") "," ENTRY(
+					 "T/ws/.env", "deny") "," ENTRY("T/ws/real.env", "deny") "," ENTRY("T/ws/docs", "read")),
+				 "ws", &plan, err, sizeof(err)),
+			 0);
+	plan_text(t, &plan, text, sizeof(text));
+	assert_string_equal(text, "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; tmpfs(555) T/ws/.agents; "
+				  "tmpfs(555) T/ws/.codex; ro-bind /masks/empty-0000 T/ws/.env; "
+				  "ro-bind /masks/empty-0444 T/ws/.git; ro-bind T/ws/docs T/ws/docs; "
+				  "ro-bind /masks/empty-0444 T/ws/gen; ro-bind /masks/empty-0000 T/ws/real.env; "
+				  "remount-ro T/ws/.codex; remount-ro T/ws/.agents");
+	const char *held[] = { "/ws/.agents", "/ws/.codex", "/ws/.env", "/ws/.git", "/ws/gen" };
+	assert_int_equal(plan.created.count, 5);
+	for (size_t i = 0; i < 5; i++)
+		assert_non_null(strstr(plan.created.items[i], held[i]));
+	plan_free(&plan);
+}
+
+/* Under a read-only parent nothing is mounted there, so nothing is held; an empty .git stays
+ * protected in a parent repository too (it is never taken for a missing, creatable one). */
+static void test_empty_paths_held_only_where_masks_are_made(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, ".git");
+	make_file(t, ".git/HEAD", "ref: refs/heads/main\n");
+	make_dir(t, "sub");
+	make_dir(t, "sub/.git");
+	make_file(t, "gen", "");
+	Plan plan;
+	char err[256], text[4096];
+	assert_int_equal(compile(t, RESTRICTED(ROOT_READ "," ENTRY("T/sub", "write") "," ENTRY("T/gen", "deny")), "sub",
+				 &plan, err, sizeof(err)),
+			 0);
+	plan_text(t, &plan, text, sizeof(text));
+	assert_string_equal(text, "ro-bind / /; dev /dev; proc /proc; ro-bind /masks/empty-0000 T/gen; "
+				  "bind T/sub T/sub; tmpfs(555) T/sub/.agents; tmpfs(555) T/sub/.codex; "
+				  "tmpfs(555) T/sub/.git; remount-ro T/sub/.git; remount-ro T/sub/.codex; "
+				  "remount-ro T/sub/.agents");
+	assert_int_equal(plan.created.count, 3);
+	for (size_t i = 0; i < plan.created.count; i++)
+		assert_null(strstr(plan.created.items[i], "/gen"));
+	plan_free(&plan);
+}
+
+/* The paths every sandbox hides are the suite's own, empty or not: never held. */
+static void test_hidden_empty_directory_is_not_held(void **state)
+{
+	Tree *t = *state;
+	make_dir(t, "ws");
+	make_metadata(t, "ws/.git");
+	make_metadata(t, "ws/.codex");
+	make_metadata(t, "ws/.agents");
+	make_dir(t, "ws/.codex-locks");
+	char locks[128];
+	snprintf(locks, sizeof(locks), "%s/ws/.codex-locks", t->root);
+	const char *hidden[] = { locks };
+	t->env.hidden_paths = hidden;
+	t->env.hidden_count = 1;
+	Plan plan;
+	char err[256];
+	assert_int_equal(compile(t, RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write")), "ws", &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan.created.count, 0);
+	plan_free(&plan);
+}
+
 #define TREE_TEST(fn) cmocka_unit_test_setup_teardown(fn, tree_setup, tree_teardown)
 
 int main(void)
@@ -639,6 +734,9 @@ int main(void)
 		TREE_TEST(test_render_bwrap_compat_path),
 		TREE_TEST(test_render_builtin),
 		TREE_TEST(test_render_network_enabled_and_unwrapped),
+		TREE_TEST(test_empty_paths_at_masks_are_held_and_masked_as_missing),
+		TREE_TEST(test_empty_paths_held_only_where_masks_are_made),
+		TREE_TEST(test_hidden_empty_directory_is_not_held),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
