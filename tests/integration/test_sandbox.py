@@ -363,6 +363,41 @@ def running(sandbox, *command, **kwargs):
             proc.wait()
 
 
+LOCK_DIR = Path(f"/tmp/agentd-locks-{os.geteuid()}")  # see sandboxd(8), Mount points of masks
+
+
+def fnv1a64(data):
+    value = 14695981039346656037
+    for byte in data:
+        value = ((value ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+def unheld_masks(directory):
+    """Empty .git, .codex and .agents in @directory that no running sandbox holds: masks' mount
+    points left behind. (Ones another test run's sandboxes hold are theirs to remove.)"""
+    left = []
+    st = os.stat(directory)
+    for name in protected_leftovers(directory):
+        path = directory / name
+        if not path.is_dir() or path.is_symlink() or any(path.iterdir()):
+            continue
+        lock = LOCK_DIR / f"{st.st_dev:x}-{st.st_ino:x}-{fnv1a64(name.encode()):016x}"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            left.append(name)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            left.append(name)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return left
+
+
 def inside_repository(path):
     return any((parent / ".git").exists() for parent in Path(path).parents)
 
@@ -603,6 +638,43 @@ def test_concurrent_run_masks_do_not_make_git_creatable(sandbox):
         assert (parent / ".git").is_dir()  # the first run's mask
         sandbox.sh("mkdir .git && echo '[core] fsmonitor = evil' > .git/config", policy=policy, cwd=second)
     assert not (second / ".git").exists()
+
+
+def test_mask_outlives_the_sandbox_that_made_it_while_another_uses_it(sandbox):
+    """Two sandboxes on one workspace: the first makes the masks' mount points, the second
+    finds them there. When the first ends, the masks stay (on the host and inside the second,
+    where .codex still cannot be written), and the second, last out, removes them."""
+    if inside_repository(sandbox.ws):
+        pytest.skip(f"{sandbox.ws} is inside a git repository")
+    policy = workspace_write(exclude_slash_tmp=True)
+    script = "echo ready; read line; mkdir .codex/x 2>/dev/null && echo WROTE; test -d .codex && echo masked"
+    with running(sandbox, "/bin/sh", "-c", "echo ready; read line", policy=policy) as first:
+        assert first.stdout.readline() == "ready\n"
+        with running(sandbox, "/bin/sh", "-c", script, policy=policy) as second:
+            assert second.stdout.readline() == "ready\n"
+            first.stdin.write("done\n")
+            first.stdin.flush()
+            assert first.wait(timeout=RUN_TIMEOUT) == 0
+            assert protected_leftovers(sandbox.ws) == [".agents", ".codex", ".git"]  # still held
+            second.stdin.write("go\n")
+            second.stdin.flush()
+            assert second.stdout.readline() == "masked\n"
+        assert second.returncode == 0
+    assert protected_leftovers(sandbox.ws) == []
+
+
+def test_own_empty_codex_is_masked_and_kept(sandbox):
+    """An empty .codex made by the user (not by a sandbox) is masked like a missing one while
+    the command runs, and left where it was afterwards."""
+    (sandbox.ws / ".codex").mkdir()
+    (sandbox.ws / ".env").write_text("")
+    r = sandbox.fs({"codex": ["write", ".codex/config.toml", "evil"], "env": ["read", ".env"]},
+                   policy=restricted((ROOT, "read"), (sandbox.ws, "write"), (sandbox.ws / ".env", "none")))
+    assert r["codex"] == err("EROFS"), r
+    assert "err" in r["env"], r
+    assert (sandbox.ws / ".codex").is_dir() and list((sandbox.ws / ".codex").iterdir()) == []
+    assert (sandbox.ws / ".env").read_text() == ""
+    assert sorted(p.name for p in sandbox.ws.iterdir()) == [".codex", ".env"]
 
 
 # --------------------------------------------------------------------------------------
@@ -937,6 +1009,21 @@ def test_runtime_dir_and_auth_json_are_hidden(sandbox):
     assert not (sandbox.home / "stolen").exists()
 
 
+def test_mount_point_locks_are_hidden(sandbox):
+    """The directory of the masks' locks, shared by every instance of this user, cannot be
+    listed or opened inside (so no command can hold a lock against other sandboxes, or remove
+    one), neither read-only nor with /tmp writable, where it cannot be replaced either."""
+    sandbox.sh("true", policy=workspace_write())  # sandboxd makes it before its first plan
+    assert LOCK_DIR.is_dir() and LOCK_DIR.stat().st_uid == os.geteuid()
+    assert (LOCK_DIR.lstat().st_mode & 0o7777) == 0o700
+    ops = {"list": ["list", LOCK_DIR], "lock": ["write", LOCK_DIR / "0-0-0000000000000000", ""]}
+    r = sandbox.fs(ops, policy=read_only())
+    assert r == {"list": err("EACCES"), "lock": err("EACCES")}, r
+    r = sandbox.fs(dict(ops, rename=["rename", LOCK_DIR, f"/tmp/moved-{uuid.uuid4().hex}"]), policy=workspace_write())
+    assert r["list"] == err("EACCES") and r["lock"] == err("EACCES") and "err" in r["rename"], r
+    assert not (LOCK_DIR / "0-0-0000000000000000").exists()
+
+
 def test_secrets_hidden_with_unrestricted_filesystem_and_restricted_network(sandbox):
     """{"kind":"unrestricted","network":"restricted"} still runs in a sandbox: the runtime
     directory and auth.json are hidden there as in every sandbox."""
@@ -1063,3 +1150,83 @@ def test_bogus_launcher_setting_is_an_error(tmp_path):
     result = sb.sh(f"echo ran > {marker}", policy=read_only())
     assert result.returncode != 0 and "launcher" in result.stderr, result
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------------------
+# 11. many sandboxes at once
+
+
+# Inside: every mask there, none writable; a short, varied life, so launches and ends interleave.
+MASK_CHECK = (
+    'for d in .git .codex .agents "$1/.git" "$1/.codex" "$1/.agents" /tmp/.git /tmp/.codex /tmp/.agents; do '
+    'test -d "$d" || { echo "no mask at $d"; exit 1; }; '
+    'mkdir "$d/x$$" 2>/dev/null && { rmdir "$d/x$$"; echo "wrote in $d"; exit 1; }; '
+    'done; sleep "0.0$2"; echo ok'
+)
+
+
+def keep_busy(client, prefix, total, in_flight, params):
+    """Run @total commands through @client, @in_flight at a time (a new one as each ends, so
+    plans, launches and ends of sandboxes keep overlapping); {id: answer}."""
+    answers, sent = {}, 0
+
+    def send_next():
+        nonlocal sent
+        command = ["/bin/sh", "-c", MASK_CHECK, "sh", params["shared"], str(sent * 7 % 10)]
+        client.send({"id": f"{prefix}-{sent}", "method": "command/exec",
+                     "params": {"command": command, "sandboxPolicy": params["policy"], "cwd": params["cwd"]}})
+        sent += 1
+
+    while sent < min(in_flight, total):
+        send_next()
+    while len(answers) < total:
+        msg = client.recv(timeout=60)
+        if "id" not in msg and "method" in msg:
+            client.notifications.append(msg)
+            continue
+        answers[msg["id"]] = msg
+        if sent < total:
+            send_next()
+    return answers
+
+
+@pytest.mark.parametrize("launchers", [("system", "system"), ("builtin", "builtin"), ("system", "builtin")],
+                         ids=["system", "builtin", "mixed"])
+def test_concurrent_sandboxes_of_two_instances_share_their_masks(agentd_factory, tmp_path, launchers):
+    """Two agentd instances on one workspace (each its own runtime directory) keep many
+    workspace-write commands running at once, with an extra writable root and /tmp writable:
+    every command finds all its masks and can write in none, every launch succeeds, and no
+    mask's mount point is left behind. A mask's mount point is shared by all the sandboxes
+    masking it: one that removed it under another made that one's launch fail ("bwrap: Can't
+    find source path /tmp/.agents") or shed its mask."""
+    for launcher in set(launchers):
+        probe = host_probe(launcher)
+        if launcher == "system" and not probe["bwrap"]["found"]:
+            pytest.skip(f"no usable system bwrap: {probe['warnings']}")
+        if not probe["userNamespaces"]:
+            pytest.skip(f"user namespaces unavailable: {probe['userNamespaceError']}")
+    ws, shared = tmp_path / "ws", tmp_path / "shared"
+    ws.mkdir()
+    shared.mkdir()
+    if inside_repository(ws):
+        pytest.skip(f"{ws} is inside a git repository: its .git may be created")
+    instances = [agentd_factory(config=f'[sandboxd]\nlauncher = "{launcher}"\n') for launcher in launchers]
+    params = {"policy": {"type": "workspaceWrite", "writableRoots": [str(shared)], "networkAccess": False},
+              "shared": str(shared), "cwd": str(ws)}
+    results = [None] * len(instances)
+
+    def worker(index):
+        results[index] = keep_busy(instances[index].stdio, f"a{index}", 80, 8, params)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(instances))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for index, answers in enumerate(results):
+        assert answers is not None, f"agentd {index} did not answer every command"
+        failed = {k: v for k, v in answers.items() if v.get("result") != {"exitCode": 0, "stdout": "ok\n", "stderr": ""}}
+        assert not failed, f"{len(failed)} of {len(answers)} failed, e.g. {next(iter(failed.items()))}"
+    assert protected_leftovers(ws) == []
+    assert protected_leftovers(shared) == []
+    assert unheld_masks(Path("/tmp")) == []
