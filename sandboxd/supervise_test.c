@@ -34,12 +34,16 @@ static int scratch_setup(void **state)
 {
 	Scratch *s = calloc(1, sizeof(*s));
 	char tmpl[] = "/tmp/supervise_test.XXXXXX", real[PATH_MAX];
-	if (!s || !mkdtemp(tmpl) || !realpath(tmpl, real) || strlen(real) >= sizeof(s->dir))
+	if (!s || !mkdtemp(tmpl) || !realpath(tmpl, real) || strlen(real) >= sizeof(s->dir)) {
+		free(s);
 		return -1;
+	}
 	snprintf(s->dir, sizeof(s->dir), "%s", real);
 	snprintf(s->locks, sizeof(s->locks), "%s/locks", s->dir);
-	if (mkdir(s->locks, 0700) < 0)
+	if (mkdir(s->locks, 0700) < 0) {
+		free(s);
 		return -1;
+	}
 	*state = s;
 	return 0;
 }
