@@ -134,6 +134,8 @@ static json_t *exec_lossy_string(const ExecBuffer *b)
 
 int exec_buffer_append(ExecBuffer *b, const void *data, size_t len)
 {
+	if (len == 0)
+		return 0; /* a capped stream's last, empty chunk: nothing to keep (and no buffer yet) */
 	if (b->len + len > b->capacity) {
 		size_t capacity = b->capacity ? b->capacity : 4096;
 		while (capacity < b->len + len)
