@@ -230,6 +230,7 @@ static void agentd_become_ready(Agentd *server)
 	agentd_start_listeners(server, agentd_pending_flags);
 	if (!server->is_stopping && !server->supervisor)
 		agentd_confine(server);
+	malloc_trim(0); /* what start-up freed goes back; the trim threshold keeps it otherwise */
 }
 
 /* Ready once every helper said hello and sandboxd's probe (its warnings) is in hand. */

@@ -507,6 +507,9 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv)
 		goto out;
 	if (daemon_start_signals(&d) < 0 || daemon_connect(&d) < 0)
 		goto out;
+	/* Start-up (configuration, the seccomp compiler) freed what it used: give it back now, since
+	 * the trim threshold set above keeps freed memory for the streams that come later. */
+	malloc_trim(0);
 	log_info("started (pid %ld), runtime directory %s", (long)getpid(), d.runtime_dir);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	status = 0;

@@ -2,6 +2,7 @@
 /* execd - runs commands for agentd's clients (process table, pipes, PTYs). */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,10 +487,28 @@ static bool execd_is_exec_server(int argc, char **argv)
 	return false;
 }
 
+/* `execd --listen …` is the exec-server, a program of its own beside execd (same arguments). */
+static int execd_exec_server(char **argv)
+{
+	char self[4096], path[4096 + 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0) {
+		perror("execd: /proc/self/exe");
+		return 1;
+	}
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(path, sizeof(path), "%s/execd-server", self);
+	execv(path, argv);
+	fprintf(stderr, "execd: cannot run %s: %s\n", path, strerror(errno));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (execd_is_exec_server(argc, argv))
-		return exec_server_main(argc, argv);
+		return execd_exec_server(argv);
 	/* One allow-list: the exec.* rows here and the fs.* rows of fs_methods.c. */
 	DaemonMethod *methods = calloc(EXECD_METHOD_COUNT + execd_fs_method_count, sizeof(*methods));
 	if (!methods)
