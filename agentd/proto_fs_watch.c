@@ -96,13 +96,13 @@ static const char *fs_watch_id(Conn *conn, json_t *id, json_t *params)
 {
 	json_t *watch_id = json_object_get(params, "watchId");
 	if (!watch_id) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: missing field `watchId`");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: missing field `watchId`");
 		return NULL;
 	}
 	if (!json_is_string(watch_id) || json_string_length(watch_id) > FS_WATCH_ID_MAX ||
 	    strlen(json_string_value(watch_id)) != json_string_length(watch_id)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-				 "Invalid params: watchId must be a string of at most %u bytes",
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: watchId must be a string of at most %u bytes",
 				 FS_WATCH_ID_MAX);
 		return NULL;
 	}
@@ -134,11 +134,11 @@ void proto_fs_watch(Conn *conn, json_t *id, json_t *params)
 	json_t *path = json_object_get(params, "path");
 	char normal[AGENTD_PATH_MAX];
 	if (!path) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: missing field `path`");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: missing field `path`");
 		return;
 	}
 	if (!json_is_string(path) || strlen(json_string_value(path)) != json_string_length(path)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: path must be a string");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: path must be a string");
 		return;
 	}
 	/* The reference's AbsolutePathBuf wording, so clients matching on it keep working. */
@@ -148,7 +148,7 @@ void proto_fs_watch(Conn *conn, json_t *id, json_t *params)
 		return;
 	}
 	if (path_normalize(NULL, json_string_value(path), normal, sizeof(normal)) < 0) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: path is too long");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: path is too long");
 		return;
 	}
 	if (conn->server->environment == AGENTD_ENV_NONE) {

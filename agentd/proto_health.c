@@ -79,7 +79,7 @@ void proto_health(Conn *conn, json_t *id, json_t *params)
 	for (size_t i = 0; i < agentd_service_count; i++)
 		is_known = is_known || strcmp(agentd_services[i], name) == 0;
 	if (!is_known) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: unknown service `%s`", name);
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: unknown service `%s`", name);
 		return;
 	}
 	HealthCall *call = calloc(1, sizeof(*call));

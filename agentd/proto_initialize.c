@@ -91,8 +91,8 @@ static int proto_read_opt_outs(Conn *conn, json_t *capabilities, json_t *id)
 	if (!capabilities || json_is_null(capabilities))
 		return 0;
 	if (!json_is_object(capabilities)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-				 "Invalid params: capabilities must be an object");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: capabilities must be an object");
 		return -1;
 	}
 	static const char *const bool_fields[] = { "experimentalApi", "requestAttestation",
@@ -101,8 +101,8 @@ static int proto_read_opt_outs(Conn *conn, json_t *capabilities, json_t *id)
 	for (size_t i = 0; i < sizeof(bool_fields) / sizeof(bool_fields[0]); i++) {
 		json_t *v = json_object_get(capabilities, bool_fields[i]);
 		if (v && !json_is_boolean(v)) {
-			conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-					 "Invalid params: capabilities.%s must be a boolean", bool_fields[i]);
+			conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+					 "Invalid request: capabilities.%s must be a boolean", bool_fields[i]);
 			return -1;
 		}
 	}
@@ -111,8 +111,8 @@ static int proto_read_opt_outs(Conn *conn, json_t *capabilities, json_t *id)
 		return 0;
 	if (!json_is_array(methods)) {
 		conn_reply_error(
-			conn, id, RPC_INVALID_PARAMS,
-			"Invalid params: capabilities.optOutNotificationMethods must be an array of strings");
+			conn, id, RPC_INVALID_REQUEST,
+			"Invalid request: capabilities.optOutNotificationMethods must be an array of strings");
 		return -1;
 	}
 	json_t *set = json_object();
@@ -121,8 +121,8 @@ static int proto_read_opt_outs(Conn *conn, json_t *capabilities, json_t *id)
 	json_array_foreach (methods, i, m) {
 		if (!json_is_string(m)) {
 			json_decref(set);
-			conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-					 "Invalid params: capabilities.optOutNotificationMethods must be an "
+			conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+					 "Invalid request: capabilities.optOutNotificationMethods must be an "
 					 "array of strings");
 			return -1;
 		}
@@ -137,12 +137,12 @@ static const char *proto_client_field(Conn *conn, json_t *id, json_t *client_inf
 {
 	json_t *v = json_object_get(client_info, field);
 	if (!v) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: missing field `%s`", field);
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: missing field `%s`", field);
 		return NULL;
 	}
 	if (!json_is_string(v)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-				 "Invalid params: clientInfo.%s must be a string", field);
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: clientInfo.%s must be a string", field);
 		return NULL;
 	}
 	return json_string_value(v);
@@ -166,12 +166,12 @@ void proto_initialize(Conn *conn, json_t *id, json_t *params)
 	Agentd *server = conn->server;
 	json_t *client_info = json_object_get(params, "clientInfo");
 	if (!client_info) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: missing field `clientInfo`");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: missing field `clientInfo`");
 		return;
 	}
 	if (!json_is_object(client_info)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-				 "Invalid params: clientInfo must be an object");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: clientInfo must be an object");
 		return;
 	}
 	const char *name = proto_client_field(conn, id, client_info, "name");
@@ -180,8 +180,8 @@ void proto_initialize(Conn *conn, json_t *id, json_t *params)
 		return;
 	json_t *title = json_object_get(client_info, "title");
 	if (title && !json_is_null(title) && !json_is_string(title)) {
-		conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-				 "Invalid params: clientInfo.title must be a string");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: clientInfo.title must be a string");
 		return;
 	}
 	if (conn->is_initialized) {

@@ -33,10 +33,10 @@ static void rpc_dispatch_request(Conn *conn, json_t *id, const char *method, jso
 	}
 	if (!rpc_params_are_acceptable(m, params)) {
 		if (!params)
-			conn_reply_error(conn, id, RPC_INVALID_PARAMS,
-					 "Invalid params: missing field `params`");
+			conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+					 "Invalid request: missing field `params`");
 		else
-			conn_reply_error(conn, id, RPC_INVALID_PARAMS, "Invalid params: expected an object");
+			conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: expected an object");
 		return;
 	}
 	m->handler(conn, id, json_is_object(params) ? params : NULL);

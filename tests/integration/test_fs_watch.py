@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, wait_until
+from conftest import INTERNAL_ERROR, INVALID_REQUEST, wait_until
 
 FAST = 50  # ms: the debounce window of most tests
 FAST_CONFIG = f"[watchd]\ndebounce_ms = {FAST}\n"
@@ -266,11 +266,13 @@ def test_duplicate_watch_id_is_refused_and_keeps_the_first_watch(agentd_factory,
         ("fs/unwatch", {"watchId": {"id": "w"}}),
     ],
 )
-def test_missing_or_mistyped_params_are_invalid_params(agentd_factory, method, params):
+def test_missing_or_mistyped_params_are_invalid_requests(agentd_factory, method, params):
+    """As the reference's deserializer: -32600 "Invalid request: …"."""
     _, client = start_stdio(agentd_factory)
     msg = client.request(method, params)
     assert "error" in msg, f"{method} {params!r} was accepted: {msg}"
-    assert msg["error"]["code"] == INVALID_PARAMS, msg
+    assert msg["error"]["code"] == INVALID_REQUEST, msg
+    assert msg["error"]["message"].startswith("Invalid request: "), msg
     client.sync()
 
 

@@ -5,7 +5,7 @@ import platform
 
 import pytest
 
-from conftest import HELPERS, INVALID_PARAMS, INVALID_REQUEST, wait_until
+from conftest import HELPERS, INVALID_REQUEST, wait_until
 
 
 def test_initialize_result(agentd_factory):
@@ -86,7 +86,8 @@ def test_bad_capabilities(agentd_factory, capabilities):
     proc = agentd_factory(initialize=False)
     c = proc.stdio
     msg = c.request("initialize", {"clientInfo": {"name": "x", "version": "1"}, "capabilities": capabilities})
-    assert msg["error"]["code"] == INVALID_PARAMS, msg
+    assert msg["error"]["code"] == INVALID_REQUEST, msg
+    assert msg["error"]["message"].startswith("Invalid request: "), msg
     assert c.initialize()["platformFamily"] == "unix"
 
 
@@ -139,7 +140,7 @@ def test_health_of_one_helper(stdio_agentd, service):
 @pytest.mark.parametrize("service", ["nosuchd", "", 5, "agentd"])
 def test_health_unknown_service(stdio_agentd, service):
     msg = stdio_agentd.stdio.request("agentd/health", {"service": service})
-    assert msg["error"]["code"] == INVALID_PARAMS, msg
+    assert msg["error"]["code"] == INVALID_REQUEST, msg
     assert stdio_agentd.stdio.health()["status"] == "ok"
 
 
