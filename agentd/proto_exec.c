@@ -90,7 +90,7 @@ void exec_fail(ExecCall *call, int code, const char *fmt, const char *detail)
 	exec_finish_call(call);
 }
 
-/* --- buffered output: UTF-8, invalid bytes replaced (the reference decodes lossily too) ------------- */
+/* --- buffered output as text ---------------------------------------------------------------------- */
 
 static size_t utf8_sequence_len(const unsigned char *s, size_t n)
 {
@@ -108,25 +108,55 @@ static size_t utf8_sequence_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-static json_t *exec_lossy_string(const ExecBuffer *b)
+static bool exec_is_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0, len; i < n; i += len)
+		if (!(len = utf8_sequence_len(s + i, n - i)))
+			return false;
+	return true;
+}
+
+/* windows-1252 as WHATWG decodes it: 0x80-0x9F are its punctuation (undefined ones stay C1 controls),
+ * the rest is Latin-1. */
+static const uint16_t exec_cp1252_high[32] = {
+	0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+	0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+	0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+};
+
+static size_t exec_put_utf8(char *out, uint32_t cp)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xC0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	out[0] = (char)(0xE0 | (cp >> 12));
+	out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	out[2] = (char)(0x80 | (cp & 0x3F));
+	return 3;
+}
+
+/*
+ * Valid UTF-8 as it is. Otherwise the reference guesses the encoding (chardetng); agentd takes
+ * windows-1252, the guess for Western text (e.g. "caf\xe9" -> "café"), so every byte survives
+ * as a character instead of turning into U+FFFD.
+ */
+static json_t *exec_output_string(const ExecBuffer *b)
 {
 	const unsigned char *s = (const unsigned char *)b->data;
+	if (exec_is_utf8(s, b->len))
+		return json_stringn_nocheck(b->len ? b->data : "", b->len);
 	char *out = malloc(b->len * 3 + 1);
 	size_t at = 0;
 	if (!out)
 		return NULL;
-	for (size_t i = 0; i < b->len;) {
-		size_t len = utf8_sequence_len(s + i, b->len - i);
-		if (len == 0) {
-			memcpy(out + at, "\xEF\xBF\xBD", 3);
-			at += 3;
-			i++;
-			continue;
-		}
-		memcpy(out + at, s + i, len);
-		at += len;
-		i += len;
-	}
+	for (size_t i = 0; i < b->len; i++)
+		at += exec_put_utf8(out + at, s[i] >= 0x80 && s[i] < 0xA0 ? exec_cp1252_high[s[i] - 0x80] : s[i]);
 	json_t *text = json_stringn_nocheck(out, at);
 	free(out);
 	return text;
@@ -269,7 +299,7 @@ void exec_reply_exited(ExecCall *call, int64_t exit_code)
 {
 	Conn *conn = conn_find(call->server, call->conn_id);
 	if (conn) {
-		json_t *out = exec_lossy_string(&call->out[0]), *err = exec_lossy_string(&call->out[1]);
+		json_t *out = exec_output_string(&call->out[0]), *err = exec_output_string(&call->out[1]);
 		conn_reply(conn, call->rpc_id, json_pack("{s:I,s:o,s:o}", "exitCode", (json_int_t)exit_code,
 							 "stdout", out ? out : json_string(""), "stderr",
 							 err ? err : json_string("")));

@@ -119,9 +119,14 @@ def test_permission_profile_builtin(client, tmp_path):
     assert result["stdout"] == "ok\n"
 
 
-def test_binary_output_is_lossy_utf8_when_buffered(client):
-    result = exec_call(client, {"command": ["printf", "a\\377b\\303\\251"]})
-    assert result["stdout"] == "a\ufffdb\u00e9"
+def test_buffered_output_utf8_or_windows_1252(client):
+    """Valid UTF-8 as it is; anything else decoded as windows-1252. For the second and third the
+    reference's encoding guess gives the same (recorded from codex app-server 0.169.0)."""
+    assert exec_call(client, {"command": ["printf", "caf\\303\\251 \\342\\202\\254"]})["stdout"] == "café €"
+    assert exec_call(client, {"command": ["printf", "a\\377b\\303\\251"]})["stdout"] == "a\u00ffb\u00c3\u00a9"
+    assert exec_call(client, {"command": ["printf", "caf\\351 na\\357ve"]})["stdout"] == "caf\u00e9 na\u00efve"
+    assert exec_call(client, {"command": ["printf", "\\200\\235\\237"]})["stdout"] == "\u20ac\u009d\u0178"
+    assert exec_call(client, {"command": ["printf", "nul\\000byte"]})["stdout"] == "nul\u0000byte"
 
 
 def test_cwd_absolute_and_relative(client, agentd, tmp_path):
