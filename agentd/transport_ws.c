@@ -250,14 +250,9 @@ static void ws_handle_request(WsConn *wc, const WsRequest *req, size_t consumed)
 
 static void ws_handshake_bytes(WsConn *wc, const char *data, size_t len)
 {
-	size_t room = sizeof(wc->head) - wc->head_len;
-	size_t take = len < room ? len : room;
-	memcpy(wc->head + wc->head_len, data, take);
-	wc->head_len += take;
+	size_t take;
 	WsRequest req;
-	int rc = ws_request_parse(wc->head, wc->head_len, &req);
-	if (rc == 0 && take < len)
-		rc = -E2BIG;
+	int rc = ws_head_take(wc->head, sizeof(wc->head), &wc->head_len, data, len, &take, &req);
 	if (rc == 0)
 		return;
 	if (rc == -E2BIG) {

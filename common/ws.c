@@ -901,3 +901,15 @@ size_t ws_decoder_buffer_bytes(const WsDecoder *dec)
 {
 	return dec ? dec->msg.cap : 0;
 }
+
+int ws_head_take(char *head, size_t cap, size_t *head_len, const char *data, size_t len, size_t *taken,
+		 WsRequest *req)
+{
+	size_t room = cap - *head_len;
+	size_t take = len < room ? len : room;
+	memcpy(head + *head_len, data, take);
+	*head_len += take;
+	*taken = take;
+	int rc = ws_request_parse(head, *head_len, req);
+	return rc == 0 && take < len ? -E2BIG : rc;
+}

@@ -50,6 +50,16 @@ typedef struct WsRequest {
 int ws_request_parse(const char *buf, size_t len, WsRequest *req);
 
 /**
+ * ws_head_take() - a server's read of @len bytes while it waits for the request head: append what
+ * fits to @head (@cap bytes, @head_len used) and parse it. *@taken is how many bytes of @data went
+ * in; bytes of @data past that, and bytes of @head past a complete head, are the client's first
+ * frames. Return: as ws_request_parse(), and -E2BIG also when @data does not fit while the head is
+ * still incomplete.
+ */
+int ws_head_take(char *head, size_t cap, size_t *head_len, const char *data, size_t len, size_t *taken,
+		 WsRequest *req);
+
+/**
  * ws_accept_key() - compute Sec-WebSocket-Accept for a client key.
  * @client_key: NUL-terminated Sec-WebSocket-Key value.
  * @out: receives the 28-character answer, NUL-terminated.

@@ -325,6 +325,44 @@ static void test_request_parse_incomplete(void **state)
 	assert_int_equal(ws_request_parse(NULL, 0, &req), 0);
 }
 
+/* A head arriving in pieces: complete on the piece that ends it, with what follows left over. */
+static void test_head_take_in_pieces(void **state)
+{
+	char head[sizeof(good_request) + 16];
+	size_t head_len = 0, taken;
+	size_t len = sizeof(good_request) - 1, half = len / 2;
+	WsRequest req;
+
+	(void)state;
+	assert_int_equal(ws_head_take(head, sizeof(head), &head_len, good_request, half, &taken, &req), 0);
+	assert_int_equal(taken, half);
+	char rest[sizeof(good_request) + 4];
+	memcpy(rest, good_request + half, len - half);
+	memcpy(rest + len - half, "\x81\x80", 2);
+	int rc = ws_head_take(head, sizeof(head), &head_len, rest, len - half + 2, &taken, &req);
+	assert_int_equal(rc, (int)len);
+	assert_int_equal(taken, len - half + 2); /* the frame bytes fit: they sit in head past the request */
+	assert_memory_equal(head + len, "\x81\x80", 2);
+	assert_string_equal(req.key, "dGhlIHNhbXBsZSBub25jZQ==");
+}
+
+/* An incomplete head that cannot take the bytes offered is too large, not "more needed". */
+static void test_head_take_overflow(void **state)
+{
+	char head[32];
+	size_t head_len = 0, taken;
+	WsRequest req;
+
+	(void)state;
+	assert_int_equal(ws_head_take(head, sizeof(head), &head_len, good_request, sizeof(good_request) - 1, &taken,
+				      &req),
+			 -E2BIG);
+	assert_int_equal(taken, sizeof(head));
+	assert_int_equal(head_len, sizeof(head));
+	head_len = 0;
+	assert_int_equal(ws_head_take(head, sizeof(head), &head_len, "GET /\x01", 6, &taken, &req), -EINVAL);
+}
+
 /* A head of exactly total_len bytes, padded with one filler header. */
 static char *request_of_len(size_t total_len)
 {
@@ -1246,6 +1284,8 @@ int main(void)
 		cmocka_unit_test(test_accept_key_rejects_malformed),
 		cmocka_unit_test(test_request_parse_complete),
 		cmocka_unit_test(test_request_parse_incomplete),
+		cmocka_unit_test(test_head_take_in_pieces),
+		cmocka_unit_test(test_head_take_overflow),
 		cmocka_unit_test(test_request_parse_oversized),
 		cmocka_unit_test(test_request_parse_malformed),
 		cmocka_unit_test(test_request_parse_rejects_early),

@@ -392,14 +392,9 @@ static void es_ws_handle_request(EsWsConn *conn, const WsRequest *req, size_t co
 
 static void es_ws_handshake_bytes(EsWsConn *conn, const char *data, size_t len)
 {
-	size_t room = sizeof(conn->head) - conn->head_len;
-	size_t take = len < room ? len : room;
-	memcpy(conn->head + conn->head_len, data, take);
-	conn->head_len += take;
+	size_t take;
 	WsRequest req;
-	int rc = ws_request_parse(conn->head, conn->head_len, &req);
-	if (rc == 0 && take < len)
-		rc = -E2BIG;
+	int rc = ws_head_take(conn->head, sizeof(conn->head), &conn->head_len, data, len, &take, &req);
 	if (rc == 0)
 		return;
 	if (rc == -E2BIG) {
