@@ -45,13 +45,12 @@ struct ExecCall {
 	bool stdin_closed;   /* a closeStdin was sent */
 	bool is_awaiting;    /* a broker call (plan or exec.start) carries this call as its context */
 	bool is_orphaned;    /* its connection closed while is_awaiting: freed when the answer comes */
-	json_t *argv;	     /* the plan's argv while the plan is being asked for */
 	char cwd[AGENTD_PATH_MAX];
 	json_t *env;	     /* array of "KEY=VALUE" */
 	int64_t timeout_ms;  /* -1: none */
 	uint64_t cap_bytes;  /* UINT64_MAX: none */
 	uint16_t rows, cols;
-	bool has_profile, has_policy;
+	bool has_profile; /* a permissionProfile, not a sandboxPolicy, is what sandboxd may refuse */
 	ExecBuffer out[2];
 	ExecDeferred *deferred, *deferred_tail;
 	ExecRemote *remote;	/* the run on a remote exec-server (proto_exec_remote.c), or NULL */

@@ -28,11 +28,6 @@ static void exec_on_control_reply(void *ctx, int32_t status, const uint8_t *body
 static void exec_fail_deferred(ExecCall *call);
 static void exec_send_deferred(ExecCall *call);
 
-static int exec_pack_write(void *data, const char *buf, size_t len)
-{
-	return msgpack_sbuffer_write(data, buf, len);
-}
-
 /* --- the call list ------------------------------------------------------------------------------- */
 
 static ExecCall *exec_find_by_id(Agentd *server, uint64_t conn_id, uint64_t exec_id)
@@ -64,7 +59,6 @@ void exec_call_free(ExecCall *call)
 	if (call->remote)
 		exec_remote_release(call);
 	json_decref(call->rpc_id);
-	json_decref(call->argv);
 	json_decref(call->env);
 	free(call->process_id);
 	free(call->process_id_json);
@@ -197,7 +191,7 @@ static void exec_send_credit(Agentd *server, uint64_t conn_id, uint64_t exec_id,
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, exec_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);
 	mp_pack_kv_u64(&pk, "execId", exec_id);
 	mp_pack_kv_u64(&pk, "stream", (uint64_t)stream);
@@ -401,7 +395,7 @@ static void exec_start_process(ExecCall *call, const msgpack_object *plan_argv, 
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, exec_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	uint32_t fields = 6 + (call->timeout_ms >= 0) + (call->cap_bytes != UINT64_MAX) + 2 * call->is_tty;
 	msgpack_pack_map(&pk, fields);
 	mp_pack_kv_u64(&pk, "execId", call->exec_id);
@@ -480,7 +474,7 @@ static int exec_ask_plan(ExecCall *call, json_t *command, json_t *policy, const 
 	if (policy && !policy_text)
 		return -ENOMEM;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, exec_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2 + (policy_text != NULL) + (profile != NULL));
 	mp_pack_kv_str(&pk, "cwd", call->cwd);
 	exec_pack_strings(&pk, "command", command);
@@ -730,7 +724,6 @@ static ExecCall *exec_call_new(Conn *conn, json_t *id, const ExecParams *p)
 	call->rows = p->size ? p->rows : 0;
 	call->cols = p->size ? p->cols : 0;
 	call->has_profile = p->profile != NULL;
-	call->has_policy = p->policy != NULL;
 	call->env = exec_environment(p->env);
 	if (p->process_id) {
 		call->process_id = strdup(json_string_value(p->process_id));
@@ -943,7 +936,7 @@ static void exec_control_simple(Conn *conn, json_t *id, ExecCall *call, const ch
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, exec_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, rows ? 3 : 1);
 	mp_pack_kv_u64(&pk, "execId", call->exec_id);
 	if (rows) {
@@ -963,7 +956,7 @@ static void exec_send_write_piece(ExecCall *call, ExecControl *ctl, const uint8_
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, exec_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2 + (data != NULL));
 	mp_pack_kv_u64(&pk, "execId", call->exec_id);
 	if (data) {

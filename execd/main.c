@@ -30,11 +30,6 @@ typedef struct ExecEntry {
 
 static Execd execd;
 
-static int execd_pack_write(void *data, const char *buf, size_t len)
-{
-	return msgpack_sbuffer_write(data, buf, len);
-}
-
 static ExecEntry *execd_find(Execd *x, uint64_t conn_id, uint64_t exec_id)
 {
 	for (ExecEntry *e = x->entries; e; e = e->next)
@@ -67,7 +62,7 @@ static void execd_reply_status(Daemon *d, const Envelope *req, int status)
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, execd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
 	mp_pack_kv_str(&pk, "message", strerror(status < 0 ? -status : status));
 	daemon_reply(d, req, status, sbuf.data, sbuf.size);
@@ -89,7 +84,7 @@ static void execd_on_started(Proc *p, int status, void *ctx)
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, execd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
 	mp_pack_kv_u64(&pk, "pid", (uint64_t)proc_pid(p));
 	daemon_reply(x->daemon, &e->start, 0, sbuf.data, sbuf.size);
@@ -104,7 +99,7 @@ static void execd_on_output(Proc *p, int stream, const uint8_t *data, size_t len
 	static msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_clear(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, execd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 4);
 	mp_pack_kv_u64(&pk, "execId", e->exec_id);
 	mp_pack_kv_u64(&pk, "stream", (uint64_t)stream);
@@ -123,7 +118,7 @@ static void execd_on_closed(Proc *p, int exit_code, void *ctx)
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, execd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);
 	mp_pack_kv_u64(&pk, "execId", e->exec_id);
 	mp_pack_cstr(&pk, "exitCode");
