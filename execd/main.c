@@ -399,10 +399,14 @@ static int execd_health(Daemon *d, msgpack_packer *pk, void *ctx)
 
 /* --- start and stop --------------------------------------------------------------------------------- */
 
+static void execd_drop_all(Execd *x);
+
 static void execd_on_spawner_lost(void *ctx)
 {
 	Execd *x = ctx;
-	/* Nothing can run without it; the supervisor starts a fresh execd (and spawner). */
+	/* Nothing can run without it: kill what it started (their spawner cannot any more), and
+	 * stop; the supervisor starts a fresh execd and spawner, and agentd fails the clients' runs. */
+	execd_drop_all(x);
 	uv_stop(daemon_loop(x->daemon));
 }
 

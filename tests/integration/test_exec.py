@@ -551,3 +551,43 @@ def test_execd_restart_fails_running_commands(agentd, client):
             return False
     wait_until(restarted, 10, what="execd restarted")
     assert exec_call(client, {"command": ["echo", "back"]})["stdout"] == "back\n"
+
+
+def spawner_of(execd_pid):
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().split(")")[1].split()
+                with open(f"/proc/{entry}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if int(fields[1]) == execd_pid and comm == "execd-spawner":
+                return int(entry)
+    return None
+
+
+def test_spawner_death_fails_running_commands_and_execd_comes_back(agentd, client, tmp_path):
+    """Without its spawner execd cannot run anything: it exits (killing what runs), the supervisor
+    starts a fresh execd and spawner, and the client's running command gets an error, not a hang."""
+    pidfile = tmp_path / "pid"
+    start(client, {"command": ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], "processId": "s",
+                   "streamStdoutStderr": True}, 1)
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 5, what="command running")
+    command = int(pidfile.read_text())
+    execd_pid = client.health("execd")["pid"]
+    spawner = spawner_of(execd_pid)
+    assert spawner is not None
+    os.kill(spawner, signal.SIGKILL)
+    msg = client.wait_response(1, timeout=10)
+    assert msg["error"]["code"] == INTERNAL_ERROR, msg
+    wait_until(lambda: not alive(command), 5, what="the command killed with its execd")
+
+    def restarted():
+        try:
+            return client.health("execd").get("pid") not in (None, execd_pid)
+        except RpcError:
+            return False
+    wait_until(restarted, 10, what="execd restarted")
+    assert exec_call(client, {"command": ["echo", "again"]})["stdout"] == "again\n"
