@@ -204,5 +204,13 @@ def test_disconnect_terminates_the_remote_run(agentd_factory, exec_server, tmp_p
     wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, what="remote pid")
     pid = int(pidfile.read_text())
     a.close()
-    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z",
-               10, what="remote run terminated")
+    wait_until(lambda: not alive(pid), 10, what="remote run terminated")
+
+
+def alive(pid):
+    """Running (not gone, not a zombie); the process may vanish while we look."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
