@@ -426,7 +426,7 @@ def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(")")[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone, or going while we read (ESRCH)
         return False
 
 

@@ -314,7 +314,7 @@ def pid_alive(pid):
         return False
     try:
         return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone, or going while we read (ESRCH)
         return False
 
 
