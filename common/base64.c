@@ -225,3 +225,63 @@ void base64_describe_error(const char *in, size_t len, char *msg, size_t msg_len
 		snprintf(msg, msg_len, "Invalid last symbol %u, offset %zu.", last_symbol,
 			 quads + morsel_count - 1);
 }
+
+static int base64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+int base64url_decode(const char *in, size_t len, uint8_t *out, size_t *out_len)
+{
+	if (len % 4 == 1)
+		return -EINVAL;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		int v = base64url_value((unsigned char)in[i]);
+		if (v < 0)
+			return -EINVAL;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (uint8_t)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (acc != 0)
+		return -EINVAL;
+	*out_len = n;
+	return 0;
+}
+
+void base64url_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t o = 0;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	for (size_t i = 0; i < n; i++) {
+		acc = (acc << 8) | in[i];
+		bits += 8;
+		while (bits >= 6) {
+			bits -= 6;
+			out[o++] = alphabet[(acc >> bits) & 63];
+		}
+		acc &= (1u << bits) - 1;
+	}
+	if (bits > 0)
+		out[o++] = alphabet[(acc << (6 - bits)) & 63];
+	out[o] = '\0';
+}

@@ -35,4 +35,14 @@ int base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_len);
  */
 void base64_describe_error(const char *in, size_t len, char *msg, size_t msg_len);
 
+/**
+ * base64url_decode() - unpadded base64url (RFC 4648 §5), strictly, as JWT segments carry it: no
+ * '=', no whitespace, no length of 4n+1, no stray bits in the last symbol. @out has room for
+ * @len * 3 / 4 + 1 bytes. Return: 0 and *@out_len, or -EINVAL.
+ */
+int base64url_decode(const char *in, size_t len, uint8_t *out, size_t *out_len);
+
+/** base64url_encode() - @n bytes as unpadded base64url into @out (room for (4 * @n + 2) / 3 + 1). */
+void base64url_encode(const uint8_t *in, size_t n, char *out);
+
 #endif

@@ -18,6 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "base64.h"
+
 static void ws_auth_err(char *err, size_t err_len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -404,57 +406,13 @@ static bool ws_auth_digest_equal(const uint8_t a[32], const uint8_t b[32])
 	return diff == 0;
 }
 
-static int ws_auth_b64url_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/*
- * Unpadded base64url, strictly (a JWT segment): no '=', no whitespace, no length of 4n+1, no
- * stray bits in the last symbol. @out has room for len * 3 / 4 + 1 bytes.
- */
-static int ws_auth_b64url_decode(const char *in, size_t len, uint8_t *out, size_t *out_len)
-{
-	if (len % 4 == 1)
-		return -EINVAL;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = ws_auth_b64url_value((unsigned char)in[i]);
-		if (v < 0)
-			return -EINVAL;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[n++] = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (acc != 0)
-		return -EINVAL;
-	*out_len = n;
-	return 0;
-}
-
 /* A JWT segment decoded as a JSON object, or NULL. */
 static json_t *ws_auth_segment_json(const char *seg, size_t len)
 {
 	uint8_t *buf = malloc(len * 3 / 4 + 1);
 	size_t n;
 	json_t *value = NULL;
-	if (buf && ws_auth_b64url_decode(seg, len, buf, &n) == 0)
+	if (buf && base64url_decode(seg, len, buf, &n) == 0)
 		value = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
 	free(buf);
 	if (value && !json_is_object(value)) {
@@ -535,7 +493,7 @@ static const char *ws_auth_check_jwt(const WsAuth *auth, const char *token, int6
 	size_t sig_text_len = strlen(sig_text);
 	uint8_t sig[64];
 	size_t sig_len = 0;
-	if (sig_text_len > 86 || ws_auth_b64url_decode(sig_text, sig_text_len, sig, &sig_len) < 0 ||
+	if (sig_text_len > 86 || base64url_decode(sig_text, sig_text_len, sig, &sig_len) < 0 ||
 	    sig_len != 32)
 		return WS_AUTH_BAD_JWT;
 	uint8_t mac[EVP_MAX_MD_SIZE];
