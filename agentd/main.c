@@ -324,6 +324,11 @@ static void agentd_on_broker_event(void *ctx, const Envelope *env)
 		proto_exec_on_event(server, env);
 		return;
 	}
+	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "authd") == 0 &&
+	    (strcmp(env->method, "auth.updated") == 0 || strcmp(env->method, "auth.login.completed") == 0)) {
+		proto_account_on_event(server, env);
+		return;
+	}
 	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "sandboxd") == 0 &&
 	    strcmp(env->method, "sandbox.probe") == 0) {
 		/* Re-probed (SIGHUP): connections from now on get the new warnings. */

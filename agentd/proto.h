@@ -60,6 +60,15 @@ void proto_exec_remote_on_disconnected(void *ctx, const char *why);
 /** proto_exec_environment_missing() - answer the -32603 of CODEX_EXEC_SERVER_URL=none; true if so. */
 bool proto_exec_environment_missing(Conn *conn, json_t *id);
 
+/* account/read, getAuthStatus, account/login/start, account/login/cancel, account/logout: authd. */
+void proto_account_read(Conn *conn, json_t *id, json_t *params);
+void proto_get_auth_status(Conn *conn, json_t *id, json_t *params);
+void proto_account_login_start(Conn *conn, json_t *id, json_t *params);
+void proto_account_login_cancel(Conn *conn, json_t *id, json_t *params);
+void proto_account_logout(Conn *conn, json_t *id, json_t *params);
+/** proto_account_on_event() - authd's auth.updated or auth.login.completed, for every client. */
+void proto_account_on_event(Agentd *server, const Envelope *env);
+
 /** proto_fs_on_changed() - watchd's fs.changed event: an fs/changed notification for its connection. */
 void proto_fs_on_changed(Agentd *server, const Envelope *env);
 

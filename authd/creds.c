@@ -32,6 +32,16 @@ typedef struct CredsWaiter {
 	void *ctx;
 } CredsWaiter;
 
+/* A refresh asked for while a login or logout is being stored: it runs once the store is written,
+ * so a client that signs in and then reads its account sees the new credential. */
+typedef struct CredsDeferred {
+	struct CredsDeferred *next;
+	uint64_t after; /* runs once this many replaces are done */
+	CredsWhy why;
+	CredsDoneFn fn;
+	void *ctx;
+} CredsDeferred;
+
 typedef enum CredsJobKind {
 	CREDS_JOB_REFRESH,
 	CREDS_JOB_REPLACE,
@@ -52,6 +62,7 @@ typedef struct CredsJob {
 	RefreshOutcome outcome;
 	char message[1024];
 	CredsWaiter *waiters, **waiters_tail;
+	struct CredsJob *next; /* the replaces waiting behind this one */
 } CredsJob;
 
 struct Creds {
@@ -67,6 +78,10 @@ struct Creds {
 	char poison_message[1024];
 	CredsJob *refresh; /* the refresh in flight or waiting to retry */
 	unsigned jobs_running;
+	/* Logins and logouts are stored one at a time, in the order they were asked for. */
+	CredsJob *replaces, **replaces_tail;
+	uint64_t replaces_started, replaces_done;
+	CredsDeferred *deferred, **deferred_tail;
 	uv_timer_t retry_timer;
 	uv_timer_t due_timer;
 	unsigned open_timers;
@@ -310,7 +325,15 @@ static int creds_status_of(RefreshOutcome outcome)
 }
 
 static void creds_queue(Creds *c, CredsJob *job);
+static void creds_refresh_now(Creds *c, CredsWhy why, CredsDoneFn fn, void *ctx);
 static void creds_maybe_free(Creds *c);
+
+static void creds_call(CredsDoneFn fn, void *ctx, int status, const char *message)
+{
+	if (fn)
+		fn(ctx, status, message);
+}
+
 
 static void creds_on_retry(uv_timer_t *timer)
 {
@@ -347,13 +370,36 @@ static void creds_refresh_done(Creds *c, CredsJob *job)
 	creds_job_free(job);
 }
 
+static void creds_run_deferred(Creds *c)
+{
+	while (c->deferred && (c->is_stopped || c->deferred->after <= c->replaces_done)) {
+		CredsDeferred *d = c->deferred;
+		c->deferred = d->next;
+		if (!c->deferred)
+			c->deferred_tail = &c->deferred;
+		if (c->is_stopped)
+			creds_call(d->fn, d->ctx, -ECANCELED, "authd is stopping");
+		else
+			creds_refresh_now(c, d->why, d->fn, d->ctx);
+		free(d);
+	}
+}
+
 static void creds_replace_done(Creds *c, CredsJob *job)
 {
+	c->replaces = job->next;
+	if (!c->replaces)
+		c->replaces_tail = &c->replaces;
+	c->replaces_done++;
 	creds_reload(c, true);
 	if (job->outcome == REFRESH_REFRESHED)
 		creds_clear_poison(c); /* a login or logout starts over, even with equal content */
 	creds_answer(job, creds_status_of(job->outcome), job->message[0] ? job->message : NULL);
 	creds_job_free(job);
+	/* What was asked between this replace and the next sees this one's result. */
+	creds_run_deferred(c);
+	if (c->replaces)
+		creds_queue(c, c->replaces);
 }
 
 static void creds_job_after(uv_work_t *work, int status)
@@ -425,12 +471,6 @@ static int creds_add_waiter(CredsJob *job, CredsDoneFn fn, void *ctx)
 	return 0;
 }
 
-static void creds_call(CredsDoneFn fn, void *ctx, int status, const char *message)
-{
-	if (fn)
-		fn(ctx, status, message);
-}
-
 /* A client asked for a refresh of a token that is fresh and was refreshed moments ago: the
  * answer is that token (a storm of such requests makes one token request, not one each). */
 static bool creds_is_just_refreshed(const Creds *c, int64_t now_s)
@@ -439,12 +479,8 @@ static bool creds_is_just_refreshed(const Creds *c, int64_t now_s)
 	       !creds_is_due(c, now_s);
 }
 
-void creds_refresh(Creds *c, CredsWhy why, CredsDoneFn fn, void *ctx)
+static void creds_refresh_now(Creds *c, CredsWhy why, CredsDoneFn fn, void *ctx)
 {
-	if (c->is_stopped) {
-		creds_call(fn, ctx, -ECANCELED, "authd is stopping");
-		return;
-	}
 	if (creds_sync(c) < 0) {
 		creds_call(fn, ctx, CREDS_ERR_STORE, c->load_error);
 		return;
@@ -484,6 +520,29 @@ void creds_refresh(Creds *c, CredsWhy why, CredsDoneFn fn, void *ctx)
 	creds_queue(c, job);
 }
 
+void creds_refresh(Creds *c, CredsWhy why, CredsDoneFn fn, void *ctx)
+{
+	if (c->is_stopped) {
+		creds_call(fn, ctx, -ECANCELED, "authd is stopping");
+		return;
+	}
+	if (c->replaces_done < c->replaces_started) {
+		CredsDeferred *d = calloc(1, sizeof(*d));
+		if (!d) {
+			creds_call(fn, ctx, -ENOMEM, "out of memory");
+			return;
+		}
+		d->after = c->replaces_started;
+		d->why = why;
+		d->fn = fn;
+		d->ctx = ctx;
+		*c->deferred_tail = d;
+		c->deferred_tail = &d->next;
+		return;
+	}
+	creds_refresh_now(c, why, fn, ctx);
+}
+
 void creds_replace(Creds *c, json_t *doc, CredsDoneFn fn, void *ctx)
 {
 	if (c->is_stopped) {
@@ -500,7 +559,12 @@ void creds_replace(Creds *c, json_t *doc, CredsDoneFn fn, void *ctx)
 		return;
 	}
 	job->replace_doc = doc;
-	creds_queue(c, job);
+	c->replaces_started++;
+	bool is_first = !c->replaces;
+	*c->replaces_tail = job;
+	c->replaces_tail = &job->next;
+	if (is_first)
+		creds_queue(c, job);
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -572,6 +636,8 @@ int creds_new(uv_loop_t *loop, const StorePaths *paths, const CredsOptions *opts
 	c->retry_timer.data = c;
 	c->due_timer.data = c;
 	c->open_timers = 2;
+	c->deferred_tail = &c->deferred;
+	c->replaces_tail = &c->replaces;
 	c->on_changed = NULL; /* the first load is not a change anyone is told of */
 	creds_reload(c, true);
 	c->on_changed = on_changed;
@@ -620,6 +686,17 @@ void creds_stop(Creds *c)
 		creds_answer(waiting, -ECANCELED, "authd is stopping");
 		creds_job_free(waiting);
 	}
+	/* The replace at the head is on a worker and ends there; the ones behind it never start. */
+	CredsJob *queued = c->replaces ? c->replaces->next : NULL;
+	if (c->replaces)
+		c->replaces->next = NULL;
+	while (queued) {
+		CredsJob *next = queued->next;
+		creds_answer(queued, -ECANCELED, "authd is stopping");
+		creds_job_free(queued);
+		queued = next;
+	}
+	creds_run_deferred(c);
 	uv_close((uv_handle_t *)&c->retry_timer, creds_on_timer_closed);
 	uv_close((uv_handle_t *)&c->due_timer, creds_on_timer_closed);
 }

@@ -214,7 +214,11 @@ static void authd_on_call_done(void *ctx, int status, const char *message)
 		if (status < 0) {
 			authd_reply_error(a->daemon, &call->req, status, message);
 		} else {
-			daemon_reply(a->daemon, &call->req, 0, "\x80", 1);
+			/* {"type":"apiKey"} for a login, {} for logout: the client's shapes already. */
+			if (call->kind == AUTHD_CALL_LOGIN_API_KEY)
+				daemon_reply(a->daemon, &call->req, 0, "\x81\xa4" "type" "\xa6" "apiKey", 13);
+			else
+				daemon_reply(a->daemon, &call->req, 0, "\x80", 1);
 			if (call->kind == AUTHD_CALL_LOGIN_API_KEY)
 				authd_send_completed(a, NULL, true, NULL);
 			authd_send_updated(a);
@@ -238,7 +242,8 @@ static int authd_status(Daemon *d, const Envelope *req, const msgpack_object *pa
 		return -ENOMEM;
 	call->include_token = include_token;
 	/* Without an explicit refresh, a due token is still refreshed first, as the reference's auth(). */
-	creds_refresh(a->creds, refresh ? CREDS_REFRESH_REQUESTED : CREDS_REFRESH_DUE, authd_on_call_done, call);
+	creds_refresh(a->creds, refresh ? CREDS_REFRESH_REQUESTED : CREDS_REFRESH_DUE, authd_on_call_done,
+		      call);
 	return 0;
 }
 
@@ -292,7 +297,8 @@ static int authd_login_api_key(Authd *a, const Envelope *req, const msgpack_obje
 {
 	const char *key;
 	size_t key_len;
-	if (mp_get_str(params, "apiKey", AUTHD_MAX_API_KEY_BYTES, &key, &key_len) < 0 || memchr(key, '\0', key_len))
+	if (mp_get_str(params, "apiKey", AUTHD_MAX_API_KEY_BYTES, &key, &key_len) < 0 ||
+	    memchr(key, '\0', key_len))
 		return -EINVAL;
 	if (authd_refuse_over_corrupt_store(a, req))
 		return 0;
@@ -483,7 +489,8 @@ static int authd_refresh_url(const Config *cfg, const char *issuer, char *out, s
 	char fallback[2048];
 	snprintf(fallback, sizeof(fallback), "%s/oauth/token", issuer);
 	const char *text;
-	if (config_get_string(cfg, "authd.refresh_token_url", fallback, &text) < 0 || strlen(text) >= out_len) {
+	if (config_get_string(cfg, "authd.refresh_token_url", fallback, &text) < 0 ||
+	    strlen(text) >= out_len) {
 		log_error("%s: authd.refresh_token_url must be a URL", cfg->path);
 		return -EINVAL;
 	}
@@ -495,13 +502,16 @@ static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *l
 {
 	memset(creds, 0, sizeof(*creds));
 	memset(login, 0, sizeof(*login));
-	int rc = authd_get_url(cfg, "authd.issuer", AUTHD_DEFAULT_ISSUER, login->issuer, sizeof(login->issuer));
+	int rc = authd_get_url(cfg, "authd.issuer", AUTHD_DEFAULT_ISSUER, login->issuer,
+			       sizeof(login->issuer));
 	if (rc == 0)
 		rc = authd_refresh_url(cfg, login->issuer, creds->refresh_url, sizeof(creds->refresh_url));
 	if (rc == 0)
-		rc = authd_get_int(cfg, "authd.request_timeout_ms", 100, 600000, 30000, &creds->request_timeout_ms);
+		rc = authd_get_int(cfg, "authd.request_timeout_ms", 100, 600000, 30000,
+				   &creds->request_timeout_ms);
 	if (rc == 0)
-		rc = authd_get_int(cfg, "authd.lock_timeout_ms", 100, 3600000, 120000, &creds->lock_timeout_ms);
+		rc = authd_get_int(cfg, "authd.lock_timeout_ms", 100, 3600000, 120000,
+				   &creds->lock_timeout_ms);
 	if (rc == 0)
 		rc = authd_get_int(cfg, "authd.refresh_attempts", 1, 10, 3, &creds->refresh_attempts);
 	if (rc == 0)
@@ -518,7 +528,8 @@ static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *l
 	if (rc == 0)
 		rc = authd_get_int(cfg, "authd.login_timeout_s", 1, 86400, 600, &login->timeout_s);
 	if (rc == 0)
-		rc = authd_get_int(cfg, "authd.device_code_timeout_s", 1, 86400, 900, &login->device_timeout_s);
+		rc = authd_get_int(cfg, "authd.device_code_timeout_s", 1, 86400, 900,
+				   &login->device_timeout_s);
 	if (rc < 0)
 		return rc;
 	snprintf(creds->client_id, sizeof(creds->client_id), "%s", AUTHD_CLIENT_ID);
@@ -620,8 +631,11 @@ static const DaemonMethod authd_methods[] = {
 	{ "conn.closed", 64, authd_conn_closed },
 };
 
-/* Beyond the common base: the lock on the credential store. */
-static const char *const authd_syscalls[] = { "flock" };
+/* Beyond the common base: the store's lock and atomic replace (temp file, fsync, rename), and
+ * the browser login's loopback callback server. */
+static const char *const authd_syscalls[] = { "flock",	  "fchmod",    "fsync",	 "fdatasync", "rename",
+					      "renameat", "renameat2", "unlink", "unlinkat",  "mkdir",
+					      "mkdirat",  "bind",      "listen", "accept",    "accept4" };
 
 static const DaemonSpec authd_spec = {
 	.name = "authd",

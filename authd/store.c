@@ -9,11 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <openssl/rand.h>
 
 #include "base64.h"
 
@@ -340,11 +339,11 @@ static int store_fsync_dir(const char *dir)
 
 static int store_temp_path(const StorePaths *paths, char *out, size_t out_len)
 {
-	uint8_t rnd[8];
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return -EIO;
+	/* getrandom(), not OpenSSL: this runs on worker threads, where OpenSSL's per-thread
+	 * generator state would outlive the thread. */
 	unsigned long long suffix;
-	memcpy(&suffix, rnd, sizeof(suffix));
+	if (getrandom(&suffix, sizeof(suffix), 0) != (ssize_t)sizeof(suffix))
+		return -EIO;
 	int n = snprintf(out, out_len, "%s/" STORE_TEMP_PREFIX "%d.%016llx", paths->dir, (int)getpid(), suffix);
 	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
 }
