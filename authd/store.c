@@ -93,8 +93,10 @@ static void store_read_id_claims(AuthSnapshot *snap)
 	snap->user_id = store_claim_string(auth, "chatgpt_user_id");
 	if (!snap->user_id)
 		snap->user_id = store_claim_string(auth, "user_id");
-	if (!snap->account_id)
-		snap->account_id = json_string_value(json_object_get(auth, "chatgpt_account_id"));
+	if (!snap->account_id) {
+		snap->claim_account_id = store_claim_string(auth, "chatgpt_account_id");
+		snap->account_id = snap->claim_account_id;
+	}
 	json_decref(claims);
 }
 
@@ -227,6 +229,7 @@ void store_snapshot_clear(AuthSnapshot *snap)
 	free(snap->email);
 	free(snap->plan_type);
 	free(snap->user_id);
+	free(snap->claim_account_id);
 	memset(snap, 0, sizeof(*snap));
 }
 

@@ -40,6 +40,7 @@ typedef struct AuthSnapshot {
 	char *email;
 	char *plan_type; /* the raw chatgpt_plan_type claim */
 	char *user_id;
+	char *claim_account_id; /* owns account_id when it came from the claims */
 	int64_t access_exp_s;	  /* the access token's exp claim; 0 when it has none */
 	int64_t last_refresh_s;	  /* last_refresh; 0 when absent or unreadable */
 } AuthSnapshot;

@@ -206,6 +206,30 @@ static void test_empty_input(void **state)
 	assert_int_equal(base64_encoded_len(0), 0);
 }
 
+/* RFC 4648 §10 vectors in the URL alphabet, unpadded, and the strictness JWT segments need. */
+static void test_base64url(void **state)
+{
+	static const char *const plain[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+	static const char *const coded[] = { "", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy" };
+	char out[16];
+	uint8_t back[16];
+	size_t back_len;
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		base64url_encode((const uint8_t *)plain[i], strlen(plain[i]), out);
+		assert_string_equal(out, coded[i]);
+		assert_int_equal(base64url_decode(coded[i], strlen(coded[i]), back, &back_len), 0);
+		assert_int_equal(back_len, strlen(plain[i]));
+		assert_memory_equal(back, plain[i], back_len);
+	}
+	const uint8_t high[] = { 0xfb, 0xff };
+	base64url_encode(high, 2, out);
+	assert_string_equal(out, "-_8");
+	assert_int_equal(base64url_decode("Zg==", 4, back, &back_len), -EINVAL);
+	assert_int_equal(base64url_decode("Z", 1, back, &back_len), -EINVAL);
+	assert_int_equal(base64url_decode("Zh", 2, back, &back_len), -EINVAL); /* stray bits */
+	assert_int_equal(base64url_decode("Zm+v", 4, back, &back_len), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +239,7 @@ int main(void)
 		cmocka_unit_test(test_describe_truncates),
 		cmocka_unit_test(test_decode_and_describe_agree),
 		cmocka_unit_test(test_empty_input),
+		cmocka_unit_test(test_base64url),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

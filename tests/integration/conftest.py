@@ -187,6 +187,20 @@ def _health_schema():
     return {"oneOf": [suite, helper]}
 
 
+def _auth_status_schema():
+    auth_method = {"enum": ["apikey", "chatgpt", "chatgptAuthTokens", "agentIdentity", "personalAccessToken", None]}
+    return {
+        "type": "object",
+        "required": ["authMethod", "authToken", "requiresOpenaiAuth"],
+        "additionalProperties": False,
+        "properties": {
+            "authMethod": auth_method,
+            "authToken": {"type": ["string", "null"]},
+            "requiresOpenaiAuth": {"type": ["boolean", "null"]},
+        },
+    }
+
+
 class ProtocolValidator:
     """Checks one server message; returns a list of problems (empty when it conforms)."""
 
@@ -201,6 +215,13 @@ class ProtocolValidator:
             "initialize": self.initialize_response,
             # agentd's own extension, not in the schema: its shape as agentd documents it.
             "agentd/health": jsonschema.Draft7Validator(_health_schema()),
+            "account/read": self._load("v2/GetAccountResponse.json"),
+            "account/login/start": self._load("v2/LoginAccountResponse.json"),
+            "account/login/cancel": self._load("v2/CancelLoginAccountResponse.json"),
+            "account/logout": self._load("v2/LogoutAccountResponse.json"),
+            # v1's getAuthStatus is routed by the reference but not in the 0.169 schema: its shape
+            # as the reference answers it (codex-behaviour.md §6.3).
+            "getAuthStatus": jsonschema.Draft7Validator(_auth_status_schema()),
         }
 
     def _load(self, relative):
