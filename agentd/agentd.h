@@ -13,6 +13,7 @@
 #include "config.h"
 #include "paths.h"
 #include "supervisor.h"
+#include "ws_auth.h"
 
 typedef struct Conn Conn;
 typedef struct Listener Listener;
@@ -59,6 +60,11 @@ typedef struct Agentd {
 	unsigned helpers_registered;
 	ExecCall *exec_calls; /* command/exec runs of every connection */
 	uint64_t next_exec_id;
+	/* --ws-auth: what ws:// clients must present at the upgrade (unix:// clients are vouched
+	 * for by the socket's permissions). Holds the secret or the token's digest: cleared at exit. */
+	WsAuth ws_auth;
+	/* --ws-allow-unauthenticated-remote: a non-loopback ws:// listener may start without auth. */
+	bool allows_unauthenticated_remote;
 	AgentdEnvironment environment;
 	char *exec_server_url; /* AGENTD_ENV_REMOTE */
 	struct Remote *exec_server; /* its client, connected on first use */

@@ -39,22 +39,48 @@ typedef struct AgentdFlags {
 	const char *overrides[AGENTD_MAX_OVERRIDES];
 	char feature_overrides[AGENTD_MAX_OVERRIDES][160];
 	size_t override_count;
+	/* --ws-auth and its companions, as given; ws_auth_configure() judges them. */
+	WsAuthOptions ws_auth;
+	bool allows_unauthenticated_remote;
 	bool is_debug;
 	bool is_check_only;
 	bool is_no_spawn;
 } AgentdFlags;
 
+/* Long options without a short letter. */
+enum {
+	OPT_WS_AUTH = 256,
+	OPT_WS_TOKEN_FILE,
+	OPT_WS_TOKEN_SHA256,
+	OPT_WS_SHARED_SECRET_FILE,
+	OPT_WS_ISSUER,
+	OPT_WS_AUDIENCE,
+	OPT_WS_MAX_CLOCK_SKEW,
+	OPT_WS_ALLOW_UNAUTHENTICATED_REMOTE,
+};
+
 static void agentd_usage(FILE *out)
 {
-	fprintf(out, "usage: agentd [app-server] [--listen URL]... [-c key=value]... [--enable F] [--disable F]\n"
-		     "              [--no-spawn] [-d] [-n] [--version]\n"
-		     "  --listen URL  stdio:// (default), unix://PATH or ws://IP:PORT; may repeat\n"
-		     "  -c key=value  override a config.toml value (TOML value, else a string), as codex -c\n"
-		     "  --enable F    same as -c features.F=true; --disable F: features.F=false\n"
-		     "  --no-spawn    do not start the helpers (systemd units run them)\n"
-		     "  -d            log at debug level\n"
-		     "  -n            check the configuration and exit\n"
-		     "  --version     print the version and exit\n");
+	fprintf(out,
+		"usage: agentd [app-server] [--listen URL]... [-c key=value]... [--enable F] [--disable F]\n"
+		"              [--ws-auth MODE [ws auth options]] [--no-spawn] [-d] [-n] [--version]\n"
+		"  --listen URL  stdio:// (default), unix://PATH or ws://IP:PORT; may repeat\n"
+		"  -c key=value  override a config.toml value (TOML value, else a string), as codex -c\n"
+		"  --enable F    same as -c features.F=true; --disable F: features.F=false\n"
+		"  --no-spawn    do not start the helpers (systemd units run them)\n"
+		"  -d            log at debug level\n"
+		"  -n            check the configuration and exit\n"
+		"  --version     print the version and exit\n"
+		"ws:// client authentication (checked at the upgrade; required off loopback):\n"
+		"  --ws-auth MODE                     capability-token | signed-bearer-token\n"
+		"  --ws-token-file PATH               absolute path of the capability token (hashed)\n"
+		"  --ws-token-sha256 HEX              or the token's SHA-256 digest (64 hex digits)\n"
+		"  --ws-shared-secret-file PATH       absolute path of the HS256 secret (>= 32 bytes)\n"
+		"  --ws-issuer ISSUER                 the `iss` signed tokens must carry\n"
+		"  --ws-audience AUDIENCE             the `aud` signed tokens must carry\n"
+		"  --ws-max-clock-skew-seconds N      leeway for `exp` and `nbf` (default 30)\n"
+		"  --ws-allow-unauthenticated-remote  let a non-loopback ws:// listener start without\n"
+		"                                     --ws-auth (unsafe: whoever reaches it runs code)\n");
 }
 
 static int agentd_add_override(AgentdFlags *flags, int opt, const char *arg)
@@ -86,6 +112,14 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 		{ "config", required_argument, NULL, 'c' },
 		{ "enable", required_argument, NULL, 'E' },
 		{ "disable", required_argument, NULL, 'D' },
+		{ "ws-auth", required_argument, NULL, OPT_WS_AUTH },
+		{ "ws-token-file", required_argument, NULL, OPT_WS_TOKEN_FILE },
+		{ "ws-token-sha256", required_argument, NULL, OPT_WS_TOKEN_SHA256 },
+		{ "ws-shared-secret-file", required_argument, NULL, OPT_WS_SHARED_SECRET_FILE },
+		{ "ws-issuer", required_argument, NULL, OPT_WS_ISSUER },
+		{ "ws-audience", required_argument, NULL, OPT_WS_AUDIENCE },
+		{ "ws-max-clock-skew-seconds", required_argument, NULL, OPT_WS_MAX_CLOCK_SKEW },
+		{ "ws-allow-unauthenticated-remote", no_argument, NULL, OPT_WS_ALLOW_UNAUTHENTICATED_REMOTE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -113,6 +147,30 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 		case 'N':
 			flags->is_no_spawn = true;
 			break;
+		case OPT_WS_AUTH:
+			flags->ws_auth.mode = optarg;
+			break;
+		case OPT_WS_TOKEN_FILE:
+			flags->ws_auth.token_file = optarg;
+			break;
+		case OPT_WS_TOKEN_SHA256:
+			flags->ws_auth.token_sha256 = optarg;
+			break;
+		case OPT_WS_SHARED_SECRET_FILE:
+			flags->ws_auth.shared_secret_file = optarg;
+			break;
+		case OPT_WS_ISSUER:
+			flags->ws_auth.issuer = optarg;
+			break;
+		case OPT_WS_AUDIENCE:
+			flags->ws_auth.audience = optarg;
+			break;
+		case OPT_WS_MAX_CLOCK_SKEW:
+			flags->ws_auth.max_clock_skew_s = optarg;
+			break;
+		case OPT_WS_ALLOW_UNAUTHENTICATED_REMOTE:
+			flags->allows_unauthenticated_remote = true;
+			break;
 		case 'A':
 			/* IDE extensions pass it to `codex app-server`; agentd collects no analytics. */
 			break;
@@ -139,6 +197,8 @@ static int agentd_parse_flags(int argc, char **argv, AgentdFlags *flags)
 	}
 	if (flags->listen_count == 0)
 		flags->listen[flags->listen_count++] = "stdio://";
+	/* As codex app-server: its flags name absolute paths; relative ones are refused. */
+	flags->ws_auth.requires_absolute_paths = true;
 	return 0;
 }
 
@@ -422,26 +482,37 @@ static void agentd_on_ready_timeout(uv_timer_t *timer)
 	agentd_become_ready(server);
 }
 
-/* Refuse bad --listen values before any helper is spawned. */
-static int agentd_check_listen(const AgentdFlags *flags, const char *runtime_dir)
+/* Refuse bad --listen values, and remote ones without client auth, before any helper is spawned. */
+static int agentd_check_listen(const Agentd *server, const AgentdFlags *flags)
 {
 	for (size_t i = 0; i < flags->listen_count; i++) {
 		ListenSpec spec;
 		char err[256];
-		if (listen_spec_parse(flags->listen[i], runtime_dir, &spec, err, sizeof(err)) < 0) {
+		if (listen_spec_parse(flags->listen[i], server->runtime_dir, &spec, err, sizeof(err)) < 0) {
 			log_error("%s", err);
 			return -EINVAL;
 		}
-		if (spec.kind == LISTEN_WS && !spec.is_loopback) {
-			log_error(
-				"refusing to start non-loopback websocket listener %s:%d without auth; this "
-				"version has no websocket client authentication: listen on a loopback "
-				"address "
-				"and forward it (for example over SSH)",
-				spec.host, spec.port);
+		if (spec.kind == LISTEN_WS &&
+		    transport_ws_check_listener(server, &spec, err, sizeof(err)) < 0) {
+			log_error("%s", err);
 			return -EACCES;
 		}
 	}
+	return 0;
+}
+
+/*
+ * --ws-auth and its companions, judged as the reference does: the secret files are read once,
+ * here, and the messages are its own. Nothing read is ever logged.
+ */
+static int agentd_configure_ws_auth(Agentd *server, const AgentdFlags *flags)
+{
+	char err[2 * AGENTD_PATH_MAX + 256];
+	if (ws_auth_configure(&flags->ws_auth, &server->ws_auth, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return -EINVAL;
+	}
+	server->allows_unauthenticated_remote = flags->allows_unauthenticated_remote;
 	return 0;
 }
 
@@ -597,9 +668,16 @@ int main(int argc, char **argv)
 		config_free(&server.config);
 		return 2;
 	}
+	if (agentd_configure_ws_auth(&server, &flags) < 0) {
+		config_free(&server.config);
+		free(server.exec_server_url);
+		return 1;
+	}
 	if (flags.is_check_only) {
 		printf("agentd: configuration %s OK\n", server.config.path);
+		ws_auth_clear(&server.ws_auth);
 		config_free(&server.config);
+		free(server.exec_server_url);
 		return 0;
 	}
 	/*
@@ -609,7 +687,7 @@ int main(int argc, char **argv)
 	if (daemon_keep_capabilities("agentd", NULL, 0) < 0)
 		goto out_config;
 	if (paths_runtime_dir(server.runtime_dir, sizeof(server.runtime_dir)) < 0 ||
-	    agentd_check_listen(&flags, server.runtime_dir) < 0)
+	    agentd_check_listen(&server, &flags) < 0)
 		goto out_config;
 	uv_loop_init(&loop);
 	server.loop = &loop;
@@ -647,6 +725,7 @@ out_loop:
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 out_config:
+	ws_auth_clear(&server.ws_auth); /* wipes the secret, or the token's digest */
 	config_free(&server.config);
 	free(server.exec_server_url);
 	json_decref(server.config_warnings);

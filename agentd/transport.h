@@ -35,6 +35,13 @@ int transport_stdio_start(Agentd *server, Listener *listener);
 int transport_unix_start(Agentd *server, Listener *listener);
 int transport_ws_start(Agentd *server, Listener *listener);
 /**
+ * transport_ws_check_listener() - whether a ws:// listener on @spec may start with the server's
+ * websocket auth: a non-loopback address needs an auth mode, unless the operator allowed it
+ * unauthenticated (--ws-allow-unauthenticated-remote). Checked before any helper starts.
+ * Return: 0, or -EACCES with the reference's refusal in @err.
+ */
+int transport_ws_check_listener(const Agentd *server, const ListenSpec *spec, char *err, size_t err_len);
+/**
  * transport_ws_adopt_unix_fd() - serve an accepted unix-socket client that opened with an HTTP
  * upgrade (as the reference's clients do), taking over @fd and the bytes already read from it.
  */

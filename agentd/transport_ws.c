@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn.h"
 #include "log.h"
 #include "transport.h"
 #include "ws.h"
+#include "ws_auth.h"
 
 typedef enum WsPhase { WS_PHASE_HANDSHAKE, WS_PHASE_OPEN, WS_PHASE_CLOSING } WsPhase;
 
@@ -28,6 +30,9 @@ typedef struct WsConn {
 	int open_handles;
 	size_t control_queued_bytes;
 	Agentd *server;
+	/* What the client must present at the upgrade; NULL on a unix socket, whose permissions
+	 * already decide who may connect (the reference checks no credentials there either). */
+	const WsAuth *auth;
 	Conn *conn; /* exists once the upgrade succeeded */
 	WsPhase phase;
 	char head[WS_HANDSHAKE_MAX_BYTES];
@@ -197,6 +202,44 @@ static bool ws_is_health_path(const char *path)
 	return strcmp(path, "/readyz") == 0 || strcmp(path, "/healthz") == 0;
 }
 
+/* "IP:PORT" of a TCP client, for log lines about it. */
+static void ws_peer_name(WsConn *wc, char *out, size_t len)
+{
+	struct sockaddr_storage addr;
+	int addr_len = sizeof(addr);
+	char ip[64] = "?";
+	int port = 0;
+	if (uv_tcp_getpeername(&wc->h.tcp, (struct sockaddr *)&addr, &addr_len) == 0) {
+		if (addr.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof(ip));
+			port = ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+		} else {
+			uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof(ip));
+			port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+		}
+	}
+	snprintf(out, len, "%s:%d", ip, port);
+}
+
+/*
+ * The credentials are checked once, before the upgrade: frames never carry them. The answer to
+ * a refused client is the reason alone (never anything it sent), and so is the log line.
+ */
+static bool ws_is_authorized(WsConn *wc, const WsRequest *req)
+{
+	if (!wc->auth)
+		return true;
+	const char *refusal = ws_auth_check(wc->auth, req->has_authorization ? req->authorization : NULL,
+					    (int64_t)time(NULL));
+	if (!refusal)
+		return true;
+	char peer[96];
+	ws_peer_name(wc, peer, sizeof(peer));
+	log_info("websocket client %s refused at the upgrade: %s", peer, refusal);
+	ws_http_reply(wc, "401 Unauthorized", refusal);
+	return false;
+}
+
 static int ws_upgrade(WsConn *wc, const WsRequest *req)
 {
 	char accept[29];
@@ -223,7 +266,10 @@ static int ws_upgrade(WsConn *wc, const WsRequest *req)
 	return ws_queue(wc, -1, response, (size_t)n, false);
 }
 
-/* Checks in the reference's order: Origin first (browsers), then health, then the upgrade itself. */
+/*
+ * Checks in the reference's order: Origin first (browsers), then health (never authenticated,
+ * so a load balancer needs no token), then the upgrade itself, and its credentials last.
+ */
 static void ws_handle_request(WsConn *wc, const WsRequest *req, size_t consumed)
 {
 	if (req->has_origin) {
@@ -242,6 +288,8 @@ static void ws_handle_request(WsConn *wc, const WsRequest *req, size_t consumed)
 		ws_http_reply(wc, "426 Upgrade Required", "unsupported Sec-WebSocket-Version (need 13)");
 		return;
 	}
+	if (!ws_is_authorized(wc, req))
+		return;
 	if (ws_upgrade(wc, req) < 0)
 		return;
 	/* A client may pipeline its first frames right behind the request head. */
@@ -327,6 +375,7 @@ static void ws_on_connection(uv_stream_t *server_stream, int status)
 	WsConn *wc = ws_conn_new(listener->server);
 	if (!wc)
 		return;
+	wc->auth = &listener->server->ws_auth;
 	uv_tcp_init(listener->server->loop, &wc->h.tcp);
 	wc->h.handle.data = wc;
 	if (uv_accept(server_stream, &wc->h.stream) < 0) {
@@ -378,31 +427,70 @@ static int ws_bound_port(uv_tcp_t *tcp)
 	return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
 }
 
+/* The banner's last line: what protects this listener. */
+static const char *ws_banner_note(const Agentd *server, const ListenSpec *spec)
+{
+	if (ws_auth_is_loopback(spec->host))
+		return "binds localhost only (use SSH port-forwarding for remote access)";
+	if (server->ws_auth.mode != WS_AUTH_NONE)
+		return "websocket auth is required for non-localhost listeners";
+	return "websocket auth is NOT configured: configure `--ws-auth capability-token` or `--ws-auth "
+	       "signed-bearer-token` before real remote use";
+}
+
 static void ws_banner(const Listener *listener, int port)
 {
 	const ListenSpec *spec = &listener->spec;
 	const char *open = strchr(spec->host, ':') ? "[" : "", *close = strchr(spec->host, ':') ? "]" : "";
 	fprintf(stderr,
 		"agentd (WebSockets)\n  listening on: ws://%s%s%s:%d\n  readyz: http://%s%s%s:%d/readyz\n"
-		"  healthz: http://%s%s%s:%d/healthz\n  note: binds localhost only (use SSH port-forwarding "
-		"for "
-		"remote access)\n",
-		open, spec->host, close, port, open, spec->host, close, port, open, spec->host, close, port);
+		"  healthz: http://%s%s%s:%d/healthz\n  note: %s\n",
+		open, spec->host, close, port, open, spec->host, close, port, open, spec->host, close, port,
+		ws_banner_note(listener->server, spec));
 	fflush(stderr);
+}
+
+/* "IP:PORT" as the operator wrote it (IPv6 in brackets), for the refusal and the warning. */
+static void ws_listen_addr(const ListenSpec *spec, char *out, size_t len)
+{
+	if (strchr(spec->host, ':'))
+		snprintf(out, len, "[%s]:%d", spec->host, spec->port);
+	else
+		snprintf(out, len, "%s:%d", spec->host, spec->port);
+}
+
+int transport_ws_check_listener(const Agentd *server, const ListenSpec *spec, char *err, size_t err_len)
+{
+	char addr[96];
+	ws_listen_addr(spec, addr, sizeof(addr));
+	int rc = ws_auth_check_listener(&server->ws_auth, spec->host, addr, err, err_len);
+	/* The operator asked for it by name; transport_ws_start() says so loudly. */
+	if (rc == -EACCES && server->allows_unauthenticated_remote)
+		return 0;
+	return rc;
+}
+
+static void ws_warn_unauthenticated(const ListenSpec *spec)
+{
+	char shown[96];
+	ws_listen_addr(spec, shown, sizeof(shown));
+	log_warn("websocket listener %s has NO client authentication (--ws-allow-unauthenticated-remote): "
+		 "anyone who can reach it can run commands as this user; configure `--ws-auth "
+		 "capability-token` or `--ws-auth signed-bearer-token` before real remote use",
+		 shown);
 }
 
 int transport_ws_start(Agentd *server, Listener *listener)
 {
 	const ListenSpec *spec = &listener->spec;
-	/* Fail closed: client authentication arrives with authd, so only loopback may listen now. */
-	if (!spec->is_loopback) {
-		log_error(
-			"refusing to start non-loopback websocket listener %s:%d without auth; this version "
-			"has no websocket client authentication: listen on a loopback address and forward it "
-			"(for example over SSH)",
-			spec->host, spec->port);
+	char err[256];
+	/* Fail closed: main() checked already, but no listener starts without this check. */
+	if (transport_ws_check_listener(server, spec, err, sizeof(err)) < 0) {
+		log_error("%s", err);
 		return -EACCES;
 	}
+	if (!ws_auth_is_loopback(spec->host) && server->ws_auth.mode == WS_AUTH_NONE)
+		ws_warn_unauthenticated(spec);
 	struct sockaddr_storage addr;
 	int rc = strchr(spec->host, ':') ? uv_ip6_addr(spec->host, spec->port, (struct sockaddr_in6 *)&addr)
 					 : uv_ip4_addr(spec->host, spec->port, (struct sockaddr_in *)&addr);
