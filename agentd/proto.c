@@ -26,7 +26,7 @@ static const ProtoMethod proto_methods[] = {
 	{ "command/exec/write", false, PROTO_PARAMS_REQUIRED, proto_command_exec_write },
 	{ "command/exec/resize", false, PROTO_PARAMS_REQUIRED, proto_command_exec_resize },
 	{ "command/exec/terminate", false, PROTO_PARAMS_REQUIRED, proto_command_exec_terminate },
-	{ "account/read", false, PROTO_PARAMS_OPTIONAL, proto_account_read },
+	{ "account/read", false, PROTO_PARAMS_REQUIRED, proto_account_read },
 	{ "getAuthStatus", false, PROTO_PARAMS_OPTIONAL, proto_get_auth_status },
 	{ "account/login/start", false, PROTO_PARAMS_REQUIRED, proto_account_login_start },
 	{ "account/login/cancel", false, PROTO_PARAMS_REQUIRED, proto_account_login_cancel },

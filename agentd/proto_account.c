@@ -62,11 +62,21 @@ static int account_pack_write(void *data, const char *buf, size_t len)
 	return msgpack_sbuffer_write(data, buf, len);
 }
 
+/* Claim values the reference maps onto another plan (case matters, as there). */
+static const char *const account_plan_aliases[][2] = {
+	{ "hc", "enterprise" },
+	{ "education", "edu" },
+};
+
 static const char *account_plan_type(const char *claim)
 {
 	for (size_t i = 0; claim && i < sizeof(account_plan_types) / sizeof(account_plan_types[0]); i++) {
 		if (strcmp(claim, account_plan_types[i]) == 0)
 			return account_plan_types[i];
+	}
+	for (size_t i = 0; claim && i < sizeof(account_plan_aliases) / sizeof(account_plan_aliases[0]); i++) {
+		if (strcmp(claim, account_plan_aliases[i][0]) == 0)
+			return account_plan_aliases[i][1];
 	}
 	return "unknown";
 }
@@ -101,27 +111,35 @@ static json_t *account_string_or_null(const msgpack_object *map, const char *key
 	return json_stringn(text, len);
 }
 
+/*
+ * {account, userId, requiresOpenaiAuth}, in the reference's order. A credential whose refresh
+ * failed for good is no account (the reference filters it out), and no provider that signs in
+ * elsewhere has one.
+ */
 static json_t *account_read_result(const AccountCall *call, const msgpack_object *body)
 {
 	const char *mode = NULL;
 	size_t mode_len = 0;
+	bool poisoned = false;
 	mp_get_str(body, "authMode", 64, &mode, &mode_len);
+	mp_get_bool(body, "poisoned", &poisoned);
+	if (poisoned || !call->requires_openai_auth)
+		mode = NULL;
 	json_t *account = json_null();
+	json_t *user_id = json_null();
 	if (mode && mode_len == 6 && memcmp(mode, "apikey", 6) == 0) {
 		account = json_pack("{s:s}", "type", "apiKey");
 	} else if (mode && mode_len == 7 && memcmp(mode, "chatgpt", 7) == 0) {
 		json_t *plan = account_string_or_null(body, "planType");
-		account = json_pack("{s:s,s:o,s:s}", "type", "chatgpt", "email", account_string_or_null(body, "email"),
-				    "planType", account_plan_type(json_string_value(plan)));
+		account = json_pack("{s:s,s:o,s:s,s:n}", "type", "chatgpt", "email",
+				    account_string_or_null(body, "email"), "planType",
+				    account_plan_type(json_string_value(plan)), "workspaceName");
 		json_decref(plan);
+		json_decref(user_id);
+		user_id = account_string_or_null(body, "userId");
 	}
-	json_t *result = json_pack("{s:o,s:b}", "account", account, "requiresOpenaiAuth",
-				   call->requires_openai_auth);
-	json_t *user_id = account_string_or_null(body, "userId");
-	if (result && !json_is_null(user_id))
-		json_object_set(result, "userId", user_id);
-	json_decref(user_id);
-	return result;
+	return json_pack("{s:o,s:o,s:b}", "account", account, "userId", user_id, "requiresOpenaiAuth",
+			 call->requires_openai_auth);
 }
 
 static json_t *account_auth_status_result(const msgpack_object *body)
@@ -411,6 +429,8 @@ void proto_account_on_event(Agentd *server, const Envelope *env)
 	} else {
 		method = "account/login/completed";
 		params = account_event_params(body.map, completed_keys, 3);
+		if (params)
+			json_object_set_new(params, "onboardingEntrypoint", json_null());
 	}
 	mp_body_free(&body);
 	if (params)

@@ -57,6 +57,7 @@ typedef struct CredsJob {
 	char *attempted_identity;
 	char *attempted_account;
 	json_t *replace_doc; /* CREDS_JOB_REPLACE: the new content, NULL to delete */
+	const char *reason;  /* the refresh_reason the issuer is told */
 	int attempt;
 	/* Outputs. */
 	RefreshOutcome outcome;
@@ -255,7 +256,7 @@ static void creds_refresh_locked(CredsJob *job)
 		job->outcome = REFRESH_ADOPTED; /* someone refreshed it already: no network call */
 	} else {
 		atomic_fetch_add(&job->c->refresh_calls, 1);
-		refresh_run(&disk, &job->paths, job->opts.refresh_url, job->opts.client_id,
+		refresh_run(&disk, &job->paths, job->opts.refresh_url, job->opts.client_id, job->reason,
 			    job->opts.request_timeout_ms, (const volatile bool *)&job->c->cancel, &job->outcome,
 			    job->message, sizeof(job->message));
 	}
@@ -479,6 +480,16 @@ static bool creds_is_just_refreshed(const Creds *c, int64_t now_s)
 	       !creds_is_due(c, now_s);
 }
 
+/* The refresh_reason of the reference's request body. */
+static const char *creds_reason(const Creds *c, CredsWhy why)
+{
+	if (why == CREDS_REFRESH_REQUESTED)
+		return "forced";
+	if (why == CREDS_REFRESH_UNAUTHORIZED)
+		return "unauthorized_recovery";
+	return c->cache.access_exp_s > 0 ? "proactive_expiry" : "scheduled";
+}
+
 static void creds_refresh_now(Creds *c, CredsWhy why, CredsDoneFn fn, void *ctx)
 {
 	if (creds_sync(c) < 0) {
@@ -506,6 +517,7 @@ static void creds_refresh_now(Creds *c, CredsWhy why, CredsDoneFn fn, void *ctx)
 	}
 	CredsJob *job = creds_job_new(c, CREDS_JOB_REFRESH);
 	if (job) {
+		job->reason = creds_reason(c, why);
 		job->attempted_identity = strdup(c->cache.identity);
 		job->attempted_account = creds_strdup_or_null(c->cache.account_id);
 	}

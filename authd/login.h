@@ -12,6 +12,7 @@
 typedef struct LoginOptions {
 	char issuer[1024];    /* https://auth.openai.com; authorize, token, device code, revoke live under it */
 	char token_url[2048]; /* the code exchange's token endpoint: <issuer>/oauth/token */
+	char revoke_url[2048]; /* logout's revoke endpoint: <issuer>/oauth/revoke unless overridden */
 	char client_id[128];
 	int port;	       /* the browser flow's callback port (1455); 0 = any free port */
 	int timeout_s;	       /* the browser flow gives up after this (600) */

@@ -498,12 +498,50 @@ static int authd_refresh_url(const Config *cfg, const char *issuer, char *out, s
 	return 0;
 }
 
+/* The issuer: CODEX_APP_SERVER_LOGIN_ISSUER (the reference's override), else [authd] issuer. */
+static int authd_issuer(const Config *cfg, char *out, size_t out_len)
+{
+	const char *env = getenv("CODEX_APP_SERVER_LOGIN_ISSUER");
+	if (!env || !*env)
+		return authd_get_url(cfg, "authd.issuer", AUTHD_DEFAULT_ISSUER, out, out_len);
+	if ((strncmp(env, "https://", 8) != 0 && strncmp(env, "http://", 7) != 0) || strlen(env) >= out_len) {
+		log_error("CODEX_APP_SERVER_LOGIN_ISSUER must be an http(s) URL");
+		return -EINVAL;
+	}
+	snprintf(out, out_len, "%s", env);
+	size_t len = strlen(out);
+	while (len > 0 && out[len - 1] == '/')
+		out[--len] = '\0';
+	return 0;
+}
+
+/*
+ * Where logout revokes: CODEX_REVOKE_TOKEN_URL_OVERRIDE; else, when the refresh endpoint is
+ * overridden, /oauth/revoke on that endpoint's origin (as the reference derives it); else the
+ * issuer's.
+ */
+static void authd_revoke_url(const char *issuer, char *out, size_t out_len)
+{
+	const char *env = getenv("CODEX_REVOKE_TOKEN_URL_OVERRIDE");
+	const char *refresh = getenv("CODEX_REFRESH_TOKEN_URL_OVERRIDE");
+	if (env && *env) {
+		snprintf(out, out_len, "%s", env);
+		return;
+	}
+	const char *scheme_end = refresh ? strstr(refresh, "://") : NULL;
+	if (scheme_end) {
+		size_t origin_len = strcspn(scheme_end + 3, "/?#") + (size_t)(scheme_end + 3 - refresh);
+		snprintf(out, out_len, "%.*s/oauth/revoke", (int)origin_len, refresh);
+		return;
+	}
+	snprintf(out, out_len, "%s/oauth/revoke", issuer);
+}
+
 static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *login)
 {
 	memset(creds, 0, sizeof(*creds));
 	memset(login, 0, sizeof(*login));
-	int rc = authd_get_url(cfg, "authd.issuer", AUTHD_DEFAULT_ISSUER, login->issuer,
-			       sizeof(login->issuer));
+	int rc = authd_issuer(cfg, login->issuer, sizeof(login->issuer));
 	if (rc == 0)
 		rc = authd_refresh_url(cfg, login->issuer, creds->refresh_url, sizeof(creds->refresh_url));
 	if (rc == 0)
@@ -535,6 +573,7 @@ static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *l
 	snprintf(creds->client_id, sizeof(creds->client_id), "%s", AUTHD_CLIENT_ID);
 	snprintf(login->client_id, sizeof(login->client_id), "%s", AUTHD_CLIENT_ID);
 	snprintf(login->token_url, sizeof(login->token_url), "%s/oauth/token", login->issuer);
+	authd_revoke_url(login->issuer, login->revoke_url, sizeof(login->revoke_url));
 	login->request_timeout_ms = creds->request_timeout_ms;
 	return 0;
 }

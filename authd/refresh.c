@@ -101,10 +101,10 @@ RefreshOutcome refresh_classify(long status, const char *body, char *message, si
 	return outcome;
 }
 
-char *refresh_request_body(const char *client_id, const char *refresh_token)
+char *refresh_request_body(const char *client_id, const char *reason, const char *refresh_token)
 {
-	json_t *body = json_pack("{s:s,s:s,s:s}", "client_id", client_id, "grant_type", "refresh_token",
-				 "refresh_token", refresh_token);
+	json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "client_id", client_id, "grant_type", "refresh_token",
+				 "refresh_reason", reason, "refresh_token", refresh_token);
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(body);
 	return text;
@@ -190,10 +190,10 @@ static void refresh_store(const AuthSnapshot *snap, const StorePaths *paths, con
 }
 
 void refresh_run(const AuthSnapshot *snap, const StorePaths *paths, const char *url, const char *client_id,
-		 int timeout_ms, const volatile bool *cancel, RefreshOutcome *outcome, char *message,
-		 size_t message_len)
+		 const char *reason, int timeout_ms, const volatile bool *cancel, RefreshOutcome *outcome,
+		 char *message, size_t message_len)
 {
-	char *body = refresh_request_body(client_id, snap->refresh_token);
+	char *body = refresh_request_body(client_id, reason, snap->refresh_token);
 	HttpResponse resp;
 	if (!body) {
 		*outcome = REFRESH_TRANSIENT;

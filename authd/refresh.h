@@ -42,9 +42,11 @@ bool refresh_same_account(const char *a, const char *b);
 RefreshOutcome refresh_classify(long status, const char *body, char *message, size_t message_len);
 
 /**
- * refresh_request_body() - the token request's JSON body for @refresh_token. Return: malloc'd text.
+ * refresh_request_body() - the token request's JSON body for @refresh_token, with the reference's
+ * refresh_reason ("forced", "proactive_expiry", "scheduled", "unauthorized_recovery").
+ * Return: malloc'd text.
  */
-char *refresh_request_body(const char *client_id, const char *refresh_token);
+char *refresh_request_body(const char *client_id, const char *reason, const char *refresh_token);
 
 /**
  * refresh_apply() - the issuer's 2xx @body merged into a copy of @snap's document (present tokens
@@ -58,7 +60,7 @@ json_t *refresh_apply(const AuthSnapshot *snap, const char *body, long long now_
  * (the caller holds the store's lock and has checked @snap is what is on disk).
  */
 void refresh_run(const AuthSnapshot *snap, const StorePaths *paths, const char *url, const char *client_id,
-		 int timeout_ms, const volatile bool *cancel, RefreshOutcome *outcome, char *message,
+		 const char *reason, int timeout_ms, const volatile bool *cancel, RefreshOutcome *outcome, char *message,
 		 size_t message_len);
 
 #endif

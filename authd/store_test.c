@@ -327,8 +327,9 @@ static void test_classify(void **state)
 
 static void test_request_body(void **state)
 {
-	char *body = refresh_request_body("app_X", "rt-\"1");
-	assert_string_equal(body, "{\"client_id\":\"app_X\",\"grant_type\":\"refresh_token\",\"refresh_token\":\"rt-\\\"1\"}");
+	char *body = refresh_request_body("app_X", "forced", "rt-\"1");
+	assert_string_equal(body, "{\"client_id\":\"app_X\",\"grant_type\":\"refresh_token\",\"refresh_reason\":"
+				  "\"forced\",\"refresh_token\":\"rt-\\\"1\"}");
 	free(body);
 }
 
