@@ -670,11 +670,13 @@ static const DaemonMethod authd_methods[] = {
 	{ "conn.closed", 64, authd_conn_closed },
 };
 
-/* Beyond the common base: the store's lock and atomic replace (temp file, fsync, rename), and
- * the browser login's loopback callback server. */
-static const char *const authd_syscalls[] = { "flock",	  "fchmod",    "fsync",	 "fdatasync", "rename",
-					      "renameat", "renameat2", "unlink", "unlinkat",  "mkdir",
-					      "mkdirat",  "bind",      "listen", "accept",    "accept4" };
+/* Beyond the common base: the store's lock and atomic replace (temp file, fsync, rename), the
+ * browser login's loopback callback server, and name resolution for the issuer. */
+static const char *const authd_syscalls[] = { "flock",	 "fchmod",   "fsync",	 "fdatasync", "rename",
+					      "renameat", "renameat2", "unlink",	 "unlinkat",  "mkdir",
+					      "mkdirat",  "bind",	 "listen",	 "accept",    "accept4",
+					      /* glibc's resolver asks A and AAAA at once */
+					      "sendmmsg", "recvmmsg" };
 
 static const DaemonSpec authd_spec = {
 	.name = "authd",

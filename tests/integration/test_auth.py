@@ -576,3 +576,77 @@ def test_kill_9_around_the_write(issuer, tmp_path):
         assert status == 0 and body["authMode"] == "chatgpt"
     assert not [p.name for p in home.iterdir() if p.name.startswith(".auth.json.tmp")]
     print(f"kill -9 around the write: {kept_old} kept the old tokens, {kept_new} the new ones, none partial")
+
+
+# --------------------------------------------------------------------------------------
+# the model client's internal methods (driven directly: agentd's model client comes later)
+
+
+@pytest.fixture
+def authd_direct(issuer, tmp_path):
+    """authd under broker-call with the mock as issuer: (BrokerCall, CODEX_HOME)."""
+    from broker_call import BrokerCall
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(auth_config(issuer))
+    env = {"CODEX_HOME": str(home), "CODEX_REFRESH_TOKEN_URL_OVERRIDE": issuer.token_url,
+           "OPENAI_API_KEY": None, "CODEX_API_KEY": None}
+    with BrokerCall("authd", [str(AUTHD_BIN), "--supervised"], env=env) as bc:
+        yield bc, home
+    log = bc.log()
+    for token in issuer.issued_refresh_tokens + list(issuer.spent_refresh_tokens):
+        assert token not in log
+
+
+def test_auth_token_for_model_requests(authd_direct, issuer):
+    bc, home = authd_direct
+    assert bc.call("auth.token", {})[0] == -2  # -ENOENT: not logged in
+    make_apikey_auth_json(home, "sk-model-key")
+    assert bc.call("auth.token", {}) == (0, {"authMode": "apikey", "token": "sk-model-key", "accountId": None})
+    doc = make_auth_json(home, expires_in=NEAR_EXPIRY)
+    status, body = bc.call("auth.token", {})
+    assert status == 0 and body["authMode"] == "chatgpt" and body["accountId"] == doc["tokens"]["account_id"]
+    assert body["token"] != doc["tokens"]["access_token"]  # due: refreshed first
+    [call] = issuer.calls("/oauth/token")
+    assert call["body"]["refresh_reason"] == "proactive_expiry"
+    assert "refresh_token" not in json.dumps(body)  # the refresh token never leaves authd
+
+
+def test_unauthorized_recovery_refreshes_once(authd_direct, issuer):
+    """unauthorized_recovery_reloads_then_refreshes_tokens: a 401 for the current token refreshes it
+    once; a 401 for a token already replaced makes no request."""
+    bc, home = authd_direct
+    doc = make_auth_json(home, expires_in=FAR_FUTURE)
+    status, body = bc.call("auth.token", {})
+    assert status == 0 and body["token"] == doc["tokens"]["access_token"] and issuer.count() == 0
+    status, fresh = bc.call("auth.recover", {"token": body["token"]})
+    assert status == 0 and fresh["token"] != body["token"]
+    [call] = issuer.calls("/oauth/token")
+    assert call["body"]["refresh_reason"] == "unauthorized_recovery"
+    # A second model request still holding the old token: answered with the new one, no request.
+    assert bc.call("auth.recover", {"token": body["token"]}) == (0, fresh)
+    assert issuer.count("/oauth/token") == 1
+    # Concurrent recoveries of the current token share one refresh.
+    issuer.script(mock_issuer.hang())
+    ids = [bc.send_request("auth.recover", {"token": fresh["token"]}) for _ in range(5)]
+    issuer.wait_hanging(1)
+    issuer.release()
+    answers = [bc.wait_answer(i) for i in ids]
+    assert issuer.count("/oauth/token") == 2
+    assert len({a["body"]["token"] for a in answers}) == 1
+    # A permanent failure: the model client is told to sign in again.
+    issuer.set_default(mock_issuer.REFRESH_TOKEN_INVALIDATED)
+    current = answers[0]["body"]["token"]
+    status, body = bc.call("auth.recover", {"token": current})
+    assert status == -128 and "was revoked" in body["message"]  # -EKEYREVOKED
+    assert bc.call("auth.token", {})[0] == -128
+    assert bc.call("auth.recover", {})[0] == -22  # the token is required
+
+
+def test_internal_methods_refuse_bad_bodies(authd_direct):
+    bc, _ = authd_direct
+    assert bc.call("auth.status", {"refresh": "yes"})[0] == -22
+    assert bc.call("auth.login.start", {"type": "password"})[0] == -22
+    assert bc.call("auth.login.cancel", {})[0] == -22
+    assert bc.call("auth.nope", {})[0] == -38
+    assert bc.call("auth.status", {})[0] == 0  # still serving
