@@ -650,3 +650,26 @@ def test_internal_methods_refuse_bad_bodies(authd_direct):
     assert bc.call("auth.login.cancel", {})[0] == -22
     assert bc.call("auth.nope", {})[0] == -38
     assert bc.call("auth.status", {})[0] == 0  # still serving
+
+
+def test_debug_logs_carry_no_credential(agentd_factory, issuer, tmp_path):
+    """At debug level too: a login, refreshes (success and failure) and reads log no token."""
+    home = tmp_path / "home"
+    home.mkdir()
+    doc = make_auth_json(home, expires_in=EXPIRED, refresh_token="rt-debug-secret")
+    env = {"CODEX_HOME": str(home), "CODEX_REFRESH_TOKEN_URL_OVERRIDE": issuer.token_url}
+    (home / "config.toml").write_text(auth_config(issuer))
+    proc = agentd_factory(env=env, args=["-d"])
+    client = proc.stdio
+    first = auth_status(client, includeToken=True, refreshToken=True)["authToken"]
+    client.call("account/read", {"refreshToken": True})
+    issuer.set_default(mock_issuer.REFRESH_TOKEN_REUSED)
+    make_auth_json(home, expires_in=EXPIRED, refresh_token="rt-debug-second")
+    auth_status(client, includeToken=True, refreshToken=True)
+    client.call("account/login/start", {"type": "apiKey", "apiKey": "sk-debug-secret-key"})
+    client.call("account/logout")
+    proc.finish()
+    assert "debug" in proc.stderr()
+    assert_no_secret_in_logs(proc, "rt-debug-secret", "rt-debug-second", "sk-debug-secret-key", first,
+                             doc["tokens"]["access_token"], doc["tokens"]["id_token"],
+                             *issuer.issued_refresh_tokens)
