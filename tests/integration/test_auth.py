@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INTERNAL_ERROR, INVALID_REQUEST, BUILDDIR, RpcError, wait_until
+from conftest import INTERNAL_ERROR, INVALID_REQUEST, BUILDDIR, RpcError, register_secret, wait_until
 import mock_issuer
 from mock_issuer import (EXPIRED, FAR_FUTURE, NEAR_EXPIRY, MockIssuer, decode_jwt, make_apikey_auth_json,
                          make_auth_json)
@@ -29,6 +29,13 @@ AUTHD_BIN = BUILDDIR / "authd" / "authd"
 def issuer():
     with MockIssuer() as mock:
         yield mock
+    # Everything the mock issued or was sent is checked against every log at the end of the run.
+    for call in mock.calls():
+        body = call.get("body")
+        if isinstance(body, dict):
+            register_secret(*[v for k, v in body.items() if k in ("refresh_token", "code", "code_verifier",
+                                                                  "token", "subject_token")])
+    register_secret(*mock.issued_refresh_tokens)
 
 
 def auth_config(issuer, **keys):
@@ -61,6 +68,7 @@ def read_auth(proc):
 
 
 def assert_no_secret_in_logs(proc, *secrets):
+    register_secret(*secrets)
     log = proc.stderr()
     for secret in secrets:
         assert secret and secret not in log, f"a credential appears in agentd's log: {secret[:12]}..."
