@@ -13,13 +13,15 @@ import time
 import pytest
 import websockets.exceptions
 
-from conftest import HELPERS, RECV_TIMEOUT, START_TIMEOUT, WS_BANNER_RE, http_get
+from conftest import HELPERS, RECV_TIMEOUT, START_TIMEOUT, WS_BANNER_RE, http_get, register_secret
 
 # Secrets used below; test_no_credential_reaches_the_log checks none of them is ever logged.
 TOKEN = "capability-token-0123456789-abcdefghij"
 SECRET = b"shared-secret-for-hs256-0123456789abcdef"  # 40 bytes
 ISSUER = "agentd-tests"
 AUDIENCE = "agentd-front-door"
+# The end-of-run check (test_zz_secrets.py) looks for these in every log.
+register_secret(TOKEN, SECRET.decode())
 
 REFUSAL = ("refusing to start non-loopback websocket listener {} without auth; configure "
            "`--ws-auth capability-token` or `--ws-auth signed-bearer-token`")
