@@ -175,7 +175,11 @@ static void account_reply_failure(Conn *conn, AccountCall *call, int32_t status,
 	}
 	if (body)
 		mp_get_str(body, "message", 4096, &message, &len);
-	if (call->kind == ACCOUNT_LOGOUT)
+	/* authd's -EINVAL for a login is the client's mistake (device code not enabled on this
+	 * issuer, say): the reference answers those as invalid requests. */
+	if (call->kind == ACCOUNT_LOGIN_START && status == -EINVAL && message)
+		conn_reply_error(conn, call->id, RPC_INVALID_REQUEST, "%.*s", (int)len, message);
+	else if (call->kind == ACCOUNT_LOGOUT)
 		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "logout failed: %.*s", (int)len,
 				 message ? message : strerror(status < 0 ? -status : status));
 	else if (message)

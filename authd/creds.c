@@ -255,8 +255,11 @@ static void creds_refresh_locked(CredsJob *job)
 	} else if (strcmp(disk.identity, job->attempted_identity) != 0) {
 		job->outcome = REFRESH_ADOPTED; /* someone refreshed it already: no network call */
 	} else {
+		char url[sizeof(job->opts.refresh_url)], client_id[sizeof(job->opts.client_id)];
+		refresh_endpoint(&disk, job->opts.refresh_url, job->opts.client_id, job->opts.is_refresh_url_default,
+				 url, sizeof(url), client_id, sizeof(client_id));
 		atomic_fetch_add(&job->c->refresh_calls, 1);
-		refresh_run(&disk, &job->paths, job->opts.refresh_url, job->opts.client_id, job->reason,
+		refresh_run(&disk, &job->paths, url, client_id, job->reason,
 			    job->opts.request_timeout_ms, (const volatile bool *)&job->c->cancel, &job->outcome,
 			    job->message, sizeof(job->message));
 	}

@@ -17,6 +17,7 @@
 
 typedef struct CredsOptions {
 	char refresh_url[2048]; /* the issuer's token endpoint */
+	bool is_refresh_url_default; /* not overridden: a login's oauth_provenance may name another */
 	char client_id[128];
 	int request_timeout_ms;
 	int lock_timeout_ms;

@@ -475,9 +475,10 @@ static int authd_get_url(const Config *cfg, const char *key, const char *fallbac
 
 /* Where refreshes go: CODEX_REFRESH_TOKEN_URL_OVERRIDE (the reference's override), else
  * [authd] refresh_token_url, else the issuer's token endpoint. */
-static int authd_refresh_url(const Config *cfg, const char *issuer, char *out, size_t out_len)
+static int authd_refresh_url(const Config *cfg, const char *issuer, char *out, size_t out_len, bool *is_default)
 {
 	const char *env = getenv("CODEX_REFRESH_TOKEN_URL_OVERRIDE");
+	*is_default = !(env && *env) && !config_lookup(cfg, "authd.refresh_token_url");
 	if (env && *env) {
 		if (strlen(env) >= out_len) {
 			log_error("CODEX_REFRESH_TOKEN_URL_OVERRIDE is too long");
@@ -543,7 +544,8 @@ static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *l
 	memset(login, 0, sizeof(*login));
 	int rc = authd_issuer(cfg, login->issuer, sizeof(login->issuer));
 	if (rc == 0)
-		rc = authd_refresh_url(cfg, login->issuer, creds->refresh_url, sizeof(creds->refresh_url));
+		rc = authd_refresh_url(cfg, login->issuer, creds->refresh_url, sizeof(creds->refresh_url),
+				       &creds->is_refresh_url_default);
 	if (rc == 0)
 		rc = authd_get_int(cfg, "authd.request_timeout_ms", 100, 600000, 30000,
 				   &creds->request_timeout_ms);

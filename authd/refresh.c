@@ -148,6 +148,25 @@ json_t *refresh_apply(const AuthSnapshot *snap, const char *body, long long now_
 	return doc;
 }
 
+void refresh_endpoint(const AuthSnapshot *snap, const char *url, const char *client_id, bool may_follow_provenance,
+		      char *url_out, size_t url_len, char *client_out, size_t client_len)
+{
+	json_t *provenance = json_object_get(json_object_get(snap->doc, "tokens"), "oauth_provenance");
+	const char *issuer = json_string_value(json_object_get(provenance, "issuer"));
+	const char *client = json_string_value(json_object_get(provenance, "client_id"));
+	bool is_web = issuer && (strncmp(issuer, "https://", 8) == 0 || strncmp(issuer, "http://", 7) == 0);
+	if (may_follow_provenance && is_web && strlen(issuer) + 16 < url_len) {
+		size_t len = strlen(issuer);
+		while (len > 0 && issuer[len - 1] == '/')
+			len--;
+		snprintf(url_out, url_len, "%.*s/oauth/token", (int)len, issuer);
+		snprintf(client_out, client_len, "%s", client && *client ? client : client_id);
+		return;
+	}
+	snprintf(url_out, url_len, "%s", url);
+	snprintf(client_out, client_len, "%s", client_id);
+}
+
 static long long refresh_now_ns(void)
 {
 	struct timespec ts;

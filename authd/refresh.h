@@ -56,6 +56,13 @@ json_t *refresh_apply(const AuthSnapshot *snap, const char *body, long long now_
 		      size_t message_len);
 
 /**
+ * refresh_endpoint() - where @snap's refresh goes: the issuer and client id its login recorded in
+ * tokens.oauth_provenance (as 0.169 does) when @may_follow_provenance, else @url and @client_id.
+ */
+void refresh_endpoint(const AuthSnapshot *snap, const char *url, const char *client_id, bool may_follow_provenance,
+		      char *url_out, size_t url_len, char *client_out, size_t client_len);
+
+/**
  * refresh_run() - POST the refresh to @url and, on success, write the new tokens to the store
  * (the caller holds the store's lock and has checked @snap is what is on disk).
  */

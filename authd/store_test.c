@@ -361,6 +361,33 @@ static void test_apply_merges_tokens(void **state)
 	store_snapshot_clear(&snap);
 }
 
+/* 0.169 refreshes at the issuer a login recorded, unless the endpoint is overridden. */
+static void test_refresh_endpoint_follows_provenance(void **state)
+{
+	char err[128], url[256], client[64];
+	AuthSnapshot snap;
+	json_t *doc = json_loads("{\"auth_mode\":\"chatgpt\",\"tokens\":{\"access_token\":\"a\",\"refresh_token\":"
+				 "\"r\",\"oauth_provenance\":{\"issuer\":\"http://127.0.0.1:9/\",\"client_id\":"
+				 "\"app_other\"}}}",
+				 0, NULL);
+	assert_int_equal(store_snapshot_from_doc(doc, &snap, err, sizeof(err)), 0);
+	refresh_endpoint(&snap, "https://auth.openai.com/oauth/token", "app_X", true, url, sizeof(url), client,
+			 sizeof(client));
+	assert_string_equal(url, "http://127.0.0.1:9/oauth/token");
+	assert_string_equal(client, "app_other");
+	refresh_endpoint(&snap, "http://override/t", "app_X", false, url, sizeof(url), client, sizeof(client));
+	assert_string_equal(url, "http://override/t");
+	assert_string_equal(client, "app_X");
+	store_snapshot_clear(&snap);
+	doc = json_loads("{\"auth_mode\":\"chatgpt\",\"tokens\":{\"access_token\":\"a\",\"oauth_provenance\":"
+			 "{\"issuer\":\"file:///etc/passwd\"}}}",
+			 0, NULL);
+	assert_int_equal(store_snapshot_from_doc(doc, &snap, err, sizeof(err)), 0);
+	refresh_endpoint(&snap, "https://a/oauth/token", "app_X", true, url, sizeof(url), client, sizeof(client));
+	assert_string_equal(url, "https://a/oauth/token"); /* not a web issuer: ignored */
+	store_snapshot_clear(&snap);
+}
+
 static void test_same_account(void **state)
 {
 	assert_true(refresh_same_account(NULL, NULL));
@@ -400,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_request_body),
 		cmocka_unit_test(test_apply_merges_tokens),
+		cmocka_unit_test(test_refresh_endpoint_follows_provenance),
 		cmocka_unit_test(test_same_account),
 		cmocka_unit_test(test_jwt_claims),
 	};

@@ -681,3 +681,20 @@ def test_debug_logs_carry_no_credential(agentd_factory, issuer, tmp_path):
     assert_no_secret_in_logs(proc, "rt-debug-secret", "rt-debug-second", "sk-debug-secret-key", first,
                              doc["tokens"]["access_token"], doc["tokens"]["id_token"],
                              *issuer.issued_refresh_tokens)
+
+
+def test_refresh_follows_the_logins_provenance(agentd_factory, issuer, tmp_path):
+    """A login records its issuer (tokens.oauth_provenance); without an override the refresh goes
+    there, with the recorded client id, as 0.169 does."""
+    home = tmp_path / "home"
+    home.mkdir()
+    doc = make_auth_json(expires_in=EXPIRED, refresh_token="rt-provenance")
+    doc["tokens"]["oauth_provenance"] = {"issuer": issuer.url, "client_id": mock_issuer.CLIENT_ID}
+    mock_issuer.write_auth_json(home, doc)
+    (home / "config.toml").write_text("[authd]\nbackground_refresh = false\n")
+    proc = agentd_factory(env={"CODEX_HOME": str(home)})  # no refresh override
+    token = auth_status(proc.stdio, includeToken=True, refreshToken=True)["authToken"]
+    [call] = issuer.calls("/oauth/token")
+    assert call["body"]["refresh_token"] == "rt-provenance" and call["body"]["client_id"] == mock_issuer.CLIENT_ID
+    assert token == read_auth(proc)["tokens"]["access_token"]
+    assert read_auth(proc)["tokens"]["oauth_provenance"] == {"issuer": issuer.url, "client_id": mock_issuer.CLIENT_ID}

@@ -234,8 +234,6 @@ def test_device_code_usercode_as_usercode_and_numeric_interval(agentd_factory, i
     assert completed(proc.stdio)["error"] == "Login was not completed"
 
 
-@pytest.mark.xfail(strict=True, reason="agentd answers every authd failure of account/login/start with -32603; "
-                                       "the reference answers this one with -32600 (authd replies -EINVAL)")
 def test_device_code_not_enabled_is_an_invalid_request(agentd_factory, issuer):
     issuer.script(mock_issuer.status(404, {}), path=USERCODE_PATH)
     proc = start(agentd_factory, issuer)
