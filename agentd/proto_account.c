@@ -17,6 +17,10 @@
 
 #define ACCOUNT_MAX_API_KEY_BYTES 4096u
 #define ACCOUNT_UUID_LEN 36u
+/* How long agentd waits for authd: longer than authd's worst refresh with its default options
+ * (a lock wait, then three tries with their back-off), so a slow issuer still gets the client
+ * the stale token rather than a timeout. */
+#define ACCOUNT_AUTHD_DEADLINE_MS 60000u
 
 typedef enum AccountCallKind {
 	ACCOUNT_READ,
@@ -83,17 +87,18 @@ static const char *account_plan_type(const char *claim)
 
 /*
  * Whether the configured model provider signs in with OpenAI credentials: the built-in "openai"
- * does; a [model_providers.NAME] table says so with requires_openai_auth; other built-ins do not.
+ * does; a [model_providers.NAME] table says so with requires_openai_auth; the other built-ins
+ * (oss, ollama, lmstudio) do not.
  */
 static bool account_requires_openai_auth(const Config *cfg)
 {
 	const char *provider;
 	if (config_get_string(cfg, "model_provider", "openai", &provider) < 0)
 		provider = "openai";
+	if (strcmp(provider, "openai") == 0)
+		return true; /* a built-in provider: a user table of the same name does not replace it */
 	json_t *table = json_object_get(config_lookup(cfg, "model_providers"), provider);
-	if (json_is_object(table))
-		return json_is_true(json_object_get(table, "requires_openai_auth"));
-	return strcmp(provider, "openai") == 0;
+	return json_is_object(table) && json_is_true(json_object_get(table, "requires_openai_auth"));
 }
 
 static void account_call_free(AccountCall *call)
@@ -229,7 +234,7 @@ static void account_call_authd(Conn *conn, json_t *id, AccountCallKind kind, con
 	call->requires_openai_auth = account_requires_openai_auth(&conn->server->config);
 	conn_call_started(conn);
 	int rc = conn->server->broker ? broker_call(conn->server->broker, "authd", method, conn->id, sbuf->data,
-						    sbuf->size, 0, account_on_reply, call)
+						    sbuf->size, ACCOUNT_AUTHD_DEADLINE_MS, account_on_reply, call)
 				      : -ENOTCONN;
 	if (rc < 0) {
 		conn_call_finished(conn);

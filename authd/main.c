@@ -195,6 +195,12 @@ static void authd_on_call_done(void *ctx, int status, const char *message)
 {
 	AuthdCall *call = ctx;
 	Authd *a = call->a;
+	if (!a->creds) {
+		/* Stopping: the state is gone; the refresh this waited for was cancelled. */
+		authd_reply_error(a->daemon, &call->req, -ECANCELED, "authd is stopping");
+		free(call);
+		return;
+	}
 	switch (call->kind) {
 	case AUTHD_CALL_STATUS:
 		/* A failed refresh is no failure of the read: the reference logs it and answers. */
@@ -428,13 +434,19 @@ static int authd_health(Daemon *d, msgpack_packer *pk, void *ctx)
 /* -------------------------------------------------------------------------------------------
  * Configuration: the [authd] table of config.toml */
 
+/* "authd.login_port" as the other helpers word their keys: "login_port" of "[authd]". */
+static const char *authd_key_name(const char *key)
+{
+	return strncmp(key, "authd.", 6) == 0 ? key + 6 : key;
+}
+
 static int authd_get_int(const Config *cfg, const char *key, int64_t min, int64_t max, int64_t fallback,
 			 int *out)
 {
 	int64_t value;
 	if (config_get_int(cfg, key, min, max, fallback, &value) < 0) {
-		log_error("%s: %s must be an integer in %lld..%lld", cfg->path, key, (long long)min,
-			  (long long)max);
+		log_error("%s: [authd] %s must be an integer in %lld..%lld", cfg->path, authd_key_name(key),
+			  (long long)min, (long long)max);
 		return -EINVAL;
 	}
 	*out = (int)value;
@@ -449,7 +461,7 @@ static int authd_get_bool(const Config *cfg, const char *key, bool fallback, boo
 		return 0;
 	}
 	if (!json_is_boolean(value)) {
-		log_error("%s: %s must be true or false", cfg->path, key);
+		log_error("%s: [authd] %s must be true or false", cfg->path, authd_key_name(key));
 		return -EINVAL;
 	}
 	*out = json_is_true(value);
@@ -462,7 +474,7 @@ static int authd_get_url(const Config *cfg, const char *key, const char *fallbac
 	if (config_get_string(cfg, key, fallback, &text) < 0 ||
 	    (strncmp(text, "https://", 8) != 0 && strncmp(text, "http://", 7) != 0) ||
 	    strlen(text) >= out_len) {
-		log_error("%s: %s must be an http(s) URL", cfg->path, key);
+		log_error("%s: [authd] %s must be an http(s) URL", cfg->path, authd_key_name(key));
 		return -EINVAL;
 	}
 	snprintf(out, out_len, "%s", text);
@@ -473,47 +485,66 @@ static int authd_get_url(const Config *cfg, const char *key, const char *fallbac
 	return 0;
 }
 
-/* Where refreshes go: CODEX_REFRESH_TOKEN_URL_OVERRIDE (the reference's override), else
- * [authd] refresh_token_url, else the issuer's token endpoint. */
-static int authd_refresh_url(const Config *cfg, const char *issuer, char *out, size_t out_len, bool *is_default)
+static bool authd_is_web_url(const char *text)
 {
-	const char *env = getenv("CODEX_REFRESH_TOKEN_URL_OVERRIDE");
-	*is_default = !(env && *env) && !config_lookup(cfg, "authd.refresh_token_url");
-	if (env && *env) {
-		if (strlen(env) >= out_len) {
-			log_error("CODEX_REFRESH_TOKEN_URL_OVERRIDE is too long");
-			return -EINVAL;
-		}
-		snprintf(out, out_len, "%s", env);
-		return 0;
-	}
-	char fallback[2048];
-	snprintf(fallback, sizeof(fallback), "%s/oauth/token", issuer);
-	const char *text;
-	if (config_get_string(cfg, "authd.refresh_token_url", fallback, &text) < 0 ||
-	    strlen(text) >= out_len) {
-		log_error("%s: authd.refresh_token_url must be a URL", cfg->path);
-		return -EINVAL;
-	}
-	snprintf(out, out_len, "%s", text);
-	return 0;
+	return strncmp(text, "https://", 8) == 0 || strncmp(text, "http://", 7) == 0;
 }
 
-/* The issuer: CODEX_APP_SERVER_LOGIN_ISSUER (the reference's override), else [authd] issuer. */
-static int authd_issuer(const Config *cfg, char *out, size_t out_len)
+/* An http(s) URL from the environment variable @name into @out; 0 when unset. */
+static int authd_env_url(const char *name, char *out, size_t out_len, bool *is_set)
 {
-	const char *env = getenv("CODEX_APP_SERVER_LOGIN_ISSUER");
-	if (!env || !*env)
-		return authd_get_url(cfg, "authd.issuer", AUTHD_DEFAULT_ISSUER, out, out_len);
-	if ((strncmp(env, "https://", 8) != 0 && strncmp(env, "http://", 7) != 0) || strlen(env) >= out_len) {
-		log_error("CODEX_APP_SERVER_LOGIN_ISSUER must be an http(s) URL");
+	const char *env = getenv(name);
+	*is_set = env && *env;
+	if (!*is_set)
+		return 0;
+	if (!authd_is_web_url(env) || strlen(env) >= out_len) {
+		log_error("%s must be an http(s) URL of fewer than %zu bytes", name, out_len);
 		return -EINVAL;
 	}
 	snprintf(out, out_len, "%s", env);
+	return 0;
+}
+
+/*
+ * Where refreshes go: CODEX_REFRESH_TOKEN_URL_OVERRIDE (the reference's override), else
+ * [authd] refresh_token_url, else the configured issuer's token endpoint. The configuration is
+ * checked even when the environment overrides it.
+ */
+static int authd_refresh_url(const Config *cfg, const char *config_issuer, char *out, size_t out_len,
+			     bool *is_default)
+{
+	char fallback[2048];
+	const char *text;
+	bool is_env;
+	snprintf(fallback, sizeof(fallback), "%s/oauth/token", config_issuer);
+	if (config_get_string(cfg, "authd.refresh_token_url", fallback, &text) < 0 || !authd_is_web_url(text) ||
+	    strlen(text) >= out_len) {
+		log_error("%s: [authd] refresh_token_url must be an http(s) URL", cfg->path);
+		return -EINVAL;
+	}
+	snprintf(out, out_len, "%s", text);
+	int rc = authd_env_url("CODEX_REFRESH_TOKEN_URL_OVERRIDE", out, out_len, &is_env);
+	*is_default = !is_env && !config_lookup(cfg, "authd.refresh_token_url");
+	return rc;
+}
+
+/*
+ * The issuer of logins: CODEX_APP_SERVER_LOGIN_ISSUER (the reference's override), else [authd]
+ * issuer. Refreshes keep the configured one (@config_issuer), as the reference's do: a login made
+ * at another issuer records it (oauth_provenance), and its refreshes follow that record.
+ */
+static int authd_issuer(const Config *cfg, char *out, size_t out_len, char *config_issuer, size_t config_len)
+{
+	bool is_env;
+	int rc = authd_get_url(cfg, "authd.issuer", AUTHD_DEFAULT_ISSUER, config_issuer, config_len);
+	if (rc == 0) {
+		snprintf(out, out_len, "%s", config_issuer);
+		rc = authd_env_url("CODEX_APP_SERVER_LOGIN_ISSUER", out, out_len, &is_env);
+	}
 	size_t len = strlen(out);
 	while (len > 0 && out[len - 1] == '/')
 		out[--len] = '\0';
-	return 0;
+	return rc;
 }
 
 /*
@@ -521,30 +552,28 @@ static int authd_issuer(const Config *cfg, char *out, size_t out_len)
  * overridden, /oauth/revoke on that endpoint's origin (as the reference derives it); else the
  * issuer's.
  */
-static void authd_revoke_url(const char *issuer, char *out, size_t out_len)
+static int authd_revoke_url(const char *config_issuer, char *out, size_t out_len)
 {
-	const char *env = getenv("CODEX_REVOKE_TOKEN_URL_OVERRIDE");
+	bool is_env;
 	const char *refresh = getenv("CODEX_REFRESH_TOKEN_URL_OVERRIDE");
-	if (env && *env) {
-		snprintf(out, out_len, "%s", env);
-		return;
-	}
 	const char *scheme_end = refresh ? strstr(refresh, "://") : NULL;
 	if (scheme_end) {
 		size_t origin_len = strcspn(scheme_end + 3, "/?#") + (size_t)(scheme_end + 3 - refresh);
 		snprintf(out, out_len, "%.*s/oauth/revoke", (int)origin_len, refresh);
-		return;
+	} else {
+		snprintf(out, out_len, "%s/oauth/revoke", config_issuer);
 	}
-	snprintf(out, out_len, "%s/oauth/revoke", issuer);
+	return authd_env_url("CODEX_REVOKE_TOKEN_URL_OVERRIDE", out, out_len, &is_env);
 }
 
 static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *login)
 {
 	memset(creds, 0, sizeof(*creds));
 	memset(login, 0, sizeof(*login));
-	int rc = authd_issuer(cfg, login->issuer, sizeof(login->issuer));
+	char config_issuer[sizeof(login->issuer)];
+	int rc = authd_issuer(cfg, login->issuer, sizeof(login->issuer), config_issuer, sizeof(config_issuer));
 	if (rc == 0)
-		rc = authd_refresh_url(cfg, login->issuer, creds->refresh_url, sizeof(creds->refresh_url),
+		rc = authd_refresh_url(cfg, config_issuer, creds->refresh_url, sizeof(creds->refresh_url),
 				       &creds->is_refresh_url_default);
 	if (rc == 0)
 		rc = authd_get_int(cfg, "authd.request_timeout_ms", 100, 600000, 30000,
@@ -575,7 +604,8 @@ static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *l
 	snprintf(creds->client_id, sizeof(creds->client_id), "%s", AUTHD_CLIENT_ID);
 	snprintf(login->client_id, sizeof(login->client_id), "%s", AUTHD_CLIENT_ID);
 	snprintf(login->token_url, sizeof(login->token_url), "%s/oauth/token", login->issuer);
-	authd_revoke_url(login->issuer, login->revoke_url, sizeof(login->revoke_url));
+	if (authd_revoke_url(config_issuer, login->revoke_url, sizeof(login->revoke_url)) < 0)
+		return -EINVAL;
 	login->request_timeout_ms = creds->request_timeout_ms;
 	return 0;
 }
