@@ -358,6 +358,7 @@ static void creds_refresh_done(Creds *c, CredsJob *job)
 		return;
 	}
 	c->refresh = NULL;
+	creds_schedule(c); /* the reload above found this refresh in flight and left the timer off */
 	if (job->outcome == REFRESH_PERMANENT && c->cache.identity &&
 	    strcmp(c->cache.identity, job->attempted_identity) == 0) {
 		/* Only the snapshot it was tried with is poisoned; a newer one is left alone. */

@@ -1279,7 +1279,10 @@ static void login_on_request(LoginConn *conn, size_t head_len)
 	} else if (login_path_is(&req, "/cancel")) {
 		/* Another login (ours or the reference's) wants the port. */
 		login_reply_text(conn, 200, "Login cancelled");
-		login_finish(a, false, "Login server error: Login cancelled");
+		if (a->phase == LOGIN_PHASE_STORING)
+			login_cancel_attempt(a); /* the tokens are being stored: it reports how that went */
+		else
+			login_finish(a, false, "Login server error: Login cancelled");
 	} else {
 		login_reply_text(conn, 404, "Not Found");
 	}
@@ -1304,8 +1307,11 @@ static void login_conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_
 	conn->head_len += (size_t)nread;
 	conn->head[conn->head_len] = '\0';
 	const char *end = memmem(conn->head, conn->head_len, "\r\n\r\n", 4);
-	if (end)
+	if (end) {
+		/* One request per connection: what follows it is not read (nor answered twice). */
+		uv_read_stop(stream);
 		login_on_request(conn, (size_t)(end - conn->head) + 4);
+	}
 	else if (conn->head_len >= LOGIN_MAX_HEAD_BYTES)
 		login_reply_text(conn, 431, "Request Header Fields Too Large");
 }
@@ -1831,6 +1837,8 @@ void login_stop(Login *login)
 		next = a->next;
 		if (a->phase == LOGIN_PHASE_STARTING)
 			login_fail_start(a, -ECANCELED, "authd is stopping");
+		else if (a->phase == LOGIN_PHASE_STORING)
+			login_cancel_attempt(a); /* the store decides how it ended */
 		else if (a->phase != LOGIN_PHASE_DONE)
 			login_finish(a, false, login_cancel_message(a));
 		else

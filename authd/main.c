@@ -196,8 +196,7 @@ static void authd_on_call_done(void *ctx, int status, const char *message)
 	AuthdCall *call = ctx;
 	Authd *a = call->a;
 	if (!a->creds) {
-		/* Stopping: the state is gone; the refresh this waited for was cancelled. */
-		authd_reply_error(a->daemon, &call->req, -ECANCELED, "authd is stopping");
+		/* Stopping: the state and the link are gone; agentd answers its clients itself. */
 		free(call);
 		return;
 	}
@@ -576,10 +575,10 @@ static int authd_options(const Config *cfg, CredsOptions *creds, LoginOptions *l
 		rc = authd_refresh_url(cfg, config_issuer, creds->refresh_url, sizeof(creds->refresh_url),
 				       &creds->is_refresh_url_default);
 	if (rc == 0)
-		rc = authd_get_int(cfg, "authd.request_timeout_ms", 100, 600000, 30000,
+		rc = authd_get_int(cfg, "authd.request_timeout_ms", 100, 600000, 10000,
 				   &creds->request_timeout_ms);
 	if (rc == 0)
-		rc = authd_get_int(cfg, "authd.lock_timeout_ms", 100, 3600000, 120000,
+		rc = authd_get_int(cfg, "authd.lock_timeout_ms", 100, 3600000, 20000,
 				   &creds->lock_timeout_ms);
 	if (rc == 0)
 		rc = authd_get_int(cfg, "authd.refresh_attempts", 1, 10, 3, &creds->refresh_attempts);
@@ -652,8 +651,9 @@ static int authd_start(Authd *a, Daemon *d)
 	if (rc == 0 && (rc = authd_ensure_home(a->paths.dir)) < 0)
 		log_error("cannot use CODEX_HOME %s: %s", a->paths.dir, strerror(-rc));
 	if (rc == 0) {
-		/* A writer killed mid-write leaves its temp file; nobody writes while we hold the lock. */
-		int fd = store_lock(&a->paths, creds.lock_timeout_ms, NULL);
+		/* A writer killed mid-write leaves its temp file; nobody writes while we hold the lock.
+		 * One try: a lock held elsewhere means a live writer, whose temp file is not stale. */
+		int fd = store_lock(&a->paths, 0, NULL);
 		if (fd >= 0) {
 			store_remove_stale_temps(&a->paths);
 			store_unlock(fd);

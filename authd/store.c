@@ -254,7 +254,8 @@ bool store_snapshot_equal(const AuthSnapshot *a, const AuthSnapshot *b)
 
 static int store_read_file(const char *path, char **out, size_t *out_len, struct stat *st)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO planted at the path must not hang the loop before the S_ISREG check. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	int rc = fstat(fd, st) < 0 ? -errno : 0;
@@ -305,8 +306,10 @@ int store_load(const StorePaths *paths, AuthSnapshot *out, struct stat *st, char
 	json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	free(text);
 	if (!doc) {
-		snprintf(err, err_len, "cannot parse %s: line %d column %d: %s", paths->file, jerr.line,
-			 jerr.column, jerr.text);
+		/* Line and column only: jansson's text quotes the file near the error, and the file
+		 * holds secrets. */
+		snprintf(err, err_len, "cannot parse %s: invalid JSON at line %d column %d", paths->file,
+			 jerr.line, jerr.column);
 		return -EINVAL;
 	}
 	if (store_snapshot_from_doc(doc, out, why, sizeof(why)) < 0) {
@@ -373,8 +376,10 @@ int store_write(const StorePaths *paths, json_t *doc)
 		rc = -errno;
 	if (rc < 0 && fd >= 0)
 		unlink(temp);
+	/* Renamed: the new content is what every reader sees. A directory that cannot be synced
+	 * only weakens its durability across a power cut; the write itself succeeded. */
 	if (rc == 0)
-		rc = store_fsync_dir(paths->dir);
+		(void)store_fsync_dir(paths->dir);
 	free(text);
 	return rc;
 }

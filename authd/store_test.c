@@ -201,6 +201,14 @@ static void test_corrupt_files(void **state)
 		assert_non_null(strstr(err, f->paths.file));
 		assert_int_equal(snap.mode, AUTH_MODE_NONE);
 	}
+	/* The reason never quotes the file: it holds secrets. */
+	AuthSnapshot snap;
+	struct stat st;
+	char err[512] = "";
+	write_file(f, "{\"OPENAI_API_KEY\": \"sk-secret-value\" \"x\"}");
+	assert_int_equal(store_load(&f->paths, &snap, &st, err, sizeof(err)), -EINVAL);
+	assert_null(strstr(err, "sk-secret"));
+	assert_non_null(strstr(err, "line 1 column"));
 }
 
 static void test_write_is_atomic_and_private(void **state)

@@ -37,6 +37,7 @@ struct Daemon {
 	bool is_registered;
 	bool is_supervised;
 	bool is_debug;
+	bool is_stopping; /* torn down: what the loop still delivers is not dispatched */
 };
 
 typedef struct DaemonFlags {
@@ -62,6 +63,8 @@ static int daemon_pack_write(void *data, const char *buf, size_t len)
 
 int daemon_reply(Daemon *d, const Envelope *req, int32_t status, const void *body, size_t body_len)
 {
+	if (!d->link)
+		return -ENOTCONN; /* shutting down: work that finishes now has nobody to answer */
 	Envelope resp = {
 		.version = ENVELOPE_VERSION,
 		.kind = ENVELOPE_RESPONSE,
@@ -169,6 +172,9 @@ static void daemon_dispatch_request(Daemon *d, const Envelope *req)
 static void daemon_on_envelope(Link *link, const Envelope *env, void *ctx)
 {
 	Daemon *d = ctx;
+	/* uv_stop() lets the rest of this poll's events run: none may reach a torn-down handler. */
+	if (d->is_stopping)
+		return;
 	if (strcmp(env->destination, d->spec->name) != 0) {
 		log_warn("dropping %s for %s: not addressed to us", envelope_kind_name(env->kind),
 			 env->destination);
@@ -264,7 +270,10 @@ static void daemon_on_peer(Link *link, bool is_connected, void *ctx)
 static void daemon_on_stop_signal(uv_signal_t *sig, int signum)
 {
 	Daemon *d = sig->data;
+	if (d->is_stopping)
+		return;
 	log_info("%s: shutting down", strsignal(signum));
+	d->is_stopping = true;
 	if (d->spec->teardown)
 		d->spec->teardown(d, d->spec->ctx);
 	uv_stop(&d->loop);
