@@ -703,3 +703,21 @@ def test_refresh_follows_the_logins_provenance(agentd_factory, issuer, tmp_path)
     assert call["body"]["refresh_token"] == "rt-provenance" and call["body"]["client_id"] == mock_issuer.CLIENT_ID
     assert token == read_auth(proc)["tokens"]["access_token"]
     assert read_auth(proc)["tokens"]["oauth_provenance"] == {"issuer": issuer.url, "client_id": mock_issuer.CLIENT_ID}
+
+
+def test_background_timer_rearmed_after_a_clients_refresh(agentd_factory, tmp_path):
+    """A refresh a client asked for leaves authd's timer set for the new token's expiry."""
+    with MockIssuer(access_lifetime=302) as short_lived:  # due 2 s after it is issued
+        home = tmp_path / "home"
+        home.mkdir()
+        make_auth_json(home, expires_in=FAR_FUTURE, last_refresh=time.time() - 86400)
+        proc = start(agentd_factory, short_lived, home=home, background_refresh=True)
+        auth_status(proc.stdio, includeToken=True, refreshToken=True)
+        assert short_lived.count("/oauth/token") == 1
+        [first, second] = short_lived.wait_calls(2, "/oauth/token", timeout=8)
+        assert first["body"]["refresh_reason"] == "forced"
+        assert second["body"]["refresh_reason"] == "proactive_expiry"
+        # The timer's own refreshes are 30 s apart at least: no loop on a short-lived token.
+        time.sleep(2.5)
+        assert short_lived.count("/oauth/token") == 2
+        proc.finish()
