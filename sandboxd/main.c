@@ -660,9 +660,10 @@ static const DaemonMethod sandboxd_methods[] = {
 };
 
 /* Removing the mask files at shutdown; asking for the landlock ABI on SIGHUP; making the lock
- * directory again when someone removed it (see usable_lock_dir()). */
-static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir", "landlock_create_ruleset",
-						 "mkdir",  "mkdirat" };
+ * directory again when someone removed it (see usable_lock_dir()); listing directories for each
+ * plan (what deny globs match, whether a mask's place is empty). */
+static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir",	    "landlock_create_ruleset",
+						 "mkdir",  "mkdirat",  "getdents64" };
 
 static Sandboxd sandboxd = { .launcher_setting = "auto", .bwrap_path = "/usr/bin/bwrap" };
 
@@ -675,8 +676,8 @@ static const DaemonSpec sandboxd_spec = {
 	.health_fields = sandboxd_health,
 	.health_field_count = 1,
 	.setup = sandboxd_setup,
-	/* Compiling plans only reads the filesystem, which the base list allows; removing the mask
-	 * files at shutdown is the one write. */
+	/* Compiling plans only reads the filesystem, which the base list allows but for listing
+	 * directories; removing the mask files at shutdown is the one write. */
 	.seccomp = { .extra_syscalls = sandboxd_syscalls,
 		     .extra_count = sizeof(sandboxd_syscalls) / sizeof(sandboxd_syscalls[0]) },
 	.adopt_config = sandboxd_adopt_config,

@@ -779,6 +779,33 @@ def test_deny_globs_hide_what_they_match(sandbox):
     assert r["deep"] == ok("TOP-SECRET"), r  # three levels down: beyond glob_scan_max_depth = 1
 
 
+def require_launcher(launcher):
+    """Skip, saying why, when @launcher cannot run sandboxes on this host."""
+    probe = host_probe(launcher)
+    if launcher == "system" and not probe["bwrap"]["found"]:
+        pytest.skip(f"no usable system bwrap: {probe['warnings']}")
+    if not probe["userNamespaces"]:
+        pytest.skip(f"user namespaces unavailable: {probe['userNamespaceError']}")
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_plans_made_by_the_daemon_list_directories(agentd_factory, tmp_path, launcher):
+    """Through agentd (sandboxd as a daemon, under its seccomp allow-list) a plan lists
+    directories as `sandboxd run` does: a deny glob hides what it matches, and an existing .git
+    at the top of a writable root is bound read-only as it is, not taken for an empty one."""
+    require_launcher(launcher)
+    ws = tmp_path / "ws"
+    (ws / ".git").mkdir(parents=True)
+    (ws / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (ws / "prod.env").write_text("ENV-SECRET")
+    agentd = agentd_factory(config=f'[sandboxd]\nlauncher = "{launcher}"\n')
+    glob = {"path": {"type": "glob_pattern", "pattern": f"{ws}/*.env"}, "access": "deny"}
+    policy = {"kind": "restricted", "network": "restricted", "entries": [entry(ROOT, "read"), entry(ws, "write"), glob]}
+    result = agentd.stdio.call("command/exec", {"command": ["sh", "-c", "cat .git/HEAD; cat prod.env"],
+                                                "cwd": str(ws), "sandboxPolicy": policy})
+    assert result["stdout"] == "ref: refs/heads/main\n" and "Permission denied" in result["stderr"], result
+
+
 def test_globs_that_read_or_write_are_refused(sandbox):
     """Globs can only deny: a read or write glob is refused, never silently dropped."""
     message = sandbox.refused({"kind": "restricted", "network": "restricted", "entries": [
