@@ -59,13 +59,14 @@ static int die(const char *what, int err)
 
 static int parse_op(LaunchArgs *a, char **argv, int argc, int *i, int *perms)
 {
-	static const PlanOpKind kinds[] = { OP_RO_BIND, OP_BIND, OP_TMPFS, OP_DEV, OP_PROC, OP_REMOUNT_RO,
-					    OP_SYMLINK };
+	static const PlanOpKind kinds[] = { OP_RO_BIND,	   OP_BIND,    OP_TMPFS,       OP_DEV,	   OP_PROC,
+					    OP_REMOUNT_RO, OP_SYMLINK, OP_RO_BIND_TRY, OP_BIND_TRY };
 	const char *flag = argv[*i];
 	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
 		if (strcmp(flag, plan_op_flag(kinds[k])) != 0)
 			continue;
-		bool has_src = kinds[k] == OP_RO_BIND || kinds[k] == OP_BIND || kinds[k] == OP_SYMLINK;
+		bool has_src = kinds[k] != OP_TMPFS && kinds[k] != OP_DEV && kinds[k] != OP_PROC &&
+			       kinds[k] != OP_REMOUNT_RO;
 		if (*i + 1 + has_src >= argc)
 			return -EINVAL;
 		const char *src = has_src ? argv[++*i] : NULL;
@@ -300,11 +301,12 @@ static int open_new_root(void)
 
 static int apply_op(int *root, int host, const PlanOp *op)
 {
-	bool is_dir = true;
-	if (op->kind == OP_RO_BIND || op->kind == OP_BIND) {
+	bool is_dir = true, is_try = op->kind == OP_RO_BIND_TRY || op->kind == OP_BIND_TRY;
+	if (op->kind == OP_RO_BIND || op->kind == OP_BIND || is_try) {
 		struct stat st;
+		/* A -try source gone by now: nothing to bind, as bwrap does. */
 		if (fstatat(host, op->src[1] ? op->src + 1 : "", &st, op->src[1] ? 0 : AT_EMPTY_PATH) < 0)
-			return -errno;
+			return is_try && errno == ENOENT ? 0 : -errno;
 		is_dir = S_ISDIR(st.st_mode);
 	}
 	int target = strcmp(op->dest, "/") == 0 ? open_new_root() : mount_point(*root, op->dest, is_dir);
@@ -314,7 +316,9 @@ static int apply_op(int *root, int host, const PlanOp *op)
 	switch (op->kind) {
 	case OP_RO_BIND:
 	case OP_BIND:
-		rc = bind_tree(host, op->src, target, op->kind == OP_RO_BIND);
+	case OP_RO_BIND_TRY:
+	case OP_BIND_TRY:
+		rc = bind_tree(host, op->src, target, op->kind == OP_RO_BIND || op->kind == OP_RO_BIND_TRY);
 		break;
 	case OP_TMPFS:
 		rc = mount_tmpfs(target, op->perms);

@@ -100,9 +100,11 @@ void plan_free(Plan *plan)
 const char *plan_op_flag(PlanOpKind kind)
 {
 	static const char *const flags[] = {
-		[OP_RO_BIND] = "--ro-bind", [OP_BIND] = "--bind",   [OP_TMPFS] = "--tmpfs",
-		[OP_DEV] = "--dev",	    [OP_PROC] = "--proc",   [OP_REMOUNT_RO] = "--remount-ro",
-		[OP_SYMLINK] = "--symlink",
+		[OP_RO_BIND] = "--ro-bind",   [OP_BIND] = "--bind",
+		[OP_TMPFS] = "--tmpfs",	      [OP_DEV] = "--dev",
+		[OP_PROC] = "--proc",	      [OP_REMOUNT_RO] = "--remount-ro",
+		[OP_SYMLINK] = "--symlink",   [OP_RO_BIND_TRY] = "--ro-bind-try",
+		[OP_BIND_TRY] = "--bind-try",
 	};
 	return flags[kind];
 }

@@ -10,19 +10,21 @@
 
 /* One step of building the sandbox's filesystem, in bubblewrap's vocabulary and order. */
 typedef enum PlanOpKind {
-	OP_RO_BIND,    /* --ro-bind src dest (recursive, read-only) */
-	OP_BIND,       /* --bind src dest (recursive, writable) */
-	OP_TMPFS,      /* [--perms P] --tmpfs dest */
-	OP_DEV,	       /* --dev dest: a minimal /dev */
-	OP_PROC,       /* --proc dest: the new pid namespace's /proc */
-	OP_REMOUNT_RO, /* --remount-ro dest (that mount only) */
-	OP_SYMLINK,    /* --symlink target dest (in an empty root: /lib64 -> usr/lib64 and the like) */
+	OP_RO_BIND,	/* --ro-bind src dest (recursive, read-only) */
+	OP_BIND,	/* --bind src dest (recursive, writable) */
+	OP_TMPFS,	/* [--perms P] --tmpfs dest */
+	OP_DEV,		/* --dev dest: a minimal /dev */
+	OP_PROC,	/* --proc dest: the new pid namespace's /proc */
+	OP_REMOUNT_RO,	/* --remount-ro dest (that mount only) */
+	OP_SYMLINK,	/* --symlink target dest (in an empty root: /lib64 -> usr/lib64 and the like) */
+	OP_RO_BIND_TRY, /* --ro-bind-try src dest: as OP_RO_BIND, nothing when src is gone by launch time */
+	OP_BIND_TRY,	/* --bind-try src dest: as OP_BIND, likewise */
 } PlanOpKind;
 
 typedef struct PlanOp {
 	PlanOpKind kind;
 	int perms; /* OP_TMPFS: the mode of its root, -1 for the default 0755 */
-	char *src; /* OP_RO_BIND, OP_BIND; OP_SYMLINK: the link's text */
+	char *src; /* the binds; OP_SYMLINK: the link's text */
 	char *dest;
 } PlanOp;
 
