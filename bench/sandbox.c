@@ -166,7 +166,10 @@ static void setup_tree(Setup *s)
 	file_create(s->empty_file, 0000);
 	file_create(s->empty_readable_file, 0444);
 	s->hidden[0] = s->runtime_dir;
-	s->env = (PlanEnv){ s->empty_file, s->empty_readable_file, s->hidden, 1, NULL };
+	s->env = (PlanEnv){ .empty_file = s->empty_file,
+			    .empty_readable_file = s->empty_readable_file,
+			    .hidden_paths = s->hidden,
+			    .hidden_count = 1 };
 	s->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	s->stderr_fd = open(s->stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (s->devnull < 0 || s->stderr_fd < 0)

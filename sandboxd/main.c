@@ -51,6 +51,7 @@ typedef struct Sandboxd {
 	char empty_file[AGENTD_PATH_MAX];
 	char empty_readable_file[AGENTD_PATH_MAX];
 	char runtime_dir[AGENTD_PATH_MAX];
+	char codex_home[AGENTD_PATH_MAX]; /* masked whole, but for what it holds: see plan.c */
 	char auth_json[AGENTD_PATH_MAX];
 	const char *hidden[2]; /* and, per plan, the lock directory: see usable_lock_dir() */
 	size_t hidden_count;
@@ -127,7 +128,6 @@ static int usable_lock_dir(const Sandboxd *s, PlanEnv *env, const char **hidden)
 /* The files masks are bound from, and the paths every sandbox hides. */
 static int prepare_masks(Sandboxd *s)
 {
-	char home[AGENTD_PATH_MAX];
 	int rc = paths_runtime_dir(s->runtime_dir, sizeof(s->runtime_dir));
 	if (rc == 0)
 		rc = paths_ensure_private_dir(s->runtime_dir);
@@ -149,10 +149,16 @@ static int prepare_masks(Sandboxd *s)
 		fprintf(stderr, "sandboxd: mask files in %s: %s\n", s->runtime_dir, strerror(-rc));
 		return rc;
 	}
-	/* Sibling daemons' sockets and the credentials are nothing a sandboxed command may touch. */
+	/*
+	 * Sibling daemons' sockets and the credentials are nothing a sandboxed command may touch. The
+	 * credentials are hidden with the directory they are replaced in (authd renames a new auth.json
+	 * over the old one, which would shed a mask bound over the file); auth.json itself stays hidden
+	 * too, for a symbolic link that leads out of CODEX_HOME.
+	 */
 	s->hidden[s->hidden_count++] = s->runtime_dir;
-	if (paths_codex_home(home, sizeof(home)) == 0 &&
-	    paths_join(home, "auth.json", s->auth_json, sizeof(s->auth_json)) == 0)
+	if (paths_codex_home(s->codex_home, sizeof(s->codex_home)) < 0)
+		s->codex_home[0] = '\0';
+	else if (paths_join(s->codex_home, "auth.json", s->auth_json, sizeof(s->auth_json)) == 0)
 		s->hidden[s->hidden_count++] = s->auth_json;
 	/* Made now, before any plan: one made later would be visible in the sandboxes planned before. */
 	if ((rc = created_lock_dir_check(s->lock_dir, true)) < 0)
@@ -268,8 +274,10 @@ static int compile_request(Sandboxd *s, const Config *cfg, const PlanRequest *re
 				 s->probe.bwrap, req->cwd);
 	char stage_dir[PATH_MAX];
 	snprintf(stage_dir, sizeof(stage_dir), "%s", s->link);
-	PlanEnv env = { s->empty_file, s->empty_readable_file, NULL, 0,
-			is_system ? dirname(stage_dir) : NULL };
+	PlanEnv env = { .empty_file = s->empty_file,
+			.empty_readable_file = s->empty_readable_file,
+			.stage_dir = is_system ? dirname(stage_dir) : NULL,
+			.credential_home = s->codex_home[0] ? s->codex_home : NULL };
 	const char *hidden[sizeof(s->hidden) / sizeof(s->hidden[0]) + 1];
 	int lock_rc = usable_lock_dir(s, &env, hidden);
 	if (rc == 0)
@@ -661,7 +669,7 @@ static const DaemonMethod sandboxd_methods[] = {
 
 /* Removing the mask files at shutdown; asking for the landlock ABI on SIGHUP; making the lock
  * directory again when someone removed it (see usable_lock_dir()); listing directories for each
- * plan (what deny globs match, whether a mask's place is empty). */
+ * plan (CODEX_HOME's entries, what deny globs match, whether a mask's place is empty). */
 static const char *const sandboxd_syscalls[] = { "unlink", "unlinkat", "rmdir",	    "landlock_create_ruleset",
 						 "mkdir",  "mkdirat",  "getdents64" };
 

@@ -41,13 +41,24 @@ typedef struct Rule {
 	bool is_dir;
 	bool is_protected;
 	bool is_missing_protected; /* a protected name absent under a writable root: masked */
+	bool is_credential_home;   /* $CODEX_HOME: an empty tmpfs, its entries bound back */
+	bool is_bind_back;	   /* an entry of the credential home, as it was listed */
 } Rule;
+
+/* A symbolic link in the credential home: made again in its tmpfs, never followed from the host. */
+typedef struct HomeLink {
+	const char *path;
+	const char *text;
+} HomeLink;
 
 typedef struct Rules {
 	Rule *items;
 	size_t count;
 	size_t capacity;
 	Arena paths; /* the rules' paths */
+	HomeLink *home_links; /* sorted by path */
+	size_t home_link_count, home_link_capacity;
+	size_t home_entry_count; /* what the credential home held but the credential files */
 	max_align_t first_block[4096 / sizeof(max_align_t)];
 } Rules;
 
@@ -159,12 +170,15 @@ static void rules_init(Rules *rules)
 {
 	rules->items = NULL;
 	rules->count = rules->capacity = 0;
+	rules->home_links = NULL;
+	rules->home_link_count = rules->home_link_capacity = rules->home_entry_count = 0;
 	arena_init(&rules->paths, rules->first_block, sizeof(rules->first_block));
 }
 
 static void rules_free(Rules *rules)
 {
 	arena_free(&rules->paths);
+	free(rules->home_links);
 	free(rules->items);
 }
 
@@ -486,7 +500,22 @@ static int compare_depth(const void *a, const void *b)
 	return strcmp(x->canonical, y->canonical);
 }
 
-/* Two rules landing on one canonical path: keep the stronger one (deny > write > read). */
+/*
+ * Which of two rules on one canonical path stays: the credential home over any other, any other over
+ * an entry of its listing; else the stronger (deny > write > read), a policy's own over a hidden one.
+ */
+static bool is_preferred(const Rule *r, const Rule *prev)
+{
+	if (r->is_credential_home || prev->is_credential_home)
+		return r->is_credential_home;
+	if (r->is_bind_back || prev->is_bind_back)
+		return prev->is_bind_back;
+	int rank_r = r->access == ACCESS_DENY ? 2 : r->access == ACCESS_WRITE;
+	int rank_p = prev->access == ACCESS_DENY ? 2 : prev->access == ACCESS_WRITE;
+	return rank_r > rank_p || (prev->is_protected && !r->is_protected);
+}
+
+/* Two rules landing on one canonical path: keep the one is_preferred() says. */
 static void drop_canonical_duplicates(Rules *rules)
 {
 	size_t kept = 0;
@@ -494,9 +523,7 @@ static void drop_canonical_duplicates(Rules *rules)
 		Rule *r = &rules->items[i];
 		if (kept > 0 && strcmp(rules->items[kept - 1].canonical, r->canonical) == 0) {
 			Rule *prev = &rules->items[kept - 1];
-			int rank_r = r->access == ACCESS_DENY ? 2 : r->access == ACCESS_WRITE;
-			int rank_p = prev->access == ACCESS_DENY ? 2 : prev->access == ACCESS_WRITE;
-			if (rank_r > rank_p || (prev->is_protected && !r->is_protected)) {
+			if (is_preferred(r, prev)) {
 				Rule tmp = *prev;
 				*prev = *r;
 				*r = tmp;
@@ -506,6 +533,186 @@ static void drop_canonical_duplicates(Rules *rules)
 		rules->items[kept++] = *r;
 	}
 	rules->count = kept;
+}
+
+/* --- the credential home ----------------------------------------------------------------------- */
+
+/*
+ * authd replaces auth.json with rename(2) at every refresh and sign-in, and a mount point renamed
+ * over or unlinked in another mount namespace is detached there (Linux 3.18): a mask bound over the
+ * file itself falls off in every sandbox running at the time. So CODEX_HOME is masked whole, by an
+ * empty tmpfs that no rename on the host reaches into, read-only once each entry it held when the
+ * plan was made is bound back in with the access the policy gives it: all but the credential files,
+ * which are the store, its lock and its temporary files (see authd(8)). What is made there later
+ * stays out of sight, as does an entry gone by launch time. A symbolic link is made again inside,
+ * never followed from the host: it resolves in the sandbox's view, where the credentials are not.
+ */
+static bool is_credential_name(const char *name)
+{
+	static const char temp_prefix[] = ".auth.json.tmp.";
+	return strcmp(name, "auth.json") == 0 || strcmp(name, "auth.json.lock") == 0 ||
+	       strncmp(name, temp_prefix, sizeof(temp_prefix) - 1) == 0;
+}
+
+/* A rule at @path, canonical already: its own spelling. Return: the rule, or NULL (out of memory). */
+static Rule *rules_add_canonical(Rules *rules, const char *path, Access access)
+{
+	size_t len = strlen(path);
+	Rule *items = array_grow(rules->items, &rules->capacity, rules->count + 1, sizeof(*items));
+	char *copy = items ? arena_strdup(&rules->paths, path, len) : NULL;
+	if (items)
+		rules->items = items;
+	if (!copy)
+		return NULL;
+	Rule *r = &rules->items[rules->count++];
+	*r = (Rule){ .logical = copy,
+		     .canonical = copy,
+		     .logical_len = len,
+		     .canonical_len = len,
+		     .depth = path_depth(copy),
+		     .access = access,
+		     .exists = true,
+		     .is_protected = true };
+	return r;
+}
+
+static int add_home_link(Rules *rules, DIR *dir, const char *path, const char *name)
+{
+	char text[PATH_MAX];
+	ssize_t n = readlinkat(dirfd(dir), name, text, sizeof(text) - 1);
+	if (n < 0)
+		return 0; /* gone, or no longer a link, since it was listed: left out, so hidden */
+	HomeLink *links = array_grow(rules->home_links, &rules->home_link_capacity,
+				     rules->home_link_count + 1, sizeof(*links));
+	if (!links)
+		return -ENOMEM;
+	rules->home_links = links;
+	HomeLink *link = &links[rules->home_link_count];
+	link->path = arena_strdup(&rules->paths, path, strlen(path));
+	link->text = arena_strdup(&rules->paths, text, (size_t)n);
+	if (!link->path || !link->text)
+		return -ENOMEM;
+	rules->home_link_count++;
+	return 0;
+}
+
+/* An entry's type as the listing says, else as lstat() does; DT_UNKNOWN when that fails. */
+static unsigned char entry_type(DIR *dir, const struct dirent *e)
+{
+	struct stat st;
+	if (e->d_type != DT_UNKNOWN)
+		return e->d_type;
+	if (fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return DT_UNKNOWN;
+	return S_ISLNK(st.st_mode) ? DT_LNK : DT_REG; /* only links are told apart */
+}
+
+/*
+ * Each entry of @home (canonical, open as @dir) but the credential files: a rule of @access to bind
+ * it back (one at its path already, the policy's or a protected name's, decides it instead: see
+ * is_preferred()), or a link to make. Return: 0, -EINVAL with @err (too many, unlistable), -ENOMEM.
+ */
+static int list_credential_home(Rules *rules, DIR *dir, const char *home, Access access, char *err,
+				size_t err_len)
+{
+	for (;;) {
+		errno = 0;
+		struct dirent *e = readdir(dir);
+		if (!e)
+			break;
+		const char *name = e->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || is_credential_name(name))
+			continue;
+		if (++rules->home_entry_count > PLAN_HOME_MAX_ENTRIES)
+			return policy_fail(err, err_len,
+					   "cannot hide the credentials in %s: it holds more than %d entries",
+					   home, PLAN_HOME_MAX_ENTRIES);
+		char path[AGENTD_PATH_MAX];
+		if (path_concat(path, sizeof(path), home, "/", name) < 0)
+			return policy_fail(err, err_len,
+					   "cannot hide the credentials in %s: a path in it is too long",
+					   home);
+		unsigned char type = entry_type(dir, e);
+		if (type == DT_LNK) {
+			int rc = add_home_link(rules, dir, path, name);
+			if (rc < 0)
+				return rc;
+		} else if (type != DT_UNKNOWN) { /* unknown: gone since, or not to be looked at; left out */
+			Rule *r = rules_add_canonical(rules, path, access);
+			if (!r)
+				return -ENOMEM;
+			r->is_bind_back = true;
+		}
+	}
+	if (errno)
+		return policy_fail(err, err_len, "cannot hide the credentials in %s: listing it: %s", home,
+				   strerror(errno));
+	return 0;
+}
+
+static int compare_home_links(const void *a, const void *b)
+{
+	return strcmp(((const HomeLink *)a)->path, ((const HomeLink *)b)->path);
+}
+
+/*
+ * The credential home's rules, among @rules sorted and unique already (so that the access the policy
+ * gives it is the one the plan enforces): none when the policy denies it anyway, or cannot reach it;
+ * a missing one is masked where it would be (see emit_credential_home()). The rules are sorted and
+ * made unique again. Return: 0, -EINVAL with @err, -ENOMEM.
+ */
+static int add_credential_home(FsCache *fs, Rules *rules, const PlanEnv *env, char *err, size_t err_len)
+{
+	char home[AGENTD_PATH_MAX];
+	bool exists;
+	if (!env->credential_home)
+		return 0;
+	int rc = canonicalize(fs, env->credential_home, home, sizeof(home), &exists);
+	if (rc < 0 || strcmp(home, "/") == 0) /* "/": no mask there, the hidden auth.json's stands */
+		return rc == -ENOMEM ? rc : 0;
+	Access access = decided_access(rules_decider(rules, home, NULL, true));
+	if (access == ACCESS_DENY)
+		return 0;
+	FsNode *node = exists ? fs_lstat(fs, home) : NULL;
+	if (exists && !node)
+		return -ENOMEM;
+	if (exists && (node->error || !S_ISDIR(node->mode)))
+		return 0; /* not a directory: nothing is in it */
+	DIR *dir = NULL;
+	if (exists) {
+		int fd = open(home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		dir = fd < 0 ? NULL : fdopendir(fd);
+		if (!dir) {
+			int error = errno;
+			if (fd >= 0)
+				close(fd);
+			if (error != ENOENT)
+				return policy_fail(err, err_len, "cannot hide the credentials in %s: %s",
+						   home, strerror(error));
+			exists = false; /* removed just now */
+		}
+	}
+	/* Spelled as the suite spells it: in an empty root, a symbolic link on the way is made again. */
+	Rule *r = rules_add_canonical(rules, home, ACCESS_DENY);
+	char *spelled =
+		r ? arena_strdup(&rules->paths, env->credential_home, strlen(env->credential_home)) : NULL;
+	if (spelled) {
+		r->logical = spelled;
+		r->logical_len = strlen(spelled);
+		r->exists = r->is_dir = exists;
+		r->is_credential_home = true;
+	}
+	rc = !spelled ? -ENOMEM : dir ? list_credential_home(rules, dir, home, access, err, err_len) : 0;
+	if (dir)
+		closedir(dir);
+	if (rc < 0)
+		return rc;
+	if (rules->home_link_count > 1)
+		qsort(rules->home_links, rules->home_link_count, sizeof(*rules->home_links),
+		      compare_home_links);
+	qsort(rules->items, rules->count, sizeof(*rules->items), compare_depth);
+	drop_canonical_duplicates(rules);
+	return 0;
 }
 
 /* --- emission ---------------------------------------------------------------------------------- */
@@ -531,7 +738,8 @@ static bool has_reopened_descendant(const Rules *rules, const Rule *deny)
 {
 	for (size_t i = 0; i < rules->count; i++) {
 		const Rule *r = &rules->items[i];
-		if (r != deny && r->access != ACCESS_DENY && path_is_within(r->canonical, deny->canonical))
+		if (r != deny && (r->access != ACCESS_DENY || r->is_credential_home) &&
+		    path_is_within(r->canonical, deny->canonical))
 			return true;
 	}
 	return false;
@@ -601,14 +809,62 @@ typedef struct Remounts {
 } Remounts;
 
 /*
+ * The credential home's tmpfs, made read-only at the end (the rules of its entries follow it), and
+ * its symbolic links. A missing one is masked only where a mask's mount point can be made, under a
+ * parent the command may write: there an empty read-only directory stands in its place, as at a
+ * missing protected name, so that nothing made there while the sandbox runs shows; elsewhere no
+ * mount is possible without making the directory on the host, and none is made. An empty one under
+ * a writable parent may be another sandbox's mount point: held too.
+ */
+static int emit_credential_home(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r, Access parent,
+				Remounts *remounts)
+{
+	char first[AGENTD_PATH_MAX], above[AGENTD_PATH_MAX];
+	bool is_held = parent == ACCESS_WRITE && rules->home_entry_count == 0;
+	if (!r->exists) {
+		int rc = first_missing_component(fs, r->canonical, first, sizeof(first));
+		if (rc < 0)
+			return rc;
+		path_copy(above, sizeof(above), first);
+		*strrchr(above, '/') = '\0';
+		const Rule *decider = rules_decider_among(rules->items, (size_t)(r - rules->items),
+							  above[0] ? above : "/", NULL, true);
+		if (decided_access(decider) != ACCESS_WRITE)
+			return 0;
+		is_held = true;
+	}
+	int rc = plan_add_op(plan, OP_TMPFS, 0555, NULL, r->exists ? r->canonical : first);
+	if (rc < 0)
+		return rc;
+	const char *mount_point = plan->ops[plan->op_count - 1].dest; /* lives as long as the plan */
+	remounts->items[remounts->count++] = mount_point;
+	if (is_held)
+		rc = strvec_push(&plan->created, mount_point);
+	for (size_t i = 0; rc == 0 && i < rules->home_link_count; i++)
+		rc = plan_add_op(plan, OP_SYMLINK, -1, rules->home_links[i].text, rules->home_links[i].path);
+	return rc;
+}
+
+/*
  * @r's mounts. Rules are sorted and unique by canonical path, so what covers @r (an ancestor: fewer
  * components) sorts before it: only those are asked for its parent's access.
  */
 static int emit_rule(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r, const PlanEnv *env,
 		     Remounts *remounts)
 {
+	if (r->is_bind_back)
+		return plan_add_op(plan, r->access == ACCESS_WRITE ? OP_BIND_TRY : OP_RO_BIND_TRY, -1,
+				   r->canonical, r->canonical);
 	size_t before = (size_t)(r - rules->items);
-	Access parent = decided_access(rules_decider_among(rules->items, before, r->canonical, NULL, true));
+	const Rule *decider = rules_decider_among(rules->items, before, r->canonical, NULL, true);
+	Access parent = decided_access(decider);
+	if (r->is_credential_home)
+		return emit_credential_home(fs, plan, rules, r, parent, remounts);
+	/* Straight in the credential home's read-only tmpfs: what is gone by launch time stays absent,
+	 * and nothing can be made there (so a missing protected name needs no mask). */
+	bool is_in_home = decider && decider->is_credential_home;
+	if (r->is_missing_protected && is_in_home)
+		return 0;
 	/* Hidden paths (denied, protected) are the suite's own: never a sandbox's mount point. */
 	SharedShape shared = NOT_SHARED;
 	if (r->exists && parent == ACCESS_WRITE && r->access != ACCESS_WRITE &&
@@ -629,12 +885,15 @@ static int emit_rule(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r,
 		return 0;
 	switch (r->access) {
 	case ACCESS_WRITE:
-		return r->exists ? plan_add_op(plan, OP_BIND, -1, r->canonical, r->canonical) : 0;
+		return r->exists ? plan_add_op(plan, is_in_home ? OP_BIND_TRY : OP_BIND, -1, r->canonical,
+					       r->canonical)
+				 : 0;
 	case ACCESS_READ:
 		if (shared == SHARED_FILE)
 			return emit_shared_mask(plan, env->empty_readable_file, r->canonical);
 		if (r->exists)
-			return plan_add_op(plan, OP_RO_BIND, -1, r->canonical, r->canonical);
+			return plan_add_op(plan, is_in_home ? OP_RO_BIND_TRY : OP_RO_BIND, -1, r->canonical,
+					   r->canonical);
 		if (parent != ACCESS_WRITE)
 			return 0;
 		return emit_mask(fs, plan, env->empty_readable_file, r->canonical);
@@ -663,7 +922,7 @@ static int emit_rule(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r,
  */
 static int emit_root_symlink(FsCache *fs, Plan *plan, const Rules *rules, const Rule *r)
 {
-	if (r->access == ACCESS_DENY || strcmp(r->logical, r->canonical) == 0)
+	if ((r->access == ACCESS_DENY && !r->is_credential_home) || strcmp(r->logical, r->canonical) == 0)
 		return 0;
 	FsNode *node = fs_lstat(fs, r->logical);
 	if (!node)
@@ -775,8 +1034,10 @@ static int compile_rules(FsCache *fs, Plan *plan, const Policy *policy, const Pl
 		if (rules.count > 1) /* none at all: items is NULL, which qsort() must not be given */
 			qsort(rules.items, rules.count, sizeof(*rules.items), compare_depth);
 		drop_canonical_duplicates(&rules);
-		rc = emit_plan(fs, plan, &rules, env);
+		rc = add_credential_home(fs, &rules, env, err, err_len);
 	}
+	if (rc == 0)
+		rc = emit_plan(fs, plan, &rules, env);
 	rules_free(&rules);
 	return rc;
 }

@@ -41,6 +41,11 @@ typedef struct PlanEnv {
 	const char *const *hidden_paths; /* always denied: the runtime directory, auth.json, ... */
 	size_t hidden_count;
 	const char *stage_dir; /* where the in-sandbox stage is exec'd from (system bwrap), or NULL */
+	/*
+	 * $CODEX_HOME, or NULL: masked whole by an empty read-only directory, what it holds bound back
+	 * with the policy's access, but for the credential files (see plan.c, the credential home).
+	 */
+	const char *credential_home;
 } PlanEnv;
 
 typedef struct Plan {
@@ -69,6 +74,12 @@ typedef struct LaunchTarget {
 
 #define INNER_STAGE_NAME "agentd-sandbox"
 
+/*
+ * The most entries the credential home may hold: each is a mount of every sandbox. A usual
+ * CODEX_HOME holds a score of them; beyond this bound plans are refused, never left unmasked.
+ */
+#define PLAN_HOME_MAX_ENTRIES 256
+
 void strvec_free(StrVec *v);
 int strvec_push(StrVec *v, const char *s);
 
@@ -77,12 +88,12 @@ void plan_free(Plan *plan);
 /** plan_add_op() - append one step (@src NULL where the kind takes none). Return: 0 or -ENOMEM. */
 int plan_add_op(Plan *plan, PlanOpKind kind, int perms, const char *src, const char *dest);
 
-
 /**
  * plan_compile() - turn @policy and @cwd into the ordered mount list of a sandbox.
  * Shapes the launchers cannot enforce exactly are refused, never weakened.
  * Return: 0; -EINVAL with @err naming the path (a read-only or deny path crossing a writable
- * symlink, a missing cwd, a missing writable carve-out under a read-only parent); -ENOMEM.
+ * symlink, a missing cwd, a missing writable carve-out under a read-only parent, a credential home
+ * that cannot be listed or holds more than PLAN_HOME_MAX_ENTRIES entries); -ENOMEM.
  */
 int plan_compile(Plan *plan, const Policy *policy, const char *cwd, const PlanEnv *env, char *err,
 		 size_t err_len);

@@ -65,11 +65,13 @@ static int tree_setup(void **state)
 {
 	Tree *t = calloc(1, sizeof(*t));
 	char tmpl[] = "/tmp/plan_test.XXXXXX";
-	if (!t || !mkdtemp(tmpl) || !realpath(tmpl, t->root))
+	if (!t || !mkdtemp(tmpl) || !realpath(tmpl, t->root)) {
+		free(t);
 		return -1;
+	}
 	snprintf(t->empty, sizeof(t->empty), "/masks/empty-0000");
 	snprintf(t->empty_readable, sizeof(t->empty_readable), "/masks/empty-0444");
-	t->env = (PlanEnv){ t->empty, t->empty_readable, NULL, 0, NULL };
+	t->env = (PlanEnv){ .empty_file = t->empty, .empty_readable_file = t->empty_readable };
 	*state = t;
 	return 0;
 }
@@ -702,6 +704,216 @@ static void test_hidden_empty_directory_is_not_held(void **state)
 	plan_free(&plan);
 }
 
+/* --- the credential home ----------------------------------------------------------------------- */
+
+/* A CODEX_HOME as authd leaves it: the store, its lock, a temporary file, and the rest. */
+static void make_codex_home(Tree *t, const char *rel)
+{
+	char path[256];
+	make_dir(t, rel);
+	const char *files[][2] = { { "auth.json", "{\"OPENAI_API_KEY\":\"sk-x\"}" },
+				   { "auth.json.lock", "" },
+				   { ".auth.json.tmp.7.0123456789abcdef", "{}" },
+				   { "config.toml", "model = \"m\"\n" } };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", rel, files[i][0]);
+		make_file(t, path, files[i][1]);
+	}
+	snprintf(path, sizeof(path), "%s/sessions", rel);
+	make_dir(t, path);
+}
+
+/* Point the compile at T/@rel as CODEX_HOME, hiding T/@rel/auth.json too (as sandboxd does). */
+static void use_codex_home(Tree *t, const char *rel, char home[128], char auth[160], const char *hidden[1])
+{
+	snprintf(home, 128, "%s/%s", t->root, rel);
+	snprintf(auth, 160, "%s/auth.json", home);
+	hidden[0] = auth;
+	t->env.hidden_paths = hidden;
+	t->env.hidden_count = 1;
+	t->env.credential_home = home;
+}
+
+static void forget_codex_home(Tree *t)
+{
+	t->env.hidden_count = 0;
+	t->env.credential_home = NULL;
+}
+
+/*
+ * CODEX_HOME is an empty read-only tmpfs with its entries bound back but the credential files: a
+ * rename on the host inside it (authd's every write of auth.json) reaches no mount of the sandbox.
+ * Links are made again inside, so one to auth.json leads nowhere.
+ */
+static void test_credential_home_is_masked_whole(void **state)
+{
+	Tree *t = *state;
+	char home[128], auth[160];
+	const char *hidden[1];
+	make_codex_home(t, "home");
+	make_link(t, "auth.json", "home/alias");
+	make_link(t, ".", "home/self");
+	use_codex_home(t, "home", home, auth, hidden);
+	Plan plan;
+	char err[256], text[4096];
+	assert_int_equal(compile(t, "{\"type\":\"readOnly\"}", "", &plan, err, sizeof(err)), 0);
+	plan_text(t, &plan, text, sizeof(text));
+	assert_string_equal(
+		text, "ro-bind / /; dev /dev; proc /proc; tmpfs(555) T/home; symlink auth.json T/home/alias; "
+		      "symlink . T/home/self; ro-bind-try T/home/config.toml T/home/config.toml; "
+		      "ro-bind-try T/home/sessions T/home/sessions; remount-ro T/home");
+	assert_int_equal(plan.created.count, 0);
+	plan_free(&plan);
+	/* The same from an empty root that reads only CODEX_HOME. */
+	expect_plan(t, RESTRICTED(ENTRY("T/home", "read")), "home",
+		    "tmpfs(755) /; dev /dev; proc /proc; tmpfs(555) T/home; symlink auth.json T/home/alias; "
+		    "symlink . T/home/self; ro-bind-try T/home/config.toml T/home/config.toml; "
+		    "ro-bind-try T/home/sessions T/home/sessions; remount-ro T/home; remount-ro /");
+	forget_codex_home(t);
+}
+
+/*
+ * A writable CODEX_HOME (here the cwd) keeps its entries writable, its .git read-only; the top
+ * stays read-only, so nothing new can be made there, and its missing protected names need no mask.
+ */
+static void test_writable_credential_home_keeps_entries_writable(void **state)
+{
+	Tree *t = *state;
+	char home[128], auth[160];
+	const char *hidden[1];
+	make_codex_home(t, "home");
+	make_metadata(t, "home/.git");
+	use_codex_home(t, "home", home, auth, hidden);
+	Plan plan;
+	char err[256], text[4096];
+	assert_int_equal(compile(t, "{\"type\":\"workspaceWrite\",\"excludeSlashTmp\":true}", "home", &plan,
+				 err, sizeof(err)),
+			 0);
+	plan_text(t, &plan, text, sizeof(text));
+	assert_string_equal(
+		text, "ro-bind / /; dev /dev; proc /proc; tmpfs(555) T/home; "
+		      "ro-bind-try T/home/.git T/home/.git; bind-try T/home/config.toml T/home/config.toml; "
+		      "bind-try T/home/sessions T/home/sessions; remount-ro T/home");
+	assert_int_equal(plan.created.count, 0);
+	plan_free(&plan);
+	forget_codex_home(t);
+}
+
+/* The policy's own rules inside CODEX_HOME decide their paths (a writable root there is one as any
+ * other), auth.json named on purpose too. */
+static void test_rules_inside_the_credential_home_decide_their_entries(void **state)
+{
+	Tree *t = *state;
+	char home[128], auth[160];
+	const char *hidden[1];
+	make_codex_home(t, "home");
+	make_file(t, "home/notes.txt", "n");
+	make_dir(t, "home/sessions/old");
+	use_codex_home(t, "home", home, auth, hidden);
+	const char *policy = RESTRICTED(ROOT_READ "," ENTRY("T/home/sessions", "write") "," ENTRY(
+		"T/home/sessions/old", "deny") "," ENTRY("T/home/config.toml",
+							 "deny") "," ENTRY("T/home/auth.json", "read"));
+	const char *masks = PROTECTED_MASKS("T/home/sessions");
+	const char *remounts = PROTECTED_REMOUNTS("T/home/sessions");
+	char want[1024];
+	snprintf(want, sizeof(want),
+		 "ro-bind / /; dev /dev; proc /proc; tmpfs(555) T/home; "
+		 "ro-bind-try T/home/auth.json T/home/auth.json; "
+		 "ro-bind-try T/home/notes.txt T/home/notes.txt; "
+		 "bind-try T/home/sessions T/home/sessions; %s; tmpfs(0) T/home/sessions/old; "
+		 "remount-ro T/home/sessions/old; %s; remount-ro T/home",
+		 masks, remounts);
+	expect_plan(t, policy, "", want);
+	forget_codex_home(t);
+}
+
+/* Denied by the policy, or outside what an empty root reads: nothing to add. */
+static void test_denied_credential_home_is_left_alone(void **state)
+{
+	Tree *t = *state;
+	char home[128], auth[160];
+	const char *hidden[1];
+	make_codex_home(t, "home");
+	make_dir(t, "ws");
+	use_codex_home(t, "home", home, auth, hidden);
+	expect_plan(t, RESTRICTED(ROOT_READ "," ENTRY("T/home", "deny")), "",
+		    "ro-bind / /; dev /dev; proc /proc; tmpfs(0) T/home; remount-ro T/home");
+	expect_plan(t, RESTRICTED(ENTRY("T/ws", "read")), "ws",
+		    "tmpfs(755) /; dev /dev; proc /proc; ro-bind T/ws T/ws; remount-ro /");
+	forget_codex_home(t);
+}
+
+/*
+ * A missing CODEX_HOME under a writable parent is an empty read-only directory held in its place
+ * (at its first missing component), so that one made meanwhile on the host shows nothing; under a
+ * read-only parent no mount point can be made, and nothing is. An empty one under a writable
+ * parent may be another sandbox's mount point: held too.
+ */
+static void test_missing_or_empty_credential_home(void **state)
+{
+	Tree *t = *state;
+	char home[128], auth[160];
+	const char *hidden[1];
+	make_dir(t, "ws");
+	make_metadata(t, "ws/.git");
+	make_metadata(t, "ws/.codex");
+	make_metadata(t, "ws/.agents");
+	use_codex_home(t, "ws/deep/home", home, auth, hidden);
+	Plan plan;
+	char err[256], text[4096];
+	const char *ws_write = RESTRICTED(ROOT_READ "," ENTRY("T/ws", "write"));
+	const char *metadata = "ro-bind T/ws/.agents T/ws/.agents; ro-bind T/ws/.codex T/ws/.codex; "
+			       "ro-bind T/ws/.git T/ws/.git";
+	assert_int_equal(compile(t, ws_write, "ws", &plan, err, sizeof(err)), 0);
+	plan_text(t, &plan, text, sizeof(text));
+	char want[1024];
+	snprintf(want, sizeof(want),
+		 "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; %s; tmpfs(555) T/ws/deep; "
+		 "remount-ro T/ws/deep",
+		 metadata);
+	assert_string_equal(text, want);
+	assert_int_equal(plan.created.count, 1);
+	assert_non_null(strstr(plan.created.items[0], "/ws/deep"));
+	plan_free(&plan);
+	use_codex_home(t, "nohome", home, auth, hidden);
+	expect_plan(t, "{\"type\":\"readOnly\"}", "", "ro-bind / /; dev /dev; proc /proc");
+	make_dir(t, "ws/home");
+	use_codex_home(t, "ws/home", home, auth, hidden);
+	assert_int_equal(compile(t, ws_write, "ws", &plan, err, sizeof(err)), 0);
+	plan_text(t, &plan, text, sizeof(text));
+	snprintf(want, sizeof(want),
+		 "ro-bind / /; dev /dev; proc /proc; bind T/ws T/ws; %s; tmpfs(555) T/ws/home; "
+		 "remount-ro T/ws/home",
+		 metadata);
+	assert_string_equal(text, want);
+	assert_int_equal(plan.created.count, 1);
+	plan_free(&plan);
+	forget_codex_home(t);
+}
+
+/* Each entry is a mount of every sandbox: past PLAN_HOME_MAX_ENTRIES the plan is refused. */
+static void test_crowded_credential_home_is_refused(void **state)
+{
+	Tree *t = *state;
+	char home[128], auth[160], name[64];
+	const char *hidden[1];
+	make_codex_home(t, "home");
+	for (int i = 2; i < PLAN_HOME_MAX_ENTRIES; i++) { /* with config.toml and sessions: at the bound */
+		snprintf(name, sizeof(name), "home/f%03d", i);
+		make_file(t, name, "");
+	}
+	use_codex_home(t, "home", home, auth, hidden);
+	Plan plan;
+	char err[256];
+	assert_int_equal(compile(t, "{\"type\":\"readOnly\"}", "", &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan.op_count, 3 + 1 + PLAN_HOME_MAX_ENTRIES + 1);
+	plan_free(&plan);
+	make_file(t, "home/one-too-many", "");
+	expect_refusal(t, "{\"type\":\"readOnly\"}", "",
+		       "cannot hide the credentials in %s/home: it holds more than 256 entries");
+	forget_codex_home(t);
+}
+
 #define TREE_TEST(fn) cmocka_unit_test_setup_teardown(fn, tree_setup, tree_teardown)
 
 int main(void)
@@ -737,6 +949,12 @@ int main(void)
 		TREE_TEST(test_empty_paths_at_masks_are_held_and_masked_as_missing),
 		TREE_TEST(test_empty_paths_held_only_where_masks_are_made),
 		TREE_TEST(test_hidden_empty_directory_is_not_held),
+		TREE_TEST(test_credential_home_is_masked_whole),
+		TREE_TEST(test_writable_credential_home_keeps_entries_writable),
+		TREE_TEST(test_rules_inside_the_credential_home_decide_their_entries),
+		TREE_TEST(test_denied_credential_home_is_left_alone),
+		TREE_TEST(test_missing_or_empty_credential_home),
+		TREE_TEST(test_crowded_credential_home_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

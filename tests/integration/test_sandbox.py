@@ -11,6 +11,7 @@ refused ones left nothing behind.
 Each test gets its own AGENTD_RUNTIME_DIR, CODEX_HOME (with config.toml), HOME, TMPDIR and
 workspace under tmp_path. Tests skip, saying why, when the probe reports no user namespaces.
 """
+import base64
 import contextlib
 import fcntl
 import json
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILDDIR
+from conftest import BUILDDIR, register_secret
 
 SANDBOXD = BUILDDIR / "sandboxd" / "sandboxd"
 # sandboxd re-enters itself through the link beside its real path (the compatibility path).
@@ -779,6 +780,7 @@ def test_deny_globs_hide_what_they_match(sandbox):
     assert r["deep"] == ok("TOP-SECRET"), r  # three levels down: beyond glob_scan_max_depth = 1
 
 
+
 def require_launcher(launcher):
     """Skip, saying why, when @launcher cannot run sandboxes on this host."""
     probe = host_probe(launcher)
@@ -1016,9 +1018,10 @@ def test_command_keeps_its_argv0(sandbox):
 
 
 def test_runtime_dir_and_auth_json_are_hidden(sandbox):
-    """The runtime directory (created 0700) and $CODEX_HOME/auth.json cannot be read or
-    listed inside, even when CODEX_HOME is the writable cwd (where they cannot be removed,
-    replaced or overwritten either)."""
+    """The runtime directory (created 0700) cannot be read or listed inside, and
+    $CODEX_HOME/auth.json is not there at all (CODEX_HOME is an empty tmpfs with its other
+    entries bound back), even when CODEX_HOME is the writable cwd (where it cannot be
+    written, removed or replaced either)."""
     assert (sandbox.runtime.stat().st_mode & 0o7777) == 0o700  # made by sandboxd, private
     (sandbox.runtime / "planted").write_text("RUNTIME-SECRET")
     auth = sandbox.home / "auth.json"
@@ -1026,7 +1029,7 @@ def test_runtime_dir_and_auth_json_are_hidden(sandbox):
     ops = {"runtime_list": ["list", sandbox.runtime], "runtime_read": ["read", sandbox.runtime / "planted"],
            "auth_read": ["read", auth]}
     r = sandbox.fs(ops, policy=read_only())
-    assert r == {"runtime_list": err("EACCES"), "runtime_read": err("EACCES"), "auth_read": err("EACCES")}
+    assert r == {"runtime_list": err("EACCES"), "runtime_read": err("EACCES"), "auth_read": err("ENOENT")}
     r = sandbox.fs(dict(ops, auth_write=["write", auth, "evil"], auth_unlink=["unlink", auth],
                         auth_rename=["rename", auth, sandbox.home / "stolen"]),
                    policy=workspace_write(exclude_slash_tmp=True), cwd=sandbox.home)
@@ -1034,6 +1037,135 @@ def test_runtime_dir_and_auth_json_are_hidden(sandbox):
     assert "TOP-SECRET" not in json.dumps(r) and "RUNTIME-SECRET" not in json.dumps(r)
     assert auth.read_text() == '{"OPENAI_API_KEY": "sk-TOP-SECRET"}'
     assert not (sandbox.home / "stolen").exists()
+
+
+def make_codex_home(home):
+    """CODEX_HOME as authd and codex leave it: the store, its lock and a temporary file of
+    authd's, with the rest (config.toml is the fixture's); links to the store, and to the
+    directory itself. Returns the secrets in it."""
+    secrets = {"auth.json": '{"OPENAI_API_KEY": "sk-HOME-SECRET-1"}', "auth.json.lock": "LOCK-SECRET",
+               ".auth.json.tmp.42.00ff00ff00ff00ff": '{"OPENAI_API_KEY": "sk-TEMP-SECRET"}'}
+    for name, text in secrets.items():
+        (home / name).write_text(text)
+    (home / "sessions").mkdir()
+    (home / "sessions" / "s1.jsonl").write_text("session")
+    (home / "notes.txt").write_text("notes")
+    (home / "alias.json").symlink_to("auth.json")
+    (home / "self").symlink_to(".")
+    return secrets
+
+
+def test_codex_home_shows_all_but_the_credential_files(sandbox):
+    """Inside, CODEX_HOME lists what it held when the plan was made but auth.json, its lock
+    and authd's temporary files; links are links there (to auth.json: to nothing), entries keep
+    the policy's access (read-only, or writable in a writable CODEX_HOME), and nothing new can
+    be made at its top. A file made on the host while the sandbox runs does not show."""
+    secrets = make_codex_home(sandbox.home)
+    home = sandbox.home
+    ops = {"list": ["list", home], "config": ["read", home / "config.toml"],
+           "session": ["read", home / "sessions" / "s1.jsonl"], "notes": ["read", home / "notes.txt"],
+           "auth": ["read", home / "auth.json"], "lock": ["read", home / "auth.json.lock"],
+           "temp": ["read", home / ".auth.json.tmp.42.00ff00ff00ff00ff"], "alias": ["read", home / "alias.json"],
+           "via_self": ["read", home / "self" / "auth.json"], "self_list": ["list", home / "self"]}
+    visible = ["alias.json", "config.toml", "notes.txt", "self", "sessions"]
+    r = sandbox.fs(ops, policy=read_only())
+    assert r["list"] == ok(visible) and r["self_list"] == ok(visible), r
+    assert r["config"]["ok"].startswith("[sandboxd]") and r["session"] == ok("session") and r["notes"] == ok("notes")
+    for label in ("auth", "lock", "temp", "alias", "via_self"):
+        assert r[label] == err("ENOENT"), (label, r)
+    r = sandbox.fs({"session": ["write", home / "sessions" / "new"], "top": ["write", home / "new"]},
+                   policy=read_only())
+    assert r == {"session": err("EROFS"), "top": err("EROFS")}, r
+    writes = {"session": ["write", home / "sessions" / "new", "from-sandbox"],
+              "notes": ["write", home / "notes.txt", "rewritten"], "top": ["write", home / "new"],
+              "auth": ["write", home / "auth.json", "evil"], "alias": ["write", home / "alias.json", "evil"],
+              "unlink_lock": ["unlink", home / "auth.json.lock"], "rename_notes": ["rename", home / "notes.txt",
+                                                                                  home / "moved"]}
+    r = sandbox.fs(writes, policy=workspace_write(exclude_slash_tmp=True), cwd=home)
+    assert r["session"] == ok() and r["notes"] == ok(), r
+    assert all("err" in r[k] for k in ("top", "auth", "alias", "unlink_lock", "rename_notes")), r
+    assert (home / "sessions" / "new").read_text() == "from-sandbox" and (home / "notes.txt").read_text() == "rewritten"
+    assert not (home / "new").exists() and not (home / "moved").exists()
+    for name, text in secrets.items():
+        assert (home / name).read_text() == text
+    # Made on the host while the sandbox runs: not there inside.
+    script = 'echo ready; read line; ls -a "$1"; cat "$1/later.txt" "$1/auth.json" 2>&1; echo end'
+    with running(sandbox, "/bin/sh", "-c", script, "sh", home, policy=read_only()) as proc:
+        assert proc.stdout.readline() == "ready\n"
+        (home / "later.txt").write_text("LATER-SECRET")
+        (home / "auth.json").unlink()
+        (home / "auth.json").write_text("NEW-SECRET")
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out = proc.stdout.read()
+    assert out.endswith("end\n") and "LATER-SECRET" not in out and "NEW-SECRET" not in out, out
+    assert "later.txt" not in out.split() and "auth.json" not in out.split(), out
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_auth_json_replaced_by_rename_stays_hidden_in_running_sandbox(agentd_factory, tmp_path, launcher):
+    """authd writes auth.json as a temporary file renamed over the old one; a mount point
+    renamed over on the host is detached in every other mount namespace (Linux >= 3.18), so a
+    mask bound over auth.json itself fell off in each sandbox running at a token refresh. Through
+    the real suite (command/exec, readOnly): a command reads $CODEX_HOME/auth.json, the test
+    replaces it with os.replace() while the command runs, the command reads it again: neither
+    read sees either credential, and config.toml beside it stays readable."""
+    require_launcher(launcher)
+    old_key, new_key = f"sk-OLD-{uuid.uuid4().hex}", f"sk-NEW-{uuid.uuid4().hex}"
+    register_secret(old_key, new_key)
+    agentd = agentd_factory(config=f'[sandboxd]\nlauncher = "{launcher}"\n')
+    home, go = agentd.codex_home, tmp_path / "go"
+    auth = home / "auth.json"
+    auth.write_text(json.dumps({"OPENAI_API_KEY": old_key}))
+    auth.chmod(0o600)
+    code = (
+        "import json, os, sys, time\n"
+        "home, go = sys.argv[1], sys.argv[2]\n"
+        "def read(name):\n"
+        "    try:\n"
+        "        return open(os.path.join(home, name)).read()\n"
+        "    except OSError as e:\n"
+        "        return e.strerror\n"
+        "first = read('auth.json')\n"
+        "print('ready', flush=True)\n"
+        "deadline = time.monotonic() + 10\n"
+        "while not os.path.exists(go) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "time.sleep(0.2)\n"
+        "print(json.dumps({'first': first, 'second': read('auth.json'), 'config': read('config.toml'),\n"
+        "                  'listing': sorted(os.listdir(home))}), flush=True)\n"
+    )
+    client = agentd.stdio
+    client.send({"id": "r", "method": "command/exec",
+                 "params": {"command": [PYTHON, "-c", code, str(home), str(go)], "processId": "reader",
+                            "streamStdoutStderr": True, "sandboxPolicy": {"type": "readOnly"}, "cwd": str(tmp_path)}})
+    out, answer = b"", None
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while answer is None and time.monotonic() < deadline:
+        msg = client.recv(timeout=RUN_TIMEOUT)
+        if msg.get("method") == "command/exec/outputDelta":
+            out += base64.b64decode(msg["params"]["deltaBase64"])
+            if out.startswith(b"ready\n") and not go.exists():
+                # The sandbox is up and has read once: replace auth.json as authd does.
+                temp = home / f".auth.json.tmp.{os.getpid()}.{uuid.uuid4().hex[:16]}"
+                temp.write_text(json.dumps({"OPENAI_API_KEY": new_key}))
+                temp.chmod(0o600)
+                os.replace(temp, auth)
+                go.touch()
+            continue
+        if msg.get("method"):
+            client.notifications.append(msg)
+            continue
+        assert msg.get("id") == "r", msg
+        answer = msg
+    assert answer is not None and answer.get("result", {}).get("exitCode") == 0, (answer, out)
+    assert go.exists(), f"the command never said it was ready: {out!r}"
+    assert old_key not in out.decode() and new_key not in out.decode(), out
+    report = json.loads(out.decode().splitlines()[1])
+    assert "No such file or directory" in report["first"] and "No such file or directory" in report["second"], report
+    assert report["config"] == f'[sandboxd]\nlauncher = "{launcher}"\n', report
+    assert "auth.json" not in report["listing"] and "config.toml" in report["listing"], report
+    assert json.loads(auth.read_text()) == {"OPENAI_API_KEY": new_key}  # the replace did happen
 
 
 def test_mount_point_locks_are_hidden(sandbox):
