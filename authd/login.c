@@ -33,6 +33,7 @@
 #include <openssl/evp.h>
 
 #include "base64.h"
+#include "hex.h"
 #include "http.h"
 #include "log.h"
 
@@ -392,17 +393,6 @@ int login_parse_request(const char *head, size_t len, LoginRequest *out)
 	return 0;
 }
 
-static int login_hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Form-decode @len bytes of @in into @out. Return: 0, -EINVAL, or -ENOBUFS. */
 static int login_form_decode(const char *in, size_t len, char *out, size_t out_len)
 {
@@ -412,8 +402,8 @@ static int login_form_decode(const char *in, size_t len, char *out, size_t out_l
 		if (c == '+') {
 			c = ' ';
 		} else if (c == '%') {
-			int hi = i + 2 < len ? login_hex_value(in[i + 1]) : -1;
-			int lo = hi < 0 ? -1 : login_hex_value(in[i + 2]);
+			int hi = i + 2 < len ? hex_digit_value(in[i + 1]) : -1;
+			int lo = hi < 0 ? -1 : hex_digit_value(in[i + 2]);
 			/* A broken escape, or an encoded NUL a C string cannot carry. */
 			if (lo < 0 || (hi == 0 && lo == 0))
 				return -EINVAL;

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
+
 /* Containers deeper than this are refused: it bounds our recursion and jansson's. */
 #define TOML_MAX_DEPTH 64
 /* A key may have one more part than the depth limit: its last part can name a scalar. */
@@ -491,15 +493,6 @@ static void bom_skip(TomlParser *p)
 /* Strings                                                                   */
 /* ------------------------------------------------------------------------- */
 
-static int hex_value(int c)
-{
-	if (is_digit(c))
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return c - 'A' + 10;
-}
-
 static int unicode_escape_parse(TomlParser *p, size_t start, int digits, TomlBuf *out)
 {
 	uint32_t cp = 0;
@@ -510,7 +503,7 @@ static int unicode_escape_parse(TomlParser *p, size_t start, int digits, TomlBuf
 		if (!is_hex_digit(c))
 			return parser_fail(p, start, "invalid unicode escape: expected %d hex digits",
 					   digits);
-		cp = cp * 16 + (uint32_t)hex_value(c);
+		cp = cp * 16 + (uint32_t)hex_digit_value(c);
 		p->pos++;
 	}
 	if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
@@ -841,7 +834,7 @@ static int integer_from_digits(TomlParser *p, size_t start, const TomlBuf *digit
 	uint64_t mag = 0;
 
 	for (size_t i = 0; i < digits->len; i++) {
-		uint64_t d = (uint64_t)hex_value((unsigned char)digits->data[i]);
+		uint64_t d = (uint64_t)hex_digit_value((unsigned char)digits->data[i]);
 
 		if (mag > (limit - d) / (uint64_t)base)
 			return parser_fail(p, start, "integer out of range");

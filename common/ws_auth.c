@@ -19,6 +19,7 @@
 #include <openssl/hmac.h>
 
 #include "base64.h"
+#include "hex.h"
 
 static void ws_auth_err(char *err, size_t err_len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -177,17 +178,6 @@ static int ws_auth_sha256(const void *data, size_t len, uint8_t digest[32])
 	return 0;
 }
 
-static int ws_auth_hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int ws_auth_parse_digest(const char *text, uint8_t digest[32])
 {
 	char buf[160];
@@ -199,7 +189,7 @@ static int ws_auth_parse_digest(const char *text, uint8_t digest[32])
 	if (len != 64)
 		return -EINVAL;
 	for (size_t i = 0; i < 32; i++) {
-		int hi = ws_auth_hex_nibble(buf[2 * i]), lo = ws_auth_hex_nibble(buf[2 * i + 1]);
+		int hi = hex_digit_value(buf[2 * i]), lo = hex_digit_value(buf[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		digest[i] = (uint8_t)((hi << 4) | lo);

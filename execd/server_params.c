@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hex.h"
 #include "paths.h"
 #include "server.h"
 
@@ -265,16 +266,6 @@ int es_params_unit(json_t *params, char *err, size_t err_len)
 
 /* --- file URIs -------------------------------------------------------------------------------- */
 
-static int es_hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 static bool es_segment_is(const char *seg, size_t len, int dots)
 {
 	/* "." and ".." also in their percent-encoded spellings, as the URL parser treats them. */
@@ -382,9 +373,9 @@ EsPathError es_path_from_uri(const char *uri, char *path, size_t path_size, char
 			path[o++] = '/';
 		for (size_t i = 0; i < len; i++) {
 			char c = seg[i];
-			if (c == '%' && i + 2 < len && es_hex_value(seg[i + 1]) >= 0 &&
-			    es_hex_value(seg[i + 2]) >= 0) {
-				c = (char)(es_hex_value(seg[i + 1]) * 16 + es_hex_value(seg[i + 2]));
+			if (c == '%' && i + 2 < len && hex_digit_value(seg[i + 1]) >= 0 &&
+			    hex_digit_value(seg[i + 2]) >= 0) {
+				c = (char)(hex_digit_value(seg[i + 1]) * 16 + hex_digit_value(seg[i + 2]));
 				i += 2;
 			}
 			if (c == '\0' || o + 2 >= path_size) {
