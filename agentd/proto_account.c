@@ -61,11 +61,6 @@ static const char *const account_plan_types[] = {
 	"sci_plus",
 };
 
-static int account_pack_write(void *data, const char *buf, size_t len)
-{
-	return msgpack_sbuffer_write(data, buf, len);
-}
-
 /* Claim values the reference maps onto another plan (case matters, as there). */
 static const char *const account_plan_aliases[][2] = {
 	{ "hc", "enterprise" },
@@ -264,7 +259,7 @@ static void account_status_call(Conn *conn, json_t *id, AccountCallKind kind, bo
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, account_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);
 	mp_pack_kv_bool(&pk, "refresh", refresh);
 	mp_pack_kv_bool(&pk, "includeToken", include_token);
@@ -311,7 +306,7 @@ void proto_account_login_start(Conn *conn, json_t *id, json_t *params)
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, account_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	if (strcmp(kind, "apiKey") == 0) {
 		json_t *key = json_object_get(params, "apiKey");
 		if (!json_is_string(key)) {
@@ -381,7 +376,7 @@ void proto_account_login_cancel(Conn *conn, json_t *id, json_t *params)
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, account_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
 	mp_pack_kv_str(&pk, "loginId", text);
 	account_call_authd(conn, id, ACCOUNT_LOGIN_CANCEL, "auth.login.cancel", &sbuf);

@@ -48,11 +48,6 @@ typedef struct AuthdCall {
 	bool include_token;
 } AuthdCall;
 
-static int authd_pack_write(void *data, const char *buf, size_t len)
-{
-	return msgpack_sbuffer_write(data, buf, len);
-}
-
 static void authd_pack_kv_str_or_nil(msgpack_packer *pk, const char *key, const char *value)
 {
 	mp_pack_cstr(pk, key);
@@ -68,7 +63,7 @@ static void authd_reply_error(Daemon *d, const Envelope *req, int status, const 
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, authd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
 	mp_pack_kv_str(&pk, "message", message ? message : strerror(status < 0 ? -status : status));
 	daemon_reply(d, req, status, sbuf.data, sbuf.size);
@@ -97,7 +92,7 @@ static void authd_reply_status(Authd *a, const Envelope *req, bool include_token
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, authd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 7);
 	authd_pack_kv_str_or_nil(&pk, "authMode", store_mode_name(snap->mode));
 	authd_pack_kv_str_or_nil(&pk, "email", snap->email);
@@ -131,7 +126,7 @@ static void authd_reply_token(Authd *a, const Envelope *req, int status, const c
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, authd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 3);
 	authd_pack_kv_str_or_nil(&pk, "authMode", store_mode_name(snap->mode));
 	mp_pack_kv_str(&pk, "token", token);
@@ -147,7 +142,7 @@ static void authd_send_updated(Authd *a)
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, authd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);
 	authd_pack_kv_str_or_nil(&pk, "authMode", store_mode_name(snap->mode));
 	authd_pack_kv_str_or_nil(&pk, "planType", snap->mode == AUTH_MODE_CHATGPT ? snap->plan_type : NULL);
@@ -161,7 +156,7 @@ static void authd_send_completed(Authd *a, const char *login_id, bool success, c
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, authd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 3);
 	authd_pack_kv_str_or_nil(&pk, "loginId", login_id);
 	mp_pack_kv_bool(&pk, "success", success);
@@ -332,7 +327,7 @@ static void authd_on_login_started(void *ctx, int status, json_t *result, const 
 		msgpack_sbuffer sbuf;
 		msgpack_packer pk;
 		msgpack_sbuffer_init(&sbuf);
-		msgpack_packer_init(&pk, &sbuf, authd_pack_write);
+		msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 		if (mpjson_pack(&pk, result) == 0)
 			daemon_reply(call->a->daemon, &call->req, 0, sbuf.data, sbuf.size);
 		else
@@ -392,7 +387,7 @@ static int authd_login_cancel(Daemon *d, const Envelope *req, const msgpack_obje
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, authd_pack_write);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
 	mp_pack_kv_str(&pk, "status", canceled ? "canceled" : "notFound");
 	int rc = daemon_reply(d, req, 0, sbuf.data, sbuf.size);
