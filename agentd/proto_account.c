@@ -126,7 +126,7 @@ static json_t *account_read_result(const AccountCall *call, const msgpack_object
 	if (poisoned || !call->requires_openai_auth)
 		mode = NULL;
 	json_t *account = json_null();
-	json_t *user_id = json_null();
+	json_t *user_id = NULL;
 	if (mode && mode_len == 6 && memcmp(mode, "apikey", 6) == 0) {
 		account = json_pack("{s:s}", "type", "apiKey");
 	} else if (mode && mode_len == 7 && memcmp(mode, "chatgpt", 7) == 0) {
@@ -135,11 +135,10 @@ static json_t *account_read_result(const AccountCall *call, const msgpack_object
 				    account_string_or_null(body, "email"), "planType",
 				    account_plan_type(json_string_value(plan)), "workspaceName");
 		json_decref(plan);
-		json_decref(user_id);
 		user_id = account_string_or_null(body, "userId");
 	}
-	return json_pack("{s:o,s:o,s:b}", "account", account, "userId", user_id, "requiresOpenaiAuth",
-			 call->requires_openai_auth);
+	return json_pack("{s:o,s:o,s:b}", "account", account, "userId", user_id ? user_id : json_null(),
+			 "requiresOpenaiAuth", call->requires_openai_auth);
 }
 
 static json_t *account_auth_status_result(const msgpack_object *body)
@@ -173,19 +172,22 @@ static void account_reply_failure(Conn *conn, AccountCall *call, int32_t status,
 		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "service authd is unavailable");
 		return;
 	}
-	if (body)
-		mp_get_str(body, "message", 4096, &message, &len);
+	if (!body || mp_get_str(body, "message", 4096, &message, &len) < 0) {
+		message = NULL;
+		len = 0;
+	}
+	const char *reason = message ? message : strerror(status < 0 ? -status : status);
+	int reason_len = message ? (int)len : (int)strlen(reason);
 	/* authd's -EINVAL for a login is the client's mistake (device code not enabled on this
 	 * issuer, say): the reference answers those as invalid requests. */
 	if (call->kind == ACCOUNT_LOGIN_START && status == -EINVAL && message)
 		conn_reply_error(conn, call->id, RPC_INVALID_REQUEST, "%.*s", (int)len, message);
 	else if (call->kind == ACCOUNT_LOGOUT)
-		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "logout failed: %.*s", (int)len,
-				 message ? message : strerror(status < 0 ? -status : status));
+		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "logout failed: %.*s", reason_len, reason);
 	else if (message)
-		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "%.*s", (int)len, message);
+		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "%.*s", reason_len, reason);
 	else
-		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "authd: %s", strerror(status < 0 ? -status : status));
+		conn_reply_error(conn, call->id, RPC_INTERNAL_ERROR, "authd: %s", reason);
 }
 
 static void account_on_reply(void *ctx, int32_t status, const uint8_t *body, size_t body_len)
