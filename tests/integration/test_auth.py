@@ -230,7 +230,8 @@ def test_api_key_login_and_logout(agentd_factory, issuer, tmp_path):
                        ("account/updated", {"authMode": "apikey", "planType": None})]
     path = home / "auth.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads(path.read_text()) == {"auth_mode": "apikey", "OPENAI_API_KEY": "sk-login-key"}
+    # Byte for byte what 0.169 writes: pretty JSON, two-space indent, no trailing newline.
+    assert path.read_bytes() == b'{\n  "auth_mode": "apikey",\n  "OPENAI_API_KEY": "sk-login-key"\n}'
     assert auth_status(other, includeToken=True)["authToken"] == "sk-login-key"
     other.notifications.clear()
     assert other.call("account/logout") == {}
