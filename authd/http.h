@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* http.h - one blocking HTTP request with libcurl, for authd's worker threads. */
+/* http.h - one blocking HTTP request with libcurl (loaded on first use), for authd's worker threads. */
 #ifndef AUTHD_HTTP_H
 #define AUTHD_HTTP_H
 
@@ -16,8 +16,8 @@ typedef struct HttpResponse {
 	char error[256]; /* why no response arrived */
 } HttpResponse;
 
-/** http_global_init() - curl_global_init(); once, before any thread or seccomp. Return 0 or -EIO. */
-int http_global_init(void);
+/** http_load_error() - why libcurl could not be loaded (empty while it loads or is loaded). */
+const char *http_load_error(void);
 
 /**
  * http_request() - @method @url with @body (may be NULL for none) of @content_type, waiting at

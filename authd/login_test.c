@@ -673,8 +673,5 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_type, fixture_setup, fixture_teardown),
 	};
-	/* As authd does, before any worker thread makes a request. */
-	if (http_global_init() < 0)
-		return 1;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,6 @@
 
 #include "creds.h"
 #include "daemon.h"
-#include "http.h"
 #include "log.h"
 #include "login.h"
 #include "mpjson.h"
@@ -666,13 +665,8 @@ static int authd_setup(Daemon *d, void *ctx)
 	Authd *a = ctx;
 	a->daemon = d;
 	/* authd reads and writes files owned by the service user and talks to the issuer over the
-	 * network: neither needs a capability. curl's global state is set up before seccomp and
-	 * before any worker thread exists. */
+	 * network: neither needs a capability. libcurl is loaded by the first request (http.c). */
 	int rc = daemon_drop_privileges("authd");
-	if (rc == 0 && http_global_init() < 0) {
-		log_error("cannot initialise libcurl");
-		rc = -EIO;
-	}
 	if (rc == 0)
 		rc = authd_start(a, d);
 	return rc;
