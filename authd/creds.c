@@ -434,6 +434,8 @@ static void creds_queue(Creds *c, CredsJob *job)
 	job->outcome = REFRESH_CANCELLED;
 	job->message[0] = '\0';
 	job->work.data = job;
+	if (job->kind == CREDS_JOB_REFRESH)
+		(void)http_prepare(); /* a failure to load is the request's failure, reported by it */
 	c->jobs_running++;
 	int rc = uv_queue_work(c->loop, &job->work, creds_job_work, creds_job_after);
 	if (rc < 0) {

@@ -81,11 +81,15 @@ static void http_load_once(void)
 		dlclose(lib);
 }
 
-/* libcurl, loaded once by whichever thread asks first. Return: 0, or -EIO (http_load_error()). */
 static int http_load(void)
 {
 	pthread_once(&curl_once, http_load_once);
 	return curl_api.easy_init ? 0 : -EIO;
+}
+
+int http_prepare(void)
+{
+	return http_load();
 }
 
 const char *http_load_error(void)

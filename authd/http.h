@@ -16,6 +16,14 @@ typedef struct HttpResponse {
 	char error[256]; /* why no response arrived */
 } HttpResponse;
 
+/**
+ * http_prepare() - load libcurl now, on the calling thread (once per process). Call it on the loop
+ * thread before a worker makes the first request: OpenSSL's per-thread state set up by
+ * curl_global_init() on a pool thread would outlive every cleanup.
+ * Return: 0, or -EIO (http_load_error() says why; http_request() then fails with it too).
+ */
+int http_prepare(void);
+
 /** http_load_error() - why libcurl could not be loaded (empty while it loads or is loaded). */
 const char *http_load_error(void);
 

@@ -651,6 +651,7 @@ static void login_job_after(uv_work_t *work, int status);
 static int login_job_queue(Login *login, LoginJob *job)
 {
 	job->work.data = job;
+	(void)http_prepare(); /* on the loop thread; a failure to load is the request's to report */
 	int rc = uv_queue_work(login->loop, &job->work, login_job_work, login_job_after);
 	if (rc < 0) {
 		log_error("cannot start a worker: %s", uv_strerror(rc));
