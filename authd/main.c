@@ -69,14 +69,23 @@ static void authd_reply_error(Daemon *d, const Envelope *req, int status, const 
 	msgpack_sbuffer_destroy(&sbuf);
 }
 
-/* The bearer token of @snap: the API key, or the ChatGPT access token; none for other modes. */
+/* The bearer token of @snap for model requests: the API key, the ChatGPT access token, or the
+ * personal access token. */
 static const char *authd_bearer(const AuthSnapshot *snap)
 {
 	if (snap->mode == AUTH_MODE_APIKEY)
 		return snap->api_key;
 	if (snap->mode == AUTH_MODE_CHATGPT)
 		return snap->access_token;
+	if (snap->mode == AUTH_MODE_PERSONAL_ACCESS_TOKEN)
+		return snap->personal_access_token;
 	return NULL;
+}
+
+/* What getAuthStatus {includeToken} may show: never a personal access token (the reference). */
+static const char *authd_status_token(const AuthSnapshot *snap)
+{
+	return snap->mode == AUTH_MODE_PERSONAL_ACCESS_TOKEN ? NULL : authd_bearer(snap);
 }
 
 /*
@@ -87,7 +96,7 @@ static void authd_reply_status(Authd *a, const Envelope *req, bool include_token
 {
 	const AuthSnapshot *snap = creds_current(a->creds);
 	const char *poison = creds_poison(a->creds);
-	const char *token = include_token && !poison ? authd_bearer(snap) : NULL;
+	const char *token = include_token && !poison ? authd_status_token(snap) : NULL;
 	msgpack_sbuffer sbuf;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);

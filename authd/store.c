@@ -197,6 +197,8 @@ int store_snapshot_from_doc(json_t *doc, AuthSnapshot *out, char *err, size_t er
 	}
 	const char *last_refresh = NULL;
 	if (store_optional_string(doc, "OPENAI_API_KEY", &out->api_key, err, err_len, "") < 0 ||
+	    store_optional_string(doc, "personal_access_token", &out->personal_access_token, err, err_len, "") <
+		    0 ||
 	    store_mode(doc, out->api_key, &out->mode, err, err_len) < 0 ||
 	    store_read_tokens(out, err, err_len) < 0 ||
 	    store_optional_string(doc, "last_refresh", &last_refresh, err, err_len, "") < 0)

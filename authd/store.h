@@ -32,6 +32,7 @@ typedef struct AuthSnapshot {
 	char *identity;
 	AuthMode mode;
 	const char *api_key;
+	const char *personal_access_token;
 	const char *id_token;
 	const char *access_token;
 	const char *refresh_token;

@@ -722,3 +722,15 @@ def test_background_timer_rearmed_after_a_clients_refresh(agentd_factory, tmp_pa
         time.sleep(2.5)
         assert short_lived.count("/oauth/token") == 2
         proc.finish()
+
+
+def test_personal_access_token(authd_direct, issuer):
+    """get_auth_status_with_personal_access_token_omits_token; the model client still gets it."""
+    bc, home = authd_direct
+    mock_issuer.write_auth_json(home, {"personal_access_token": "pat-unit-test-0123456789"})
+    register_secret("pat-unit-test-0123456789")
+    status, body = bc.call("auth.status", {"includeToken": True})
+    assert status == 0 and body["authMode"] == "personalAccessToken" and body["token"] is None
+    assert bc.call("auth.token", {}) == (0, {"authMode": "personalAccessToken",
+                                             "token": "pat-unit-test-0123456789", "accountId": None})
+    assert issuer.count() == 0
