@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* hex.h - the value of one hexadecimal digit, for the parsers that meet them (%XX, \uXXXX, digests). */
+/* hex.h - the value of one hexadecimal digit, for the parsers that meet them (percent escapes, \u escapes, digests). */
 #ifndef AGENTD_HEX_H
 #define AGENTD_HEX_H
 

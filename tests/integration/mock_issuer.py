@@ -75,6 +75,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from loopback_server import LoopbackServer
+
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 AUTH_CLAIM = "https://api.openai.com/auth"
@@ -282,8 +284,11 @@ class _Closing(Exception):
 # --------------------------------------------------------------------------------------
 
 
-class MockIssuer:
+class MockIssuer(LoopbackServer):
     """The mock issuer; see the module's docstring. Use as a context manager, or start()/close()."""
+
+    HANDLER_ATTR = "issuer"
+    THREAD_NAME = "mock-issuer"
 
     def __init__(self, *, access_lifetime=3600, email=DEFAULT_EMAIL, plan_type=DEFAULT_PLAN,
                  user_id=DEFAULT_USER_ID, account_id=DEFAULT_ACCOUNT_ID, client_id=CLIENT_ID,
@@ -302,8 +307,7 @@ class MockIssuer:
         self.strict_formats = strict_formats
         self.user_code = user_code
         self.device_interval = device_interval
-        self._cond = threading.Condition()
-        self._closing = threading.Event()
+        LoopbackServer.__init__(self)
         self._calls = []
         self._queues = {}
         self._defaults = {}
@@ -316,43 +320,12 @@ class MockIssuer:
         self.revoked_tokens = []
         self._codes = {}
         self._devices = {}
-        self._server = None
-        self._thread = None
-        self.url = None
 
     # ---- life ---------------------------------------------------------------------------
 
-    def start(self):
-        mock = self
-
-        class Handler(_Handler):
-            issuer = mock
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="mock-issuer", daemon=True)
-        self._thread.start()
-        return self
-
     def close(self):
         """Stop serving; requests still hanging are dropped (their clients see the connection close)."""
-        if not self._server:
-            return
-        self._closing.set()
-        with self._cond:
-            self._cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-        self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
+        LoopbackServer.close(self)
 
     @property
     def token_url(self):
@@ -668,12 +641,6 @@ class MockIssuer:
         return answer
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    # Handler threads hanging on a scripted hang must not hold up close().
-    daemon_threads = True
-    block_on_close = False
-
-
 def _parse_body(raw, content_type):
     ctype = (content_type or "").split(";")[0].strip().lower()
     if not raw:
@@ -746,3 +713,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_POST = _handle
     do_PUT = _handle
     do_DELETE = _handle
+
+
+MockIssuer.HANDLER = _Handler

@@ -98,6 +98,8 @@ import threading
 import time
 import urllib.parse
 
+from loopback_server import LoopbackServer
+
 DEFAULT_TEXT = "Done"
 DEFAULT_MODEL = "mock-model"
 DEFAULT_MODELS = ("mock-model",)
@@ -934,14 +936,16 @@ class _ClientGone(Exception):
     """The client closed its end."""
 
 
-class MockModel:
+class MockModel(LoopbackServer):
     """The mock model provider; see the module's docstring. A context manager, or start()/close()."""
+
+    HANDLER_ATTR = "model"
+    THREAD_NAME = "mock-model"
 
     def __init__(self, *, script=(), default=None, strict=False, models=DEFAULT_MODELS, models_shape="openai",
                  models_etag=None):
         self.strict = strict
-        self._cond = threading.Condition()
-        self._closing = threading.Event()
+        LoopbackServer.__init__(self)
         self._requests = []
         self._queues = {"responses": list(script), "models": []}
         self._defaults = {"responses": default, "models": None}
@@ -950,34 +954,14 @@ class MockModel:
         self._index = 0
         self.unexpected = []
         self.set_models(models, models_shape, models_etag)
-        self._server = None
-        self._thread = None
-        self.url = None
 
     # ---- life ---------------------------------------------------------------------------
 
-    def start(self):
-        mock = self
-
-        class Handler(_Handler):
-            model = mock
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="mock-model", daemon=True)
-        self._thread.start()
-        return self
-
     def close(self):
         """Stop serving; requests hanging or paused are dropped (their clients see the connection close)."""
-        if not self._server:
-            return
-        self._closing.set()
-        with self._cond:
-            self._cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
+        LoopbackServer.close(self)
+
+    def _after_shutdown(self):
         # Connections kept alive by clients would otherwise stay open (their threads blocked reading).
         with self._cond:
             connections = list(self._connections)
@@ -986,15 +970,6 @@ class MockModel:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._thread.join(5)
-        self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     @property
     def port(self):
@@ -1228,12 +1203,6 @@ def _peer_closed(conn):
         return False
     except OSError:
         return True
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    # Handler threads hanging on a scripted hang must not hold up close().
-    daemon_threads = True
-    block_on_close = False
 
 
 def _parse_body(raw_body, content_type, content_encoding):
@@ -1477,3 +1446,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_POST = _handle
     do_PUT = _handle
     do_DELETE = _handle
+
+
+MockModel.HANDLER = _Handler
