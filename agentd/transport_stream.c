@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "fdio.h"
 #include "lines.h"
 #include "log.h"
 #include "transport.h"
@@ -55,28 +56,14 @@ static uv_stream_t *stream_out(StreamConn *sc)
 	return sc->has_separate_out ? &sc->out.stream : &sc->in.stream;
 }
 
-/* Regular files never block for long and epoll cannot watch them: plain write(2). */
-static int stream_write_file(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int stream_write(Conn *conn, const char *data, size_t len)
 {
 	StreamConn *sc = conn->transport;
 	if (sc->out_file_fd >= 0) {
-		int rc = stream_write_file(sc->out_file_fd, data, len);
+		/* A regular file never blocks for long and epoll cannot watch it: plain write(2). */
+		int rc = fd_write_all(sc->out_file_fd, data, len);
 		if (rc == 0)
-			rc = stream_write_file(sc->out_file_fd, "\n", 1);
+			rc = fd_write_all(sc->out_file_fd, "\n", 1);
 		if (rc == 0)
 			conn_on_written(conn, len);
 		return rc;

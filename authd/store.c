@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base64.h"
+#include "fdio.h"
 
 #define STORE_FILE_NAME "auth.json"
 #define STORE_LOCK_NAME "auth.json.lock"
@@ -321,20 +322,6 @@ int store_load(const StorePaths *paths, AuthSnapshot *out, struct stat *st, char
 	return 0;
 }
 
-static int store_write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int store_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -367,7 +354,7 @@ int store_write(const StorePaths *paths, json_t *doc)
 	if (rc == 0 && fd < 0)
 		rc = -errno;
 	if (rc == 0)
-		rc = store_write_all(fd, text, strlen(text));
+		rc = fd_write_all(fd, text, strlen(text));
 	if (rc == 0 && fchmod(fd, 0600) < 0) /* O_CREAT's mode went through the umask */
 		rc = -errno;
 	if (rc == 0 && fsync(fd) < 0)

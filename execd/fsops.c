@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdio.h"
+
 #define FS_MAX_SYMLINKS 40		   /* the kernel's own limit on one lookup */
 #define FS_COPY_BUFFER_BYTES (64u * 1024u) /* on a worker thread's stack */
 
@@ -365,20 +367,6 @@ out:
 	return rc;
 }
 
-static int fs_write_all(int fd, const uint8_t *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, data, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		data += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int fsops_write_file(const FsScope *scope, const char *path, const uint8_t *data, size_t len, FsError *err)
 {
 	FsTarget t;
@@ -391,7 +379,7 @@ int fsops_write_file(const FsScope *scope, const char *path, const uint8_t *data
 	if (fd < 0) {
 		rc = fs_os_error(err, errno);
 	} else {
-		rc = fs_write_all(fd, data, len);
+		rc = fd_write_all(fd, data, len);
 		if (close(fd) < 0 && rc == 0 && errno != EINTR)
 			rc = -errno;
 		if (rc < 0)
@@ -740,7 +728,7 @@ static int fs_copy_data(int in, int out)
 			continue;
 		if (r <= 0)
 			return r < 0 ? -errno : 0;
-		int rc = fs_write_all(out, buf, (size_t)r);
+		int rc = fd_write_all(out, buf, (size_t)r);
 		if (rc < 0)
 			return rc;
 	}
