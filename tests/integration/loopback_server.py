@@ -9,6 +9,7 @@ keep-alive connections) extends _release_waiters().
 """
 import http.server
 import threading
+import time
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -37,6 +38,21 @@ class LoopbackServer:
                                         name=self.THREAD_NAME, daemon=True)
         self._thread.start()
         return self
+
+    def _progress(self):
+        """Hook: what the mock saw so far, for a timeout's message."""
+        return ""
+
+    def _wait(self, predicate, timeout, what):
+        """Wait, under the condition, until @predicate() holds; TimeoutError after @timeout s."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{self.THREAD_NAME}: timed out after {timeout:.1f} s waiting for "
+                                       f"{what}; {self._progress()}")
+                self._cond.wait(min(remaining, 0.1))
 
     def _release_waiters(self):
         """Everything blocked in a handler gives up (its client sees the connection close)."""

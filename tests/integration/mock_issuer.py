@@ -323,6 +323,9 @@ class MockIssuer(LoopbackServer):
 
     # ---- life ---------------------------------------------------------------------------
 
+    def _progress(self):
+        return f"calls so far: {[(c['method'], c['path']) for c in self._calls]}"
+
     def close(self):
         """Stop serving; requests still hanging are dropped (their clients see the connection close)."""
         LoopbackServer.close(self)
@@ -401,15 +404,6 @@ class MockIssuer(LoopbackServer):
         self._wait(lambda: self.count(path) >= n, timeout, f"{n} request(s) to {path or 'the issuer'}")
         return self.calls(path)
 
-    def _wait(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"mock issuer: timed out after {timeout:.1f} s waiting for {what}; "
-                                       f"calls so far: {[(c['method'], c['path']) for c in self._calls]}")
-                self._cond.wait(min(remaining, 0.1))
 
     # ---- serving (handler threads) -----------------------------------------------------
 

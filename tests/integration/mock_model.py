@@ -957,6 +957,9 @@ class MockModel(LoopbackServer):
 
     # ---- life ---------------------------------------------------------------------------
 
+    def _progress(self):
+        return f"requests so far: {[(r['method'], r['path'], r['outcome']) for r in self._requests]}"
+
     def close(self):
         """Stop serving; requests hanging or paused are dropped (their clients see the connection close)."""
         LoopbackServer.close(self)
@@ -1096,15 +1099,6 @@ class MockModel(LoopbackServer):
         self._wait(done, timeout, f"{n} finished {endpoint} request(s)")
         return self.requests(endpoint)
 
-    def _wait(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"mock model: timed out after {timeout:.1f} s waiting for {what}; requests "
-                                       f"so far: {[(r['method'], r['path'], r['outcome']) for r in self._requests]}")
-                self._cond.wait(min(remaining, 0.1))
 
     # ---- serving (handler threads) -------------------------------------------------------
 
