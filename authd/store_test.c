@@ -239,6 +239,38 @@ static void test_write_is_atomic_and_private(void **state)
 	assert_int_equal(store_remove(&f->paths), 0);
 }
 
+/* A write that cannot happen says why and leaves no temp file behind. */
+static void test_write_failures_are_reported_and_clean(void **state)
+{
+	Fixture *f = *state;
+	StorePaths gone;
+	char missing[128];
+	snprintf(missing, sizeof(missing), "%s/no-such-dir", f->dir);
+	assert_int_equal(store_paths(missing, &gone), 0);
+	json_t *doc = json_pack("{s:s}", "OPENAI_API_KEY", "sk-2");
+	assert_int_equal(store_write(&gone, doc), -ENOENT);
+	/* The file's place taken by a directory: the rename fails, the temp file is removed. */
+	char blocker[200];
+	snprintf(blocker, sizeof(blocker), "%s/sub", f->dir);
+	assert_int_equal(mkdir(blocker, 0700), 0);
+	char inner[256];
+	snprintf(inner, sizeof(inner), "%s/auth.json", blocker);
+	assert_int_equal(mkdir(inner, 0700), 0);
+	StorePaths sub;
+	assert_int_equal(store_paths(blocker, &sub), 0);
+	assert_true(store_write(&sub, doc) < 0);
+	DIR *dir = opendir(blocker);
+	struct dirent *e;
+	int temps = 0;
+	while ((e = readdir(dir)) != NULL)
+		temps += strncmp(e->d_name, ".auth.json.tmp.", 15) == 0;
+	closedir(dir);
+	assert_int_equal(temps, 0);
+	rmdir(inner);
+	rmdir(blocker);
+	json_decref(doc);
+}
+
 static void test_stale_temps_removed(void **state)
 {
 	Fixture *f = *state;
@@ -428,6 +460,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stored_account_id_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_is_atomic_and_private, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_failures_are_reported_and_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_temps_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_excludes_and_times_out, setup, teardown),
 		cmocka_unit_test(test_time_round_trip),
