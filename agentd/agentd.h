@@ -59,7 +59,11 @@ typedef struct Agentd {
 	bool has_sandbox_probe;
 	unsigned helpers_registered;
 	ExecCall *exec_calls; /* command/exec runs of every connection */
+	struct Thread *threads; /* loaded agent threads (thread.h) */
+	uint64_t next_thread_owner;
+	struct ModelClient *model_client; /* the Responses API client every turn streams through */
 	uint64_t next_exec_id;
+	struct ToolExecTable *tool_execs; /* the agent's own commands (tool_exec.c), created on first use */
 	/* --ws-auth: what ws:// clients must present at the upgrade (unix:// clients are vouched
 	 * for by the socket's permissions). Holds the secret or the token's digest: cleared at exit. */
 	WsAuth ws_auth;

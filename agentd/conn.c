@@ -11,8 +11,10 @@
 #include "log.h"
 #include "proto.h"
 #include "rpc.h"
+#include "thread.h"
 
 static void conn_run_waiters(Conn *conn, bool is_closing);
+static void conn_fail_server_requests(Conn *conn);
 
 Conn *conn_new(Agentd *server, const ConnOps *ops, void *transport)
 {
@@ -46,6 +48,8 @@ void conn_free(Conn *conn)
 	server->conn_count--;
 	log_info("connection %llu (%s) closed", (unsigned long long)conn->id, conn->ops->kind);
 	conn_run_waiters(conn, true);
+	conn_fail_server_requests(conn);
+	thread_on_conn_closed(server, conn->id);
 	if (conn->has_watches && server->broker)
 		broker_send_event(server->broker, "watchd", "conn.closed", conn->id, "\x80", 1);
 	if (conn->has_execs) {
@@ -260,6 +264,76 @@ int conn_notify_tracked(Conn *conn, const char *method, json_t *params, ConnFlus
 int conn_notify(Conn *conn, const char *method, json_t *params)
 {
 	return conn_notify_tracked(conn, method, params, NULL, NULL);
+}
+
+/* --- server requests ----------------------------------------------------------------------------- */
+
+int64_t conn_request(Conn *conn, const char *method, json_t *params, ConnResponseFn fn, void *ctx)
+{
+	ConnServerRequest *req = calloc(1, sizeof(*req));
+	if (!req || conn->is_closing) {
+		free(req);
+		json_decref(params);
+		return req ? -ENOTCONN : -ENOMEM;
+	}
+	req->id = conn->next_server_request_id++;
+	req->fn = fn;
+	req->ctx = ctx;
+	json_t *msg = json_pack("{s:I,s:s,s:o}", "id", (json_int_t)req->id, "method", method, "params",
+				params ? params : json_object());
+	int rc = msg ? conn_send(conn, msg) : -ENOMEM;
+	if (rc < 0) {
+		free(req);
+		return rc;
+	}
+	req->next = conn->server_requests;
+	conn->server_requests = req;
+	return req->id;
+}
+
+static ConnServerRequest *conn_take_server_request(Conn *conn, int64_t id)
+{
+	for (ConnServerRequest **at = &conn->server_requests; *at; at = &(*at)->next) {
+		ConnServerRequest *req = *at;
+		if (req->id == id) {
+			*at = req->next;
+			return req;
+		}
+	}
+	return NULL;
+}
+
+bool conn_request_forget(Conn *conn, int64_t id)
+{
+	ConnServerRequest *req = conn_take_server_request(conn, id);
+	free(req);
+	return req != NULL;
+}
+
+void conn_on_response(Conn *conn, json_t *id, json_t *result, json_t *error)
+{
+	ConnServerRequest *req = json_is_integer(id) ? conn_take_server_request(conn, json_integer_value(id)) : NULL;
+	if (!req) {
+		log_debug("connection %llu: ignoring response to unknown server request",
+			  (unsigned long long)conn->id);
+		return;
+	}
+	if (result && !error)
+		req->fn(req->ctx, result, NULL);
+	else
+		req->fn(req->ctx, NULL, error);
+	free(req);
+}
+
+/* The connection went: every request it left unanswered is answered "gone" (an approval declines). */
+static void conn_fail_server_requests(Conn *conn)
+{
+	while (conn->server_requests) {
+		ConnServerRequest *req = conn->server_requests;
+		conn->server_requests = req->next;
+		req->fn(req->ctx, NULL, NULL);
+		free(req);
+	}
 }
 
 void conn_on_message(Conn *conn, const char *text, size_t len)

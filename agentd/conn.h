@@ -30,6 +30,21 @@ typedef struct ConnOps {
 /* Runs once the message it was attached to left for the client's socket (or the connection died). */
 typedef void (*ConnFlushedFn)(void *ctx, bool is_written);
 
+/*
+ * The client's answer to a server request: @result (the "result" member) or, when the client
+ * answered an error or the request could not be delivered or the connection went first,
+ * @result NULL and @error (the "error" member, NULL when there is none to show). Runs exactly
+ * once, never from inside conn_request(); the values live only during the call.
+ */
+typedef void (*ConnResponseFn)(void *ctx, json_t *result, json_t *error);
+
+typedef struct ConnServerRequest {
+	struct ConnServerRequest *next;
+	int64_t id;
+	ConnResponseFn fn;
+	void *ctx;
+} ConnServerRequest;
+
 typedef struct ConnFlushWaiter {
 	struct ConnFlushWaiter *next;
 	uint64_t seq;
@@ -49,6 +64,7 @@ struct Conn {
 	uint64_t flush_deadline_ms; /* loop time after which a flushing close becomes NOW */
 	json_t *opted_out;	    /* object used as a set of notification methods */
 	char client_name[128];
+	char client_version[64];
 	size_t queued_bytes;			 /* written to the transport, not yet flushed to the socket */
 	unsigned pending_calls;			 /* requests answered later (through the broker) */
 	uint64_t sent_messages;			 /* handed to the transport */
@@ -57,6 +73,8 @@ struct Conn {
 	bool has_watches;   /* watchd holds watches for it: tell it when the connection goes */
 	bool has_execs;	    /* it ran command/exec: execd kills its process groups when it goes */
 	bool is_input_done; /* the client finished sending; close once pending_calls drain */
+	ConnServerRequest *server_requests; /* sent to the client, not yet answered */
+	int64_t next_server_request_id;
 };
 
 /** conn_new() - register a connection for @transport. Return it, or NULL on allocation failure. */
@@ -102,6 +120,17 @@ int conn_reply_error(Conn *conn, json_t *id, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /** conn_notify() - {"method":…,"params":…} unless the client opted out of @method; steals @params. */
 int conn_notify(Conn *conn, const char *method, json_t *params);
+
+/**
+ * conn_request() - send the server request {"id":N,"method":…,"params":…} (@params stolen) and
+ * run @fn with the client's answer. Return the request id (>= 0), or a negative errno when it
+ * could not be sent (then @fn does not run).
+ */
+int64_t conn_request(Conn *conn, const char *method, json_t *params, ConnResponseFn fn, void *ctx);
+/** conn_request_forget() - stop waiting for request @id: its @fn does not run. True if it was pending. */
+bool conn_request_forget(Conn *conn, int64_t id);
+/** conn_on_response() - the client answered server request @id (rpc.c). */
+void conn_on_response(Conn *conn, json_t *id, json_t *result, json_t *error);
 
 /** conn_on_message() - a complete client message arrived (JSON text). */
 void conn_on_message(Conn *conn, const char *text, size_t len);

@@ -18,6 +18,9 @@
 #include "mp.h"
 #include "proto.h"
 #include "remote.h"
+#include "model_client.h"
+#include "thread.h"
+#include "tool_exec.h"
 #include "transport.h"
 
 #ifndef LIBEXECDIR
@@ -363,8 +366,10 @@ static void agentd_on_registered(void *ctx, const char *service, int pid)
 static void agentd_on_unregistered(void *ctx, const char *service)
 {
 	Agentd *server = ctx;
-	if (strcmp(service, "execd") == 0)
+	if (strcmp(service, "execd") == 0) {
 		proto_exec_on_execd_lost(server);
+		tool_exec_on_execd_lost(server);
+	}
 	if (server->is_stopping)
 		return;
 	log_warn("%s is down: its clients get errors until it is back", service);
@@ -381,7 +386,10 @@ static void agentd_on_broker_event(void *ctx, const Envelope *env)
 	}
 	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "execd") == 0 &&
 	    (strcmp(env->method, "exec.output") == 0 || strcmp(env->method, "exec.closed") == 0)) {
-		proto_exec_on_event(server, env);
+		if (tool_exec_is_tool_conn(env->connection_id))
+			tool_exec_on_event(server, env);
+		else
+			proto_exec_on_event(server, env);
 		return;
 	}
 	if (env->kind == ENVELOPE_EVENT && strcmp(env->source, "authd") == 0 &&
@@ -408,8 +416,10 @@ static void agentd_on_helper_exit(void *ctx, const char *service, int64_t status
 	Agentd *server = ctx;
 	if (server->broker)
 		broker_mark_down(server->broker, service);
-	if (strcmp(service, "execd") == 0)
+	if (strcmp(service, "execd") == 0) {
 		proto_exec_on_execd_lost(server);
+		tool_exec_on_execd_lost(server);
+	}
 }
 
 static void agentd_close_walk(uv_handle_t *handle, void *arg)
@@ -437,6 +447,7 @@ void agentd_shutdown(Agentd *server)
 		return;
 	server->is_stopping = true;
 	log_info("shutting down");
+	thread_free_all(server); /* their turns end; their commands die with the owners' pseudo connections */
 	uv_timer_stop(&server->ready_timer);
 	for (size_t i = 0; i < server->listener_count; i++)
 		listener_free(server->listeners[i]);
@@ -699,6 +710,10 @@ int main(int argc, char **argv)
 	server.conn_sweep_timer.data = &server;
 	uv_timer_start(&server.conn_sweep_timer, agentd_on_conn_sweep, 500, 500);
 	uv_unref((uv_handle_t *)&server.conn_sweep_timer);
+	if (model_client_new(&loop, &server.model_client) < 0) {
+		log_error("out of memory");
+		goto out_loop;
+	}
 	if (agentd_start_signals(&server) < 0 || agentd_start_helpers(&server, &flags) < 0) {
 		server.exit_status = 1;
 		agentd_shutdown(&server);
@@ -719,6 +734,8 @@ int main(int argc, char **argv)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	status = server.exit_status;
 out_loop:
+	thread_free_all(&server);
+	model_client_free(server.model_client);
 	supervisor_free(server.supervisor);
 	broker_free(server.broker);
 	uv_walk(&loop, agentd_close_walk, NULL);

@@ -31,6 +31,19 @@ static const ProtoMethod proto_methods[] = {
 	{ "account/login/start", false, PROTO_PARAMS_REQUIRED, proto_account_login_start },
 	{ "account/login/cancel", false, PROTO_PARAMS_REQUIRED, proto_account_login_cancel },
 	{ "account/logout", false, PROTO_PARAMS_OPTIONAL, proto_account_logout },
+	{ "thread/start", false, PROTO_PARAMS_OPTIONAL, proto_thread_start },
+	{ "thread/resume", false, PROTO_PARAMS_REQUIRED, proto_thread_resume },
+	{ "thread/read", false, PROTO_PARAMS_REQUIRED, proto_thread_read },
+	{ "thread/list", false, PROTO_PARAMS_OPTIONAL, proto_thread_list },
+	{ "thread/loaded/list", false, PROTO_PARAMS_OPTIONAL, proto_thread_loaded_list },
+	{ "thread/turns/list", false, PROTO_PARAMS_REQUIRED, proto_thread_turns_list },
+	{ "thread/archive", false, PROTO_PARAMS_REQUIRED, proto_thread_archive },
+	{ "thread/unarchive", false, PROTO_PARAMS_REQUIRED, proto_thread_unarchive },
+	{ "thread/name/set", false, PROTO_PARAMS_REQUIRED, proto_thread_name_set },
+	{ "thread/unsubscribe", false, PROTO_PARAMS_REQUIRED, proto_thread_unsubscribe },
+	{ "turn/start", false, PROTO_PARAMS_REQUIRED, proto_turn_start },
+	{ "turn/steer", false, PROTO_PARAMS_REQUIRED, proto_turn_steer },
+	{ "turn/interrupt", false, PROTO_PARAMS_REQUIRED, proto_turn_interrupt },
 };
 
 const ProtoMethod *proto_find_method(const char *name)

@@ -29,6 +29,10 @@ const ProtoMethod *proto_find_method(const char *name);
 /** proto_on_notification() - a client notification ("initialized", …); unknown ones are ignored. */
 void proto_on_notification(Conn *conn, const char *method, json_t *params);
 
+/** proto_format_user_agent() - "<originator>/<version> (<os>; <arch>) <terminal> (<client>; <version>)". */
+void proto_format_user_agent(const char *originator, const char *client_name, const char *client_version,
+			     char *ua, size_t ua_len);
+
 /* Handlers, one file per area. */
 void proto_initialize(Conn *conn, json_t *id, json_t *params);
 void proto_health(Conn *conn, json_t *id, json_t *params);
@@ -68,6 +72,21 @@ void proto_account_login_cancel(Conn *conn, json_t *id, json_t *params);
 void proto_account_logout(Conn *conn, json_t *id, json_t *params);
 /** proto_account_on_event() - authd's auth.updated or auth.login.completed, for every client. */
 void proto_account_on_event(Agentd *server, const Envelope *env);
+
+/* The thread and turn methods (proto_thread.c). */
+void proto_thread_start(Conn *conn, json_t *id, json_t *params);
+void proto_thread_resume(Conn *conn, json_t *id, json_t *params);
+void proto_thread_read(Conn *conn, json_t *id, json_t *params);
+void proto_thread_list(Conn *conn, json_t *id, json_t *params);
+void proto_thread_loaded_list(Conn *conn, json_t *id, json_t *params);
+void proto_thread_turns_list(Conn *conn, json_t *id, json_t *params);
+void proto_thread_archive(Conn *conn, json_t *id, json_t *params);
+void proto_thread_unarchive(Conn *conn, json_t *id, json_t *params);
+void proto_thread_name_set(Conn *conn, json_t *id, json_t *params);
+void proto_thread_unsubscribe(Conn *conn, json_t *id, json_t *params);
+void proto_turn_start(Conn *conn, json_t *id, json_t *params);
+void proto_turn_steer(Conn *conn, json_t *id, json_t *params);
+void proto_turn_interrupt(Conn *conn, json_t *id, json_t *params);
 
 /** proto_fs_on_changed() - watchd's fs.changed event: an fs/changed notification for its connection. */
 void proto_fs_on_changed(Agentd *server, const Envelope *env);

@@ -69,9 +69,10 @@ static void proto_adopt_originator(Agentd *server, const char *client_name)
 	server->has_originator = true;
 }
 
-static json_t *proto_user_agent(const Agentd *server, const char *client_name, const char *client_version)
+void proto_format_user_agent(const char *originator, const char *client_name, const char *client_version,
+			     char *ua, size_t ua_len)
 {
-	char os[160], ua[768];
+	char os[160];
 	struct utsname uts;
 	proto_os_release(os, sizeof(os));
 	if (uname(&uts) < 0)
@@ -79,9 +80,15 @@ static json_t *proto_user_agent(const Agentd *server, const char *client_name, c
 	const char *term = getenv("TERM_PROGRAM");
 	if (!term || !*term)
 		term = getenv("TERM");
-	snprintf(ua, sizeof(ua), "%s/%s (%s; %s) %s (%s; %s)",
-		 server->has_originator ? server->originator : "codex_cli_rs", PACKAGE_VERSION, os,
-		 uts.machine, term && *term ? term : "unknown", client_name, client_version);
+	snprintf(ua, ua_len, "%s/%s (%s; %s) %s (%s; %s)", originator, PACKAGE_VERSION, os, uts.machine,
+		 term && *term ? term : "unknown", client_name, client_version);
+}
+
+static json_t *proto_user_agent(const Agentd *server, const char *client_name, const char *client_version)
+{
+	char ua[768];
+	proto_format_user_agent(server->has_originator ? server->originator : "codex_cli_rs", client_name,
+				client_version, ua, sizeof(ua));
 	return json_string(ua);
 }
 
@@ -196,6 +203,7 @@ void proto_initialize(Conn *conn, json_t *id, json_t *params)
 	if (proto_read_opt_outs(conn, json_object_get(params, "capabilities"), id) < 0)
 		return;
 	snprintf(conn->client_name, sizeof(conn->client_name), "%s", name);
+	snprintf(conn->client_version, sizeof(conn->client_version), "%s", version);
 	proto_adopt_originator(server, name);
 	json_t *result = json_object();
 	json_object_set_new(result, "userAgent", proto_user_agent(server, name, version));

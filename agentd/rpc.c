@@ -76,9 +76,7 @@ static void rpc_dispatch(Conn *conn, json_t *msg)
 		return;
 	}
 	if (id && (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
-		/* A reply to a server request; none is outstanding in this version. */
-		log_debug("connection %llu: ignoring response to unknown server request",
-			  (unsigned long long)conn->id);
+		conn_on_response(conn, id, json_object_get(msg, "result"), json_object_get(msg, "error"));
 		return;
 	}
 	conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: missing field `method`");

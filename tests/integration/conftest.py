@@ -223,6 +223,14 @@ class ProtocolValidator:
             # as the reference answers it (codex-behaviour.md §6.3).
             "getAuthStatus": jsonschema.Draft7Validator(_auth_status_schema()),
         }
+        for method, name in (("thread/start", "ThreadStart"), ("thread/resume", "ThreadResume"),
+                             ("thread/read", "ThreadRead"), ("thread/list", "ThreadList"),
+                             ("thread/loaded/list", "ThreadLoadedList"), ("thread/turns/list", "ThreadTurnsList"),
+                             ("thread/archive", "ThreadArchive"), ("thread/unarchive", "ThreadUnarchive"),
+                             ("thread/name/set", "ThreadSetName"), ("thread/unsubscribe", "ThreadUnsubscribe"),
+                             ("turn/start", "TurnStart"), ("turn/steer", "TurnSteer"),
+                             ("turn/interrupt", "TurnInterrupt")):
+            self.result_validators[method] = self._load(f"v2/{name}Response.json")
 
     def _load(self, relative):
         path = self.dir / relative
