@@ -192,7 +192,8 @@ static size_t xf_char_len(const char *s, size_t at, size_t len)
 
 static int xf_marker(XfBuf *out, bool use_tokens, size_t removed)
 {
-	return xf_buf_printf(out, "\xE2\x80\xA6%zu %s truncated\xE2\x80\xA6", removed, use_tokens ? "tokens" : "chars");
+	return xf_buf_printf(out, "\xE2\x80\xA6%zu %s truncated\xE2\x80\xA6", removed,
+			     use_tokens ? "tokens" : "chars");
 }
 
 /* The head that fits @head_bytes and the tail that fits @tail_bytes, on character boundaries. */
@@ -246,8 +247,9 @@ int xf_formatted_truncate_text(const char *s, size_t len, XfPolicy p, XfBuf *out
 {
 	if (len <= xf_policy_byte_budget(p))
 		return xf_buf_append(out, s, len);
-	if (xf_buf_printf(out, "Warning: truncated output (original token count: %zu)\nTotal output lines: %zu\n\n",
-			  xf_approx_tokens(len), xf_count_lines(s, len)) < 0)
+	if (xf_buf_printf(
+		    out, "Warning: truncated output (original token count: %zu)\nTotal output lines: %zu\n\n",
+		    xf_approx_tokens(len), xf_count_lines(s, len)) < 0)
 		return -ENOMEM;
 	return xf_truncate_text(s, len, p, out);
 }
@@ -256,7 +258,8 @@ int xf_formatted_truncate_text(const char *s, size_t len, XfPolicy p, XfBuf *out
 
 int xf_unified_exec_text(const XfUnifiedExec *r, XfBuf *out)
 {
-	size_t max_tokens = r->max_output_tokens < 0 ? XF_DEFAULT_MAX_OUTPUT_TOKENS : (size_t)r->max_output_tokens;
+	size_t max_tokens =
+		r->max_output_tokens < 0 ? XF_DEFAULT_MAX_OUTPUT_TOKENS : (size_t)r->max_output_tokens;
 	size_t turn_tokens = xf_policy_token_budget(r->policy);
 	XfPolicy policy = { XF_POLICY_TOKENS, max_tokens < turn_tokens ? max_tokens : turn_tokens };
 	int rc = 0;
@@ -276,9 +279,8 @@ int xf_unified_exec_text(const XfUnifiedExec *r, XfBuf *out)
 /* The run's output, after "command timed out after N milliseconds" when it was killed for that. */
 static int xf_exec_content(const XfExecOutput *r, XfBuf *content)
 {
-	if (r->is_timed_out &&
-	    xf_buf_printf(content, "command timed out after %llu milliseconds\n",
-			  (unsigned long long)(r->duration_ns / 1000000u)) < 0)
+	if (r->is_timed_out && xf_buf_printf(content, "command timed out after %llu milliseconds\n",
+					     (unsigned long long)(r->duration_ns / 1000000u)) < 0)
 		return -ENOMEM;
 	return xf_buf_append(content, r->output, r->output_len);
 }
@@ -326,8 +328,14 @@ static int xf_json_string(const char *s, size_t len, XfBuf *out)
 	size_t run = 0;
 	for (size_t i = 0; i < len && rc == 0; i++) {
 		unsigned char c = (unsigned char)s[i];
-		const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-			       : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+		const char *esc = c == '"'    ? "\\\""
+				  : c == '\\' ? "\\\\"
+				  : c == '\n' ? "\\n"
+				  : c == '\r' ? "\\r"
+				  : c == '\t' ? "\\t"
+				  : c == '\b' ? "\\b"
+				  : c == '\f' ? "\\f"
+					      : NULL;
 		if (!esc && c >= 0x20)
 			continue;
 		rc = xf_buf_append(out, s + run, i - run);

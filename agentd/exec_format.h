@@ -73,13 +73,13 @@ int xf_formatted_truncate_text(const char *s, size_t len, XfPolicy p, XfBuf *out
 
 /* One exec_command / write_stdin answer. */
 typedef struct XfUnifiedExec {
-	const char *chunk_id;	   /* six hex digits; "" leaves the line out */
+	const char *chunk_id; /* six hex digits; "" leaves the line out */
 	uint64_t wall_time_ns;
 	bool has_exit_code;
 	int64_t exit_code;
-	bool has_session_id;	   /* still running: the id write_stdin takes */
+	bool has_session_id; /* still running: the id write_stdin takes */
 	int64_t session_id;
-	const char *output;	   /* what the call collected, valid UTF-8 */
+	const char *output; /* what the call collected, valid UTF-8 */
 	size_t output_len;
 	int64_t max_output_tokens; /* the model's max_output_tokens; negative: none given */
 	XfPolicy policy;	   /* the turn's truncation policy */

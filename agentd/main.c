@@ -274,8 +274,12 @@ static void agentd_start_listeners(Agentd *server, const AgentdFlags *flags);
  */
 static void agentd_confine(Agentd *server)
 {
-	static const char *const extra[] = { "accept", "accept4", "unlink", "unlinkat" };
-	const SeccompProfile profile = { extra, sizeof(extra) / sizeof(extra[0]), false, false };
+	/* inet sockets and the resolver's batched calls: the model client reaches the model API;
+	 * rollouts are created, synced, repaired, archived and renamed. */
+	static const char *const extra[] = { "accept",	 "accept4",   "unlink",	   "unlinkat", "sendmmsg",
+					     "recvmmsg", "mkdir",     "mkdirat",   "rename",   "renameat",
+					     "renameat2", "fsync",    "fdatasync", "ftruncate", "utimensat" };
+	const SeccompProfile profile = { extra, sizeof(extra) / sizeof(extra[0]), true, false };
 	if (seccomp_filter_apply("agentd", &profile) < 0) {
 		server->exit_status = 1;
 		agentd_shutdown(server);

@@ -100,7 +100,7 @@ typedef struct ModelStreamEvents {
 	/* Body bytes of a 2xx response, split anywhere, passed through as they arrive (nothing is
 	 * kept). A negative return ends the stream as above. May be NULL. */
 	int (*on_body)(void *ctx, const char *data, size_t len);
-	/* The end, exactly once per stream unless it was cancelled; @s is freed when it returns. */
+	/* The end, exactly once per stream unless it was cancelled; the stream is freed when it returns. */
 	void (*on_done)(void *ctx, const ModelResult *result);
 } ModelStreamEvents;
 

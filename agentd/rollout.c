@@ -32,17 +32,18 @@
 struct Rollout {
 	int fd;
 	char *path;
-	char *dir;	     /* fsync'd by the first rollout_sync() after rollout_create() */
+	char *dir; /* fsync'd by the first rollout_sync() after rollout_create() */
 	bool needs_dir_sync;
-	bool is_broken;	     /* a failed write could not be truncated away */
-	bool has_ordinal;    /* the file numbers its lines */
+	bool is_broken;	  /* a failed write could not be truncated away */
+	bool has_ordinal; /* the file numbers its lines */
 	int64_t next_ordinal;
 	char *buf; /* the line being encoded */
 	size_t buf_len, buf_cap;
 	bool is_buf_oom;
 };
 
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
 {
@@ -98,8 +99,8 @@ static void format_utc(int64_t ms, bool with_ms, char out[TS_MAX])
 		snprintf(out, TS_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
 			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - (int64_t)secs * 1000));
 	else
-		snprintf(out, TS_MAX, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-			 tm.tm_hour, tm.tm_min, tm.tm_sec);
+		snprintf(out, TS_MAX, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 static bool take_digits(const char **p, const char *end, int n, int *out)
@@ -161,8 +162,8 @@ static bool parse_timestamp(const char *s, size_t len, int64_t *ms_out)
 		} else if (p < end && (*p == '+' || *p == '-')) {
 			int sign = *p == '-' ? -1 : 1, oh, om;
 			p++;
-			if (!take_digits(&p, end, 2, &oh) || !take_char(&p, end, ':') || !take_digits(&p, end, 2, &om) ||
-			    oh > 23 || om > 59)
+			if (!take_digits(&p, end, 2, &oh) || !take_char(&p, end, ':') ||
+			    !take_digits(&p, end, 2, &om) || oh > 23 || om > 59)
 				return false;
 			offset_s = sign * (oh * 3600 + om * 60);
 		} else {
@@ -171,8 +172,12 @@ static bool parse_timestamp(const char *s, size_t len, int64_t *ms_out)
 	}
 	if (p != end || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
 		return false;
-	struct tm tm = { .tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day, .tm_hour = hour,
-			 .tm_min = min, .tm_sec = sec };
+	struct tm tm = { .tm_year = year - 1900,
+			 .tm_mon = mon - 1,
+			 .tm_mday = day,
+			 .tm_hour = hour,
+			 .tm_min = min,
+			 .tm_sec = sec };
 	time_t t = timegm(&tm);
 	*ms_out = ((int64_t)t - offset_s) * 1000 + frac_ms;
 	return true;
@@ -302,7 +307,8 @@ static int lr_next(LineReader *lr, const char **line, size_t *len, bool *is_term
 {
 	bool is_skipping = false;
 	for (;;) {
-		char *nl = lr->end > lr->start ? memchr(lr->buf + lr->start, '\n', lr->end - lr->start) : NULL;
+		char *nl =
+			lr->end > lr->start ? memchr(lr->buf + lr->start, '\n', lr->end - lr->start) : NULL;
 		if (nl || lr->is_eof) {
 			if (!nl && lr->start == lr->end && !is_skipping)
 				return 0;
@@ -364,7 +370,8 @@ static json_t *parse_record(const char *line, size_t len)
 	json_t *v = json_loadb(line, len, 0, &jerr);
 	if (!v)
 		return NULL;
-	if (!json_is_object(v) || !json_is_string(json_object_get(v, "type")) || !json_object_get(v, "payload")) {
+	if (!json_is_object(v) || !json_is_string(json_object_get(v, "type")) ||
+	    !json_object_get(v, "payload")) {
 		json_decref(v);
 		return NULL;
 	}
@@ -409,9 +416,10 @@ static int write_buffered_line(Rollout *r)
 	if (fstat(r->fd, &now) == 0 && now.st_size == st.st_size)
 		return rc; /* nothing reached the file */
 	/* Only our own partial line is cut: if the file grew by more, someone else wrote to it too. */
-	if (fstat(r->fd, &now) == 0 && now.st_size > st.st_size && now.st_size < st.st_size + (off_t)r->buf_len &&
-	    ftruncate(r->fd, st.st_size) == 0) {
-		log_warn("rollout %s: write failed part-way (%s); truncated the partial line", r->path, strerror(-rc));
+	if (fstat(r->fd, &now) == 0 && now.st_size > st.st_size &&
+	    now.st_size < st.st_size + (off_t)r->buf_len && ftruncate(r->fd, st.st_size) == 0) {
+		log_warn("rollout %s: write failed part-way (%s); truncated the partial line", r->path,
+			 strerror(-rc));
 		return rc;
 	}
 	log_error("rollout %s: write failed part-way (%s) and the partial line could not be removed; no more "
@@ -526,7 +534,8 @@ static json_t *session_meta_for(json_t *given, const char *id, int64_t now_ms, i
 	char ts[TS_MAX];
 	format_utc(now_ms, true, ts);
 	if (!meta || (!given_id && json_object_set_new(meta, "id", json_string(id))) ||
-	    (!json_object_get(given, "timestamp") && json_object_set_new(meta, "timestamp", json_string(ts))) ||
+	    (!json_object_get(given, "timestamp") &&
+	     json_object_set_new(meta, "timestamp", json_string(ts))) ||
 	    json_object_update(meta, given)) {
 		json_decref(meta);
 		*rc = -ENOMEM;
@@ -535,8 +544,8 @@ static json_t *session_meta_for(json_t *given, const char *id, int64_t now_ms, i
 	return meta;
 }
 
-int rollout_create(const char *codex_home, const char *thread_id, int64_t now_ms, json_t *session_meta_payload,
-		   Rollout **out, char *err, size_t err_len)
+int rollout_create(const char *codex_home, const char *thread_id, int64_t now_ms,
+		   json_t *session_meta_payload, Rollout **out, char *err, size_t err_len)
 {
 	if (out)
 		*out = NULL;
@@ -559,15 +568,16 @@ int rollout_create(const char *codex_home, const char *thread_id, int64_t now_ms
 			 lt.tm_year + 1900, lt.tm_mon + 1, lt.tm_mday);
 	if (n < 0 || (size_t)n >= sizeof(dir))
 		return fail(err, err_len, -ENAMETOOLONG, "CODEX_HOME path too long");
-	n = snprintf(path, sizeof(path), "%s/" NAME_PREFIX "%04d-%02d-%02dT%02d-%02d-%02d-%s" NAME_SUFFIX, dir,
-		     lt.tm_year + 1900, lt.tm_mon + 1, lt.tm_mday, lt.tm_hour, lt.tm_min, lt.tm_sec, id);
+	n = snprintf(path, sizeof(path), "%s/" NAME_PREFIX "%04d-%02d-%02dT%02d-%02d-%02d-%s" NAME_SUFFIX,
+		     dir, lt.tm_year + 1900, lt.tm_mon + 1, lt.tm_mday, lt.tm_hour, lt.tm_min, lt.tm_sec, id);
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return fail(err, err_len, -ENAMETOOLONG, "CODEX_HOME path too long");
 
 	int rc = 0;
 	json_t *meta = session_meta_for(session_meta_payload, id, now_ms, &rc);
 	if (!meta)
-		return fail(err, err_len, rc, rc == -EINVAL ? "session_meta id is not the thread id %s" : "%s",
+		return fail(err, err_len, rc,
+			    rc == -EINVAL ? "session_meta id is not the thread id %s" : "%s",
 			    rc == -EINVAL ? id : "out of memory");
 	rc = mkdir_private(dir);
 	if (rc < 0) {
@@ -663,7 +673,8 @@ static int repair_tail(int fd, const char *path, off_t *size)
 	} else {
 		if (ftruncate(fd, start) < 0)
 			return -errno;
-		log_warn("rollout %s: cut off a truncated last line (%lld bytes)", path, (long long)(*size - start));
+		log_warn("rollout %s: cut off a truncated last line (%lld bytes)", path,
+			 (long long)(*size - start));
 		*size = start;
 	}
 	return fsync(fd) < 0 ? -errno : 0;
@@ -727,9 +738,9 @@ int rollout_open(const char *path, Rollout **out, char *err, size_t err_len)
 		return fail(err, err_len, -EINVAL, "no rollout path");
 	int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		int rc = errno == ELOOP ? -EINVAL : -errno;
+		int rc = errno == ELOOP || errno == EISDIR ? -EINVAL : -errno;
 		return fail(err, err_len, rc, "cannot open %s: %s", path,
-			    rc == -EINVAL ? "it is a symlink" : strerror(-rc));
+			    rc == -EINVAL ? "not a regular file" : strerror(-rc));
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -774,13 +785,15 @@ static void load_warning(const LoadState *s, const char *path, char *warning, si
 	warning[0] = '\0';
 	size_t used = 0;
 	if (s->malformed) {
-		int n = snprintf(warning, warning_len, "skipped %zu malformed line%s of %s (first at line %zu)",
-				 s->malformed, s->malformed == 1 ? "" : "s", path, s->first_malformed);
+		int n = snprintf(warning, warning_len,
+				 "skipped %zu malformed line%s of %s (first at line %zu)", s->malformed,
+				 s->malformed == 1 ? "" : "s", path, s->first_malformed);
 		used = n < 0 ? 0 : (size_t)n < warning_len ? (size_t)n : warning_len - 1;
 	}
 	if (s->has_truncated_tail && used < warning_len)
-		snprintf(warning + used, warning_len - used, "%signored a truncated last line of %s (%zu bytes)",
-			 used ? "; " : "", path, s->truncated_tail_bytes);
+		snprintf(warning + used, warning_len - used,
+			 "%signored a truncated last line of %s (%zu bytes)", used ? "; " : "", path,
+			 s->truncated_tail_bytes);
 }
 
 int rollout_load(const char *path, RolloutLineFn fn, void *ctx, char *warning, size_t warning_len)
@@ -812,7 +825,8 @@ int rollout_load(const char *path, RolloutLineFn fn, void *ctx, char *warning, s
 		const char *type = rec ? json_string_value(json_object_get(rec, "type")) : NULL;
 		if (!s.saw_meta && (!type || strcmp(type, "session_meta") != 0)) {
 			json_decref(rec);
-			rc = fail(warning, warning_len, -EINVAL, "%s does not start with session metadata", path);
+			rc = fail(warning, warning_len, -EINVAL, "%s does not start with session metadata",
+				  path);
 			break;
 		}
 		if (!rec) {
@@ -955,7 +969,8 @@ static int number_dirs(const char *dir, size_t max_digits, int **out, size_t *co
 			continue;
 		if (e->d_type != DT_DIR) {
 			struct stat st;
-			if (e->d_type != DT_UNKNOWN || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			if (e->d_type != DT_UNKNOWN ||
+			    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 			    !S_ISDIR(st.st_mode))
 				continue; /* symlinks are not followed out of CODEX_HOME */
 		}
@@ -1107,7 +1122,8 @@ static void sync_parent(const char *path)
 }
 
 /* Move @from to @to_dir/<its name>: 0 with @to set, or a negative errno with @err set. */
-static int move_rollout(const char *from, const char *to_dir, char *to, size_t to_len, char *err, size_t err_len)
+static int move_rollout(const char *from, const char *to_dir, char *to, size_t to_len, char *err,
+			size_t err_len)
 {
 	int rc = mkdir_private(to_dir);
 	if (rc < 0)
@@ -1154,11 +1170,12 @@ int rollout_unarchive(const char *codex_home, const char *thread_id, char *new_p
 	if (rc == -ENOENT)
 		return fail(err, err_len, rc, "no archived rollout found for thread id %s", id);
 	if (rc < 0)
-		return fail(err, err_len, rc, "failed to locate archived thread id %s: %s", id, strerror(-rc));
+		return fail(err, err_len, rc, "failed to locate archived thread id %s: %s", id,
+			    strerror(-rc));
 	/* The day directory comes from the name: rollout-YYYY-MM-DD... (find_in checked its form). */
 	const char *name = strrchr(from, '/') + 1;
-	int n = snprintf(dir, sizeof(dir), "%s/%s/%.4s/%.2s/%.2s", codex_home, ROLLOUT_SESSIONS_SUBDIR, name + 8,
-			 name + 13, name + 16);
+	int n = snprintf(dir, sizeof(dir), "%s/%s/%.4s/%.2s/%.2s", codex_home, ROLLOUT_SESSIONS_SUBDIR,
+			 name + 8, name + 13, name + 16);
 	if (n < 0 || (size_t)n >= sizeof(dir))
 		return fail(err, err_len, -ENAMETOOLONG, "CODEX_HOME path too long");
 	rc = move_rollout(from, dir, to, sizeof(to), err, err_len);
@@ -1362,11 +1379,16 @@ RolloutSource rollout_source_classify(const json_t *source)
 			const char *name;
 			RolloutSource source;
 		} names[] = {
-			{ "cli", ROLLOUT_SOURCE_CLI },		       { "vscode", ROLLOUT_SOURCE_VSCODE },
-			{ "exec", ROLLOUT_SOURCE_EXEC },	       { "mcp", ROLLOUT_SOURCE_MCP },
-			{ "app_server", ROLLOUT_SOURCE_APP_SERVER },   { "appServer", ROLLOUT_SOURCE_APP_SERVER },
-			{ "desktop_app", ROLLOUT_SOURCE_APP_SERVER },  { "desktopApp", ROLLOUT_SOURCE_APP_SERVER },
-			{ "desktopapp", ROLLOUT_SOURCE_APP_SERVER },   { "unknown", ROLLOUT_SOURCE_UNKNOWN },
+			{ "cli", ROLLOUT_SOURCE_CLI },
+			{ "vscode", ROLLOUT_SOURCE_VSCODE },
+			{ "exec", ROLLOUT_SOURCE_EXEC },
+			{ "mcp", ROLLOUT_SOURCE_MCP },
+			{ "app_server", ROLLOUT_SOURCE_APP_SERVER },
+			{ "appServer", ROLLOUT_SOURCE_APP_SERVER },
+			{ "desktop_app", ROLLOUT_SOURCE_APP_SERVER },
+			{ "desktopApp", ROLLOUT_SOURCE_APP_SERVER },
+			{ "desktopapp", ROLLOUT_SOURCE_APP_SERVER },
+			{ "unknown", ROLLOUT_SOURCE_UNKNOWN },
 		};
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 			if (strcmp(s, names[i].name) == 0)
@@ -1397,9 +1419,11 @@ RolloutSource rollout_source_classify(const json_t *source)
 }
 
 #define SUBAGENT_BITS                                                                                        \
-	(ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_REVIEW) | ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_COMPACT) | \
+	(ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_REVIEW) |                                                \
+	 ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_COMPACT) |                                               \
 	 ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_THREAD_SPAWN) |                                          \
-	 ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_OTHER) | ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_MEMORY))
+	 ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_OTHER) |                                                 \
+	 ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_SUBAGENT_MEMORY))
 
 unsigned rollout_source_kind_mask(const char *kind)
 {
@@ -1458,7 +1482,8 @@ static char *user_message_preview(const json_t *ev)
 			return s;
 		free(s);
 	}
-	if (array_is_nonempty(json_object_get(ev, "images")) || array_is_nonempty(json_object_get(ev, "local_images")))
+	if (array_is_nonempty(json_object_get(ev, "images")) ||
+	    array_is_nonempty(json_object_get(ev, "local_images")))
 		return strdup("[Image]");
 	return NULL;
 }
@@ -1470,8 +1495,7 @@ static char *user_item_preview(const json_t *item)
 	size_t i, total = 0;
 	json_t *part;
 	bool has_image = false;
-	json_array_foreach(content, i, part)
-	{
+	json_array_foreach (content, i, part) {
 		const char *type = json_string_value(json_object_get(part, "type"));
 		const char *text = json_string_value(json_object_get(part, "text"));
 		if (type && strcmp(type, "text") == 0 && text)
@@ -1485,8 +1509,7 @@ static char *user_item_preview(const json_t *item)
 	if (!joined)
 		return NULL;
 	size_t used = 0;
-	json_array_foreach(content, i, part)
-	{
+	json_array_foreach (content, i, part) {
 		const char *type = json_string_value(json_object_get(part, "type"));
 		const char *text = json_string_value(json_object_get(part, "text"));
 		if (!type || strcmp(type, "text") != 0 || !text)
@@ -1525,7 +1548,8 @@ static char *event_preview(const json_t *ev, bool *is_user)
 		return user_item_preview(item);
 	}
 	if (strcmp(type, "thread_goal_updated") == 0) {
-		const char *objective = json_string_value(json_object_get(json_object_get(ev, "goal"), "objective"));
+		const char *objective =
+			json_string_value(json_object_get(json_object_get(ev, "goal"), "objective"));
 		char *s = objective ? xstrndup_trim(objective, strlen(objective)) : NULL;
 		if (s && !*s) {
 			free(s);
@@ -1534,6 +1558,27 @@ static char *event_preview(const json_t *ev, bool *is_user)
 		return s;
 	}
 	return NULL;
+}
+
+/*
+ * The top-level "type" of a line in the writers' key order (timestamp, ordinal, type, payload),
+ * read without parsing it, so listing skips the large response_item lines (instructions, skills)
+ * at the head of a 0.169 rollout. False when the line is not in that order: then it is parsed.
+ */
+static bool sniff_type(const char *line, size_t len, char *out, size_t out_len)
+{
+	static const char key[] = "\"type\":\"";
+	size_t window = len < 256 ? len : 256;
+	const char *at = memmem(line, window, key, sizeof(key) - 1);
+	if (!at || memmem(line, (size_t)(at - line), "\"payload\"", 9))
+		return false;
+	const char *value = at + sizeof(key) - 1;
+	const char *end = memchr(value, '"', window - (size_t)(value - line));
+	if (!end || (size_t)(end - value) >= out_len || memchr(value, '\\', (size_t)(end - value)))
+		return false;
+	memcpy(out, value, (size_t)(end - value));
+	out[end - value] = '\0';
+	return true;
 }
 
 /* Read the head of @path as the reference's listing does: the first session_meta, the first
@@ -1558,6 +1603,10 @@ static int read_head(const char *path, Head *h)
 		if (is_too_long || is_blank(line, len))
 			continue;
 		scanned++;
+		char sniffed[32];
+		if (sniff_type(line, len, sniffed, sizeof(sniffed)) && strcmp(sniffed, "event_msg") != 0 &&
+		    (h->meta || strcmp(sniffed, "session_meta") != 0))
+			continue;
 		json_t *rec = parse_record(line, len);
 		if (!rec)
 			continue;
@@ -1711,7 +1760,8 @@ void rollout_list_page_free(RolloutListPage *page)
  * The summary of candidate @c when its head passes @q's filters: 1 with @out filled, 0 when it is
  * not listed (no session_meta or preview, a filter says no, the file went away), -ENOMEM.
  */
-static int summarize(const Candidate *c, const RolloutListQuery *q, const NameIndex *names, RolloutSummary *out)
+static int summarize(const Candidate *c, const RolloutListQuery *q, const NameIndex *names,
+		     RolloutSummary *out)
 {
 	Head h;
 	if (read_head(c->path, &h) < 0 || !h.meta || !h.preview) {
@@ -1722,7 +1772,8 @@ static int summarize(const Candidate *c, const RolloutListQuery *q, const NameIn
 	const char *provider = json_string_value(json_object_get(h.meta, "model_provider"));
 	const char *cwd = json_string_value(json_object_get(h.meta, "cwd"));
 	unsigned mask = q->source_mask ? q->source_mask : ROLLOUT_SOURCES_INTERACTIVE;
-	if (!(mask & ROLLOUT_SOURCE_BIT(source)) || !provider_matches(q, provider) || !cwd_filter_matches(q, cwd)) {
+	if (!(mask & ROLLOUT_SOURCE_BIT(source)) || !provider_matches(q, provider) ||
+	    !cwd_filter_matches(q, cwd)) {
 		head_free(&h);
 		return 0;
 	}
@@ -1761,8 +1812,8 @@ static int summarize(const Candidate *c, const RolloutListQuery *q, const NameIn
 static int gather(const char *codex_home, const RolloutListQuery *q, Walk *w)
 {
 	char root[AGENTD_PATH_MAX];
-	int rc = root_path(codex_home, q->is_archived ? ROLLOUT_ARCHIVED_SUBDIR : ROLLOUT_SESSIONS_SUBDIR, root,
-			   sizeof(root));
+	int rc = root_path(codex_home, q->is_archived ? ROLLOUT_ARCHIVED_SUBDIR : ROLLOUT_SESSIONS_SUBDIR,
+			   root, sizeof(root));
 	if (rc < 0)
 		return rc;
 	w->limit = ROLLOUT_LIST_MAX_SCAN_FILES;
@@ -1770,7 +1821,8 @@ static int gather(const char *codex_home, const RolloutListQuery *q, Walk *w)
 	if (rc < 0)
 		return rc;
 	/* Keep the newest by name: the ones the reference's walk would reach first. */
-	qsort(w->v, w->n, sizeof(*w->v), cmp_candidate_desc);
+	if (w->n > 1)
+		qsort(w->v, w->n, sizeof(*w->v), cmp_candidate_desc);
 	if (w->n > ROLLOUT_LIST_MAX_SCAN_FILES) {
 		for (size_t i = ROLLOUT_LIST_MAX_SCAN_FILES; i < w->n; i++)
 			free(w->v[i].path);
@@ -1780,7 +1832,8 @@ static int gather(const char *codex_home, const RolloutListQuery *q, Walk *w)
 	if (q->sort_key == ROLLOUT_SORT_UPDATED_AT) {
 		for (size_t i = 0; i < w->n; i++)
 			w->v[i].key_ms = w->v[i].mtime_ms;
-		qsort(w->v, w->n, sizeof(*w->v), cmp_candidate_desc);
+		if (w->n > 1)
+			qsort(w->v, w->n, sizeof(*w->v), cmp_candidate_desc);
 	}
 	return 0;
 }

@@ -73,8 +73,8 @@ bool rollout_thread_id_is_valid(const char *id);
  * not an object); -EEXIST (that file already exists); another negative errno from the file
  * system. On failure no file is left behind.
  */
-int rollout_create(const char *codex_home, const char *thread_id, int64_t now_ms, json_t *session_meta_payload,
-		   Rollout **out, char *err, size_t err_len);
+int rollout_create(const char *codex_home, const char *thread_id, int64_t now_ms,
+		   json_t *session_meta_payload, Rollout **out, char *err, size_t err_len);
 
 /**
  * rollout_open() - open an existing rollout (a resumed thread) for append. A last line cut short
@@ -197,7 +197,8 @@ typedef enum RolloutSource {
 } RolloutSource;
 
 #define ROLLOUT_SOURCE_BIT(s) (1u << (s))
-#define ROLLOUT_SOURCES_INTERACTIVE (ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_CLI) | ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_VSCODE))
+#define ROLLOUT_SOURCES_INTERACTIVE                                                                          \
+	(ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_CLI) | ROLLOUT_SOURCE_BIT(ROLLOUT_SOURCE_VSCODE))
 
 /** rollout_source_classify() - the class of a session_meta "source" value (NULL: missing). */
 RolloutSource rollout_source_classify(const json_t *source);
@@ -219,12 +220,12 @@ typedef enum RolloutSortKey {
  * the recency_at / section_position sort keys).
  */
 typedef struct RolloutListQuery {
-	size_t limit;		  /* 0: ROLLOUT_LIST_DEFAULT_LIMIT; capped at ROLLOUT_LIST_MAX_LIMIT */
-	const char *cursor;	  /* a next/backwards cursor of an earlier page, or NULL */
-	RolloutSortKey sort_key;  /* default created_at */
-	bool is_ascending;	  /* sortDirection "asc"; the default is newest first */
-	bool is_archived;	  /* archived: true lists archived_sessions/ instead of sessions/ */
-	unsigned source_mask;	  /* OR of rollout_source_kind_mask(); 0: ROLLOUT_SOURCES_INTERACTIVE */
+	size_t limit;		 /* 0: ROLLOUT_LIST_DEFAULT_LIMIT; capped at ROLLOUT_LIST_MAX_LIMIT */
+	const char *cursor;	 /* a next/backwards cursor of an earlier page, or NULL */
+	RolloutSortKey sort_key; /* default created_at */
+	bool is_ascending;	 /* sortDirection "asc"; the default is newest first */
+	bool is_archived;	 /* archived: true lists archived_sessions/ instead of sessions/ */
+	unsigned source_mask;	 /* OR of rollout_source_kind_mask(); 0: ROLLOUT_SOURCES_INTERACTIVE */
 	const char *const *model_providers; /* sessions recorded under one of these; n == 0: any */
 	size_t n_model_providers;
 	const char *default_provider; /* what a session with no recorded provider counts as */

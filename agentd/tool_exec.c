@@ -33,8 +33,8 @@ typedef enum ToolExecEnding {
 } ToolExecEnding;
 
 struct ToolExec {
-	ToolExec *prev, *next;		/* the table's list of live runs */
-	ToolExec *ready_next;		/* the table's queue of endings to deliver */
+	ToolExec *prev, *next; /* the table's list of live runs */
+	ToolExec *ready_next;  /* the table's queue of endings to deliver */
 	struct ToolExecTable *table;
 	Agentd *server;
 	uint64_t owner, conn_id, exec_id;
@@ -46,14 +46,14 @@ struct ToolExec {
 	int64_t timeout_ms;
 	uint64_t cap_bytes;
 	bool is_tty, has_stdin;
-	unsigned calls_in_flight;	/* broker calls carrying this run as their context */
-	bool is_started;		/* execd answered exec.start */
-	bool is_over;			/* exec.closed, an error, or killed with its owner: no more events */
-	bool is_detached;		/* the caller let go */
-	bool is_queued;			/* on the ready queue */
+	unsigned calls_in_flight; /* broker calls carrying this run as their context */
+	bool is_started;	  /* execd answered exec.start */
+	bool is_over;		  /* exec.closed, an error, or killed with its owner: no more events */
+	bool is_detached;	  /* the caller let go */
+	bool is_queued;		  /* on the ready queue */
 	bool is_kill_asked;
 	bool stdin_closed;
-	ToolExecEnding ending;		/* what the ready queue delivers */
+	ToolExecEnding ending; /* what the ready queue delivers */
 	int64_t exit_code;
 	char *message;
 	bool is_refusal;
@@ -215,7 +215,8 @@ static int tool_exec_control(ToolExec *x, const char *method, const msgpack_sbuf
 	}
 	int rc = tool_exec_call(x, "execd", method, sbuf->data, sbuf->size, 0, tool_exec_on_control_reply);
 	if (rc < 0)
-		log_warn("tool exec %llu: %s not sent: %s", (unsigned long long)x->exec_id, method, strerror(-rc));
+		log_warn("tool exec %llu: %s not sent: %s", (unsigned long long)x->exec_id, method,
+			 strerror(-rc));
 	return rc;
 }
 
@@ -226,7 +227,8 @@ static void tool_exec_send_held(ToolExec *x)
 		x->held = h->next;
 		if (!x->held)
 			x->held_tail = NULL;
-		int rc = tool_exec_call(x, "execd", h->method, h->body, h->len, 0, tool_exec_on_control_reply);
+		int rc =
+			tool_exec_call(x, "execd", h->method, h->body, h->len, 0, tool_exec_on_control_reply);
 		if (rc < 0)
 			log_warn("tool exec %llu: %s not sent: %s", (unsigned long long)x->exec_id, h->method,
 				 strerror(-rc));
@@ -497,7 +499,8 @@ ToolExec *tool_exec_start(Agentd *server, uint64_t owner, const ToolExecSpec *sp
 		x->env = spec->env ? json_deep_copy(spec->env) : tool_exec_environment(NULL);
 		x->policy = spec->sandbox_policy ? json_deep_copy(spec->sandbox_policy) : NULL;
 		x->tmpdir = spec->tmpdir ? strdup(spec->tmpdir) : NULL;
-		if (!x->argv || !x->env || (spec->sandbox_policy && !x->policy) || (spec->tmpdir && !x->tmpdir))
+		if (!x->argv || !x->env || (spec->sandbox_policy && !x->policy) ||
+		    (spec->tmpdir && !x->tmpdir))
 			rc = -ENOMEM;
 	}
 	if (!why && rc == 0)
@@ -613,20 +616,21 @@ void tool_exec_on_event(Agentd *server, const Envelope *env)
 	if (strcmp(env->method, "exec.output") == 0) {
 		const msgpack_object *data = mp_map_find(map, "data");
 		bool cap_reached = false;
-		if (mp_get_u64(map, "stream", &stream) < 0 || stream > 1 || !data || data->type != MSGPACK_OBJECT_BIN ||
-		    mp_get_bool(map, "capReached", &cap_reached) < 0) {
+		if (mp_get_u64(map, "stream", &stream) < 0 || stream > 1 || !data ||
+		    data->type != MSGPACK_OBJECT_BIN || mp_get_bool(map, "capReached", &cap_reached) < 0) {
 			log_warn("execd: malformed exec.output dropped");
 		} else {
 			if (x && !x->is_over && !x->is_detached && x->ev.on_output && data->via.bin.size)
 				x->ev.on_output(x->ctx, (int)stream, (const uint8_t *)data->via.bin.ptr,
 						data->via.bin.size);
-			/* Credit even for a run that is gone: execd sends exec.closed only once all are back. */
+			/* Credit even for a run that is gone: execd sends exec.closed only once all are back.
+			 */
 			tool_exec_send_credit(server, env->connection_id, exec_id, stream);
 		}
 	} else {
 		const msgpack_object *code = mp_map_find(map, "exitCode");
-		if (!code ||
-		    (code->type != MSGPACK_OBJECT_POSITIVE_INTEGER && code->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
+		if (!code || (code->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+			      code->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
 			log_warn("execd: malformed exec.closed dropped");
 		else if (x)
 			tool_exec_end(x, TOOL_EXEC_ENDING_EXIT,
@@ -646,8 +650,8 @@ void tool_exec_on_execd_lost(Agentd *server)
 		next = x->next;
 		/* Runs still waiting on sandboxd or on exec.start get their broker error instead. */
 		if (x->is_started && !x->is_over) {
-			tool_exec_end(x, TOOL_EXEC_ENDING_ERROR, -1, "execd exited while the command was running",
-				      false);
+			tool_exec_end(x, TOOL_EXEC_ENDING_ERROR, -1,
+				      "execd exited while the command was running", false);
 			tool_exec_maybe_free(x);
 		}
 	}

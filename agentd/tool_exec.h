@@ -71,7 +71,8 @@ void tool_exec_kill(ToolExec *x);
  */
 void tool_exec_detach(ToolExec *x);
 
-/** tool_exec_kill_owner() - kill every process of @owner (conn.closed for its id); each ends in on_exit(137). */
+/** tool_exec_kill_owner() - kill every process of @owner (conn.closed for its id); each ends in on_exit(137).
+ */
 void tool_exec_kill_owner(Agentd *server, uint64_t owner);
 
 /** tool_exec_is_tool_conn() - whether @connection_id is an owner's pseudo id. */

@@ -54,6 +54,8 @@ struct ToolRun {
 	bool is_answered;  /* the output went to the model */
 	bool has_ended;	   /* the process ended (its item completed) */
 	bool is_detached;  /* the turn let go of it (it ended) */
+	bool is_call_pending; /* a ux_* call has not given its on_result yet */
+	bool is_proc_running; /* its process has not given its on_end yet */
 	char *pending_output; /* on_result came before on_end for a run that exited */
 	int64_t started_ms;
 	/* apply_patch's run */
@@ -157,7 +159,7 @@ static void tools_free_run(ToolRun *run)
 /* Free @run once nothing needs it: the model was answered and its process (if any) ended. */
 static void tools_maybe_free(ToolRun *run)
 {
-	if ((run->is_answered || run->is_detached) && (run->has_ended || !run->item) && !run->exec)
+	if ((run->is_answered || run->is_detached) && !run->is_call_pending && !run->is_proc_running && !run->exec)
 		tools_free_run(run);
 }
 
@@ -287,6 +289,7 @@ static void tools_on_output(void *ctx, const char *text, size_t len)
 static void tools_on_end(void *ctx, const UxEnd *e)
 {
 	ToolRun *run = ctx;
+	run->is_proc_running = false;
 	if (run->item && !run->has_ended) {
 		json_object_set_new(run->item, "source", json_string(run->kind == TOOL_EXEC_COMMAND ? "unifiedExecStartup"
 												   : "agent"));
@@ -313,6 +316,7 @@ static void tools_on_retry_decision(Turn *turn, const char *decision, void *ctx)
 static void tools_on_result(void *ctx, const UxResult *r)
 {
 	ToolRun *run = ctx;
+	run->is_call_pending = false;
 	Thread *thread = run->turn->thread;
 	if (!run->is_detached && !run->is_retry && thread->approval == APPROVAL_ON_FAILURE && r->has_exit_code &&
 	    tools_looks_sandbox_denied(r->exit_code, r->output) && run->kind != TOOL_WRITE_STDIN) {
@@ -413,6 +417,7 @@ static void tools_start_command(ToolRun *run)
 	if (run->item && !run->is_retry)
 		turn_item_started(run->turn, run->item);
 	UnifiedExec *ux = tools_ux(thread);
+	run->is_call_pending = run->is_proc_running = true;
 	int rc = !ux ? -ENOMEM
 	       : run->kind == TOOL_EXEC_COMMAND
 		       ? ux_exec_command(ux, &req, &tools_ux_callbacks, run)
@@ -420,6 +425,7 @@ static void tools_start_command(ToolRun *run)
 	json_decref(full);
 	json_decref(env);
 	if (rc < 0) {
+		run->is_call_pending = run->is_proc_running = false;
 		tools_complete_item(run, "failed");
 		tools_answer(run, "failed to start the command: out of memory");
 		tools_maybe_free(run);
@@ -837,8 +843,11 @@ static void tools_run_write_stdin(ToolRun *run)
 		.truncation = XF_DEFAULT_POLICY,
 	};
 	UnifiedExec *ux = tools_ux(run->turn->thread);
-	if (!ux || ux_write_stdin(ux, &req, &tools_ux_callbacks, run) < 0)
+	run->is_call_pending = true;
+	if (!ux || ux_write_stdin(ux, &req, &tools_ux_callbacks, run) < 0) {
+		run->is_call_pending = false;
 		tools_fail_call(run, "write_stdin failed: out of memory");
+	}
 }
 
 static void tools_run_function(ToolRun *run, const char *name, const char *arguments)

@@ -25,8 +25,8 @@
 
 /* The reference's environment for model commands (process_manager.rs UNIFIED_EXEC_ENV). */
 static const char *const ux_env_overlay[][2] = {
-	{ "NO_COLOR", "1" },	 { "TERM", "dumb" },	  { "LANG", "C.UTF-8" }, { "LC_CTYPE", "C.UTF-8" },
-	{ "LC_ALL", "C.UTF-8" }, { "COLORTERM", "" },	  { "PAGER", "cat" },	 { "GIT_PAGER", "cat" },
+	{ "NO_COLOR", "1" },	 { "TERM", "dumb" },  { "LANG", "C.UTF-8" }, { "LC_CTYPE", "C.UTF-8" },
+	{ "LC_ALL", "C.UTF-8" }, { "COLORTERM", "" }, { "PAGER", "cat" },    { "GIT_PAGER", "cat" },
 	{ "GH_PAGER", "cat" },	 { "CODEX_CI", "1" },
 };
 
@@ -366,8 +366,10 @@ static void ux_call_finish_collect(UxCall *call)
 		size_t stored = ux_stored_count(ux);
 		if (stored >= UX_WARNING_PROCESSES)
 			snprintf(call->warning, sizeof(call->warning),
-				 "The maximum number of unified exec processes you can keep open is %d and you currently "
-				 "have %zu processes open. Reuse older processes or close them to prevent automatic "
+				 "The maximum number of unified exec processes you can keep open is %d and "
+				 "you currently "
+				 "have %zu processes open. Reuse older processes or close them to prevent "
+				 "automatic "
 				 "pruning of old processes",
 				 UX_WARNING_PROCESSES, stored);
 	} else if (!is_running) {
@@ -404,6 +406,7 @@ static void ux_call_start_collect(UxCall *call)
 {
 	UxProc *p = call->proc;
 	call->phase = UX_PHASE_COLLECT;
+	uv_update_time(p->timer.loop);
 	call->start_ns = ux_now_ns();
 	if (p->has_exited || p->is_over) {
 		ux_call_finish_collect(call);
@@ -431,7 +434,8 @@ static void ux_call_finish_once(UxCall *call)
 		.output_len = all.len,
 		.policy = call->policy,
 	};
-	int rc = call->is_structured ? xf_structured_text(&r, &call->text) : xf_freeform_text(&r, &call->text);
+	int rc =
+		call->is_structured ? xf_structured_text(&r, &call->text) : xf_freeform_text(&r, &call->text);
 	if (rc < 0)
 		log_warn("unified exec: out of memory for an answer");
 	call->output = all;
@@ -465,7 +469,14 @@ static void ux_proc_on_timer(uv_timer_t *timer)
 	} else if (call->phase == UX_PHASE_SLEEP) {
 		ux_call_start_collect(call);
 	} else if (call->phase == UX_PHASE_COLLECT) {
-		ux_call_finish_collect(call);
+		/* libuv's timers run on the loop's cached millisecond clock: never answer before the
+		 * deadline (the reference's wall time is never below yield_time_ms). */
+		uint64_t elapsed_ns = ux_now_ns() - call->start_ns, yield_ns = call->yield_ms * 1000000u;
+		if (elapsed_ns < yield_ns)
+			uv_timer_start(&p->timer, ux_proc_on_timer,
+				       (yield_ns - elapsed_ns + 999999u) / 1000000u, 0);
+		else
+			ux_call_finish_collect(call);
 	}
 }
 
@@ -707,7 +718,7 @@ static UxCall *ux_call_new(UnifiedExec *ux, UxCallKind kind, const UxRequest *re
 	call->ctx = ctx;
 	call->max_output_tokens = req->max_output_tokens;
 	call->policy = req->truncation.limit || req->truncation.kind == XF_POLICY_TOKENS ? req->truncation
-											: XF_DEFAULT_POLICY;
+											 : XF_DEFAULT_POLICY;
 	call->result.session_id = -1;
 	return call;
 }
@@ -753,8 +764,8 @@ static int ux_proc_start(UnifiedExec *ux, UxProc *p, UxCall *call, const UxReque
 		p->calls = p->calls_tail = NULL;
 		call->proc = NULL;
 		XfBuf text = { 0 };
-		xf_buf_printf(&text, "%s failed: workdir: %s", call->kind == UX_CALL_EXEC ? "exec_command" : "exec",
-			      strerror(-rc));
+		xf_buf_printf(&text, "%s failed: workdir: %s",
+			      call->kind == UX_CALL_EXEC ? "exec_command" : "exec", strerror(-rc));
 		ux_call_fail(call, xf_buf_text(&text));
 		xf_buf_free(&text);
 		ux_proc_abandon(p);
@@ -820,19 +831,22 @@ int ux_write_stdin(UnifiedExec *ux, const UxRequest *req, const UxCallbacks *cb,
 		return -ENOMEM;
 	size_t len = req->chars ? req->chars_len : 0;
 	int64_t yield = req->yield_time_ms < 0 ? UX_DEFAULT_WRITE_YIELD_TIME_MS : req->yield_time_ms;
-	call->yield_ms = len ? (uint64_t)ux_clamp(yield, UX_MIN_YIELD_TIME_MS, UX_MAX_YIELD_TIME_MS)
-			     : (uint64_t)ux_clamp(yield, UX_MIN_EMPTY_YIELD_TIME_MS, UX_MAX_EMPTY_YIELD_TIME_MS);
+	call->yield_ms =
+		len ? (uint64_t)ux_clamp(yield, UX_MIN_YIELD_TIME_MS, UX_MAX_YIELD_TIME_MS)
+		    : (uint64_t)ux_clamp(yield, UX_MIN_EMPTY_YIELD_TIME_MS, UX_MAX_EMPTY_YIELD_TIME_MS);
 	UxProc *p = ux_find_stored(ux, req->session_id);
 	char text[160];
 	if (!p) {
-		snprintf(text, sizeof(text), "write_stdin failed: Unknown process id %lld", (long long)req->session_id);
+		snprintf(text, sizeof(text), "write_stdin failed: Unknown process id %lld",
+			 (long long)req->session_id);
 		ux_call_fail(call, text);
 		return 0;
 	}
 	p->last_used_ns = ux_now_ns();
 	if (len && !p->is_tty) {
-		ux_call_fail(call, "write_stdin failed: stdin is closed for this session; rerun exec_command with "
-				   "tty=true to keep stdin open");
+		ux_call_fail(call,
+			     "write_stdin failed: stdin is closed for this session; rerun exec_command with "
+			     "tty=true to keep stdin open");
 		return 0;
 	}
 	if (len && !(call->input = malloc(len))) {
@@ -871,7 +885,9 @@ int ux_run_once(UnifiedExec *ux, const UxRequest *req, bool is_structured, const
 	}
 	if (p && is_structured && (!json_is_array(argv) || json_array_size(argv) == 0)) {
 		json_decref(argv);
-		ux_call_fail(call, "failed to parse function arguments: command must be a non-empty array of strings");
+		ux_call_fail(
+			call,
+			"failed to parse function arguments: command must be a non-empty array of strings");
 		ux_proc_abandon(p);
 		return 0;
 	}

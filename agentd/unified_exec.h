@@ -18,14 +18,14 @@ typedef struct UnifiedExec UnifiedExec;
 /* The reference's bounds (codex-rs/core/src/unified_exec/mod.rs). */
 #define UX_MIN_YIELD_TIME_MS 250
 #define UX_MAX_YIELD_TIME_MS 30000
-#define UX_MIN_EMPTY_YIELD_TIME_MS 5000	     /* an empty write_stdin is a poll: it waits at least this */
+#define UX_MIN_EMPTY_YIELD_TIME_MS 5000 /* an empty write_stdin is a poll: it waits at least this */
 #define UX_MAX_EMPTY_YIELD_TIME_MS 300000
 #define UX_DEFAULT_EXEC_YIELD_TIME_MS 10000
 #define UX_DEFAULT_WRITE_YIELD_TIME_MS 250
-#define UX_MAX_PROCESSES 64		     /* kept sessions; storing one more prunes one */
+#define UX_MAX_PROCESSES 64 /* kept sessions; storing one more prunes one */
 #define UX_WARNING_PROCESSES 60
-#define UX_OUTPUT_MAX_BYTES (1024u * 1024u)  /* output kept per session between calls (head and tail) */
-#define UX_DEFAULT_TIMEOUT_MS 10000	     /* shell_command / shell */
+#define UX_OUTPUT_MAX_BYTES (1024u * 1024u) /* output kept per session between calls (head and tail) */
+#define UX_DEFAULT_TIMEOUT_MS 10000	    /* shell_command / shell */
 
 /* One tool call. Strings and JSON are borrowed for the duration of the ux_* call. */
 typedef struct UxRequest {
@@ -42,32 +42,32 @@ typedef struct UxRequest {
 	int64_t session_id;	   /* write_stdin "session_id" */
 	const char *chars;	   /* write_stdin "chars" (NULL: ""); may hold NUL bytes: chars_len */
 	size_t chars_len;
-	XfPolicy truncation;	   /* the turn's truncation policy (model family); XF_DEFAULT_POLICY */
-	json_t *sandbox_policy;	   /* a v2 SandboxPolicy object, or NULL: sandboxd's default profile */
-	json_t *env;		   /* object of extra variables (CODEX_THREAD_ID, …; null unsets), or NULL */
-	const char *tmpdir;	   /* the command's TMPDIR for the sandbox, or NULL */
+	XfPolicy truncation;	/* the turn's truncation policy (model family); XF_DEFAULT_POLICY */
+	json_t *sandbox_policy; /* a v2 SandboxPolicy object, or NULL: sandboxd's default profile */
+	json_t *env;		/* object of extra variables (CODEX_THREAD_ID, …; null unsets), or NULL */
+	const char *tmpdir;	/* the command's TMPDIR for the sandbox, or NULL */
 } UxRequest;
 
 /* The answer to one call: what goes back to the model as function_call_output. */
 typedef struct UxResult {
-	const char *text;	/* the output text, or the error text when is_error */
-	bool is_error;		/* the tool failed (the reference's RespondToModel error) */
-	bool success;		/* the function_call_output's success flag */
-	int64_t session_id;	/* the process id this call is about (also for one that exited); -1: none */
-	bool is_running;	/* still running: write_stdin continues it */
+	const char *text;   /* the output text, or the error text when is_error */
+	bool is_error;	    /* the tool failed (the reference's RespondToModel error) */
+	bool success;	    /* the function_call_output's success flag */
+	int64_t session_id; /* the process id this call is about (also for one that exited); -1: none */
+	bool is_running;    /* still running: write_stdin continues it */
 	bool has_exit_code;
 	int64_t exit_code;
-	const char *output;	/* this call's output (lossy UTF-8), untruncated */
+	const char *output; /* this call's output (lossy UTF-8), untruncated */
 	size_t output_len;
 	uint64_t wall_time_ms;
-	const char *warning;	/* a model warning to record (too many sessions), or NULL */
+	const char *warning; /* a model warning to record (too many sessions), or NULL */
 } UxResult;
 
 /* A process ended (the commandExecution item completes). */
 typedef struct UxEnd {
-	int64_t session_id;		/* -1 for shell_command / shell */
-	int64_t exit_code;		/* -1: unknown (execd lost) */
-	const char *aggregated_output;	/* everything it wrote (UTF-8; head and tail past 1 MiB) */
+	int64_t session_id;	       /* -1 for shell_command / shell */
+	int64_t exit_code;	       /* -1: unknown (execd lost) */
+	const char *aggregated_output; /* everything it wrote (UTF-8; head and tail past 1 MiB) */
 	size_t aggregated_len;
 	uint64_t duration_ms;
 } UxEnd;
@@ -76,7 +76,8 @@ typedef struct UxEnd {
 typedef struct UxCallbacks {
 	/* The process started (exec_command: with its session id; the item/started point). May be NULL. */
 	void (*on_started)(void *ctx, int64_t session_id, const char *command_line);
-	/* Output as it comes, complete UTF-8 (the outputDelta); for the lifetime of the process. May be NULL. */
+	/* Output as it comes, complete UTF-8 (the outputDelta); for the lifetime of the process. May be NULL.
+	 */
 	void (*on_output)(void *ctx, const char *text, size_t len);
 	/* The call's answer: exactly once per ux_* call that returned 0. */
 	void (*on_result)(void *ctx, const UxResult *r);
@@ -108,10 +109,12 @@ int ux_write_stdin(UnifiedExec *ux, const UxRequest *req, const UxCallbacks *cb,
  */
 int ux_run_once(UnifiedExec *ux, const UxRequest *req, bool is_structured, const UxCallbacks *cb, void *ctx);
 
-/** ux_cancel() - the calls of @ctx are abandoned: no more callbacks to @ctx; runs only they wanted are killed. */
+/** ux_cancel() - the calls of @ctx are abandoned: no more callbacks to @ctx; runs only they wanted are
+ * killed. */
 void ux_cancel(UnifiedExec *ux, void *ctx);
 
-/** ux_kill_all() - kill every process of the thread (sessions forgotten); pending calls answer as they end. */
+/** ux_kill_all() - kill every process of the thread (sessions forgotten); pending calls answer as they end.
+ */
 void ux_kill_all(UnifiedExec *ux);
 
 /** ux_free() - kill everything, no more callbacks, free. NULL-safe. */

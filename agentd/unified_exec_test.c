@@ -66,7 +66,7 @@ static void test_utf8_complete_len(void **state)
 	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"ab\xE2\x82", 4), 2);
 	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"ab\xE2\x82\xAC", 5), 5);
 	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"ab\xF0", 3), 2);
-	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"ab\xF5", 3), 3);  /* invalid, not cut */
+	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"ab\xF5", 3), 3); /* invalid, not cut */
 	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"\x80", 1), 1);
 	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"\xE2\x28", 2), 2); /* broken, not cut */
 	assert_int_equal(xf_utf8_complete_len((const uint8_t *)"", 0), 0);
@@ -103,25 +103,47 @@ typedef struct TruncCase {
 
 static const TruncCase trunc_cases[] = {
 	{ "fits in bytes", "abcdefghij", { XF_POLICY_BYTES, 10 }, false, "abcdefghij" },
-	{ "bytes: chars marker", "abcdefghij", { XF_POLICY_BYTES, 4 }, false,
+	{ "bytes: chars marker",
+	  "abcdefghij",
+	  { XF_POLICY_BYTES, 4 },
+	  false,
 	  "ab\xE2\x80\xA6"
 	  "6 chars truncated\xE2\x80\xA6ij" },
-	{ "tokens: tokens marker", "aaaaaaaaaaaaaaaaaaaa", { XF_POLICY_TOKENS, 2 }, false,
+	{ "tokens: tokens marker",
+	  "aaaaaaaaaaaaaaaaaaaa",
+	  { XF_POLICY_TOKENS, 2 },
+	  false,
 	  "aaaa\xE2\x80\xA6"
 	  "3 tokens truncated\xE2\x80\xA6"
 	  "aaaa" },
-	{ "zero tokens", "abcde", { XF_POLICY_TOKENS, 0 }, false,
+	{ "zero tokens",
+	  "abcde",
+	  { XF_POLICY_TOKENS, 0 },
+	  false,
 	  "\xE2\x80\xA6"
 	  "2 tokens truncated\xE2\x80\xA6" },
-	{ "zero bytes", "abcde", { XF_POLICY_BYTES, 0 }, false,
+	{ "zero bytes",
+	  "abcde",
+	  { XF_POLICY_BYTES, 0 },
+	  false,
 	  "\xE2\x80\xA6"
 	  "5 chars truncated\xE2\x80\xA6" },
 	{ "empty", "", { XF_POLICY_TOKENS, 0 }, false, "" },
-	{ "character boundaries", "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", { XF_POLICY_BYTES, 5 }, false,
+	{ "character boundaries",
+	  "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9",
+	  { XF_POLICY_BYTES, 5 },
+	  false,
 	  "\xC3\xA9\xE2\x80\xA6"
 	  "3 chars truncated\xE2\x80\xA6\xC3\xA9" },
-	{ "formatted within budget", "aaaaaaaaaaaaaaaaaaaa", { XF_POLICY_TOKENS, 5 }, true, "aaaaaaaaaaaaaaaaaaaa" },
-	{ "formatted with header", "line1\nline2\nline3\n", { XF_POLICY_TOKENS, 2 }, true,
+	{ "formatted within budget",
+	  "aaaaaaaaaaaaaaaaaaaa",
+	  { XF_POLICY_TOKENS, 5 },
+	  true,
+	  "aaaaaaaaaaaaaaaaaaaa" },
+	{ "formatted with header",
+	  "line1\nline2\nline3\n",
+	  { XF_POLICY_TOKENS, 2 },
+	  true,
 	  "Warning: truncated output (original token count: 5)\nTotal output lines: 3\n\n"
 	  "line\xE2\x80\xA6"
 	  "3 tokens truncated\xE2\x80\xA6ne3\n" },
@@ -177,8 +199,9 @@ static void test_unified_exec_running_and_poll(void **state)
 	};
 	XfBuf out = { 0 };
 	assert_int_equal(xf_unified_exec_text(&running, &out), 0);
-	expect_text(&out, "Chunk ID: e50a6c\nWall time: 0.5017 seconds\nProcess running with session ID 47979\n"
-			  "Original token count: 0\nOutput:\n");
+	expect_text(&out,
+		    "Chunk ID: e50a6c\nWall time: 0.5017 seconds\nProcess running with session ID 47979\n"
+		    "Original token count: 0\nOutput:\n");
 	xf_buf_free(&out);
 
 	XfUnifiedExec polled = {
@@ -216,14 +239,16 @@ static void test_unified_exec_truncated(void **state)
 	};
 	XfBuf out = { 0 };
 	assert_int_equal(xf_unified_exec_text(&r, &out), 0);
-	const char *head = "Wall time: 1.0000 seconds\nProcess exited with code 1\nOriginal token count: 2501\n"
-			   "Output:\nWarning: truncated output (original token count: 2501)\nTotal output lines: 1\n\n";
+	const char *head =
+		"Wall time: 1.0000 seconds\nProcess exited with code 1\nOriginal token count: 2501\n"
+		"Output:\nWarning: truncated output (original token count: 2501)\nTotal output lines: 1\n\n";
 	assert_int_equal(strncmp(xf_buf_text(&out), head, strlen(head)), 0);
 	assert_non_null(strstr(xf_buf_text(&out), "\xE2\x80\xA6"
 						  "1 tokens truncated\xE2\x80\xA6"));
 	/* 5000 bytes either side of the marker. */
-	assert_int_equal(out.len, strlen(head) + 10000 + strlen("\xE2\x80\xA6"
-								"1 tokens truncated\xE2\x80\xA6"));
+	assert_int_equal(out.len, strlen(head) + 10000 +
+					  strlen("\xE2\x80\xA6"
+						 "1 tokens truncated\xE2\x80\xA6"));
 	xf_buf_free(&out);
 
 	/* A smaller max_output_tokens wins over the turn's policy. */
@@ -231,9 +256,10 @@ static void test_unified_exec_truncated(void **state)
 	r.output = "abcdefgh";
 	r.output_len = 8;
 	assert_int_equal(xf_unified_exec_text(&r, &out), 0);
-	assert_non_null(strstr(xf_buf_text(&out), "Output:\nWarning: truncated output (original token count: 2)\n"
-						  "Total output lines: 1\n\nab\xE2\x80\xA6"
-						  "1 tokens truncated\xE2\x80\xA6gh"));
+	assert_non_null(strstr(xf_buf_text(&out),
+			       "Output:\nWarning: truncated output (original token count: 2)\n"
+			       "Total output lines: 1\n\nab\xE2\x80\xA6"
+			       "1 tokens truncated\xE2\x80\xA6gh"));
 	xf_buf_free(&out);
 	free(big);
 }
@@ -242,7 +268,10 @@ static void test_unified_exec_truncated(void **state)
 
 static void test_freeform(void **state)
 {
-	XfExecOutput r = { .exit_code = 0, .duration_ns = 100000000, .output = "hi\n", .output_len = 3,
+	XfExecOutput r = { .exit_code = 0,
+			   .duration_ns = 100000000,
+			   .output = "hi\n",
+			   .output_len = 3,
 			   .policy = XF_DEFAULT_POLICY };
 	XfBuf out = { 0 };
 	assert_int_equal(xf_freeform_text(&r, &out), 0);
@@ -263,15 +292,20 @@ static void test_freeform(void **state)
 	r.output = "partial\n";
 	r.output_len = 8;
 	assert_int_equal(xf_freeform_text(&r, &out), 0);
-	expect_text(&out, "Exit code: 124\nWall time: 10 seconds\nOutput:\ncommand timed out after 10003 milliseconds\n"
-			  "partial\n");
+	expect_text(
+		&out,
+		"Exit code: 124\nWall time: 10 seconds\nOutput:\ncommand timed out after 10003 milliseconds\n"
+		"partial\n");
 	xf_buf_free(&out);
 }
 
 static void test_freeform_truncated(void **state)
 {
-	XfExecOutput r = { .exit_code = 0, .duration_ns = 2340000000u, .output = "line1\nline2\nline3\n",
-			   .output_len = 18, .policy = BYTES(8) };
+	XfExecOutput r = { .exit_code = 0,
+			   .duration_ns = 2340000000u,
+			   .output = "line1\nline2\nline3\n",
+			   .output_len = 18,
+			   .policy = BYTES(8) };
 	XfBuf out = { 0 };
 	assert_int_equal(xf_freeform_text(&r, &out), 0);
 	expect_text(&out, "Exit code: 0\nWall time: 2.3 seconds\nTotal output lines: 3\nOutput:\n"
@@ -282,7 +316,10 @@ static void test_freeform_truncated(void **state)
 
 static void test_structured(void **state)
 {
-	XfExecOutput r = { .exit_code = 0, .duration_ns = 100000000, .output = "hi \"x\"\t\x01\n", .output_len = 9,
+	XfExecOutput r = { .exit_code = 0,
+			   .duration_ns = 100000000,
+			   .output = "hi \"x\"\t\x01\n",
+			   .output_len = 9,
 			   .policy = XF_DEFAULT_POLICY };
 	XfBuf out = { 0 };
 	assert_int_equal(xf_structured_text(&r, &out), 0);
@@ -295,7 +332,8 @@ static void test_structured(void **state)
 	r.output = "/a\xC3\xA9";
 	r.output_len = 4;
 	assert_int_equal(xf_structured_text(&r, &out), 0);
-	expect_text(&out, "{\"output\":\"/a\xC3\xA9\",\"metadata\":{\"exit_code\":1,\"duration_seconds\":1.0}}");
+	expect_text(&out,
+		    "{\"output\":\"/a\xC3\xA9\",\"metadata\":{\"exit_code\":1,\"duration_seconds\":1.0}}");
 	xf_buf_free(&out);
 }
 
