@@ -812,9 +812,9 @@ int rollout_load(const char *path, RolloutLineFn fn, void *ctx, char *warning, s
 	LoadState s = { 0 };
 	int rc = 0;
 	for (;;) {
-		const char *line;
-		size_t len;
-		bool is_terminated, is_too_long;
+		const char *line = NULL;
+		size_t len = 0;
+		bool is_terminated = false, is_too_long = false;
 		rc = lr_next(&lr, &line, &len, &is_terminated, &is_too_long);
 		if (rc <= 0)
 			break;
@@ -1252,9 +1252,9 @@ static int names_load(const char *codex_home, NameIndex *ix)
 	LineReader lr;
 	lr_init(&lr, fd, 1024 * 1024, SIZE_MAX);
 	for (;;) {
-		const char *line;
-		size_t len;
-		bool is_terminated, is_too_long;
+		const char *line = NULL;
+		size_t len = 0;
+		bool is_terminated = false, is_too_long = false;
 		rc = lr_next(&lr, &line, &len, &is_terminated, &is_too_long);
 		if (rc <= 0)
 			break;
@@ -1594,9 +1594,9 @@ static int read_head(const char *path, Head *h)
 	size_t scanned = 0;
 	int rc = 0;
 	while (scanned < ROLLOUT_HEAD_MAX_LINES && (h->meta || scanned < HEAD_META_LINES)) {
-		const char *line;
-		size_t len;
-		bool is_terminated, is_too_long;
+		const char *line = NULL;
+		size_t len = 0;
+		bool is_terminated = false, is_too_long = false;
 		rc = lr_next(&lr, &line, &len, &is_terminated, &is_too_long);
 		if (rc <= 0)
 			break;

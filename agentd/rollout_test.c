@@ -665,7 +665,7 @@ static void test_names(void **state)
 
 typedef struct Fake {
 	const char *ts_file; /* "2025-01-02T12-00-00" */
-	unsigned id_n;
+	size_t id_n;
 	const char *provider; /* NULL: none recorded */
 	const char *source;   /* JSON text; NULL: "vscode" */
 	const char *cwd;
@@ -679,7 +679,7 @@ typedef struct Fake {
 static char *write_fake(const char *codex_home, const Fake *fk)
 {
 	char id[37], dir[1024], path[1100];
-	make_id(fk->id_n, id);
+	make_id((unsigned)fk->id_n, id);
 	if (fk->is_archived)
 		snprintf(dir, sizeof(dir), "%s/archived_sessions", codex_home);
 	else
@@ -926,7 +926,7 @@ static void test_list_order_and_paging(void **state)
 	/* updated_at: the mtime orders, to the millisecond, then the id. */
 	for (size_t i = 0; i < sizeof(order_fakes) / sizeof(order_fakes[0]); i++) {
 		char id[37], path[1024];
-		make_id(order_fakes[i].id_n, id);
+		make_id((unsigned)order_fakes[i].id_n, id);
 		assert_int_equal(rollout_find(home, id, false, path, sizeof(path), NULL), 0);
 		/* 1 and 2 share an mtime; 7, the oldest by name, was updated last. */
 		long ms = order_fakes[i].id_n == 7   ? 9000

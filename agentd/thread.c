@@ -10,6 +10,7 @@
 #include "log.h"
 #include "rollout.h"
 #include "tool_exec.h"
+#include "tools.h"
 #include "turn.h"
 #include "unified_exec.h"
 
@@ -82,6 +83,8 @@ void thread_free(Thread *thread)
 		turn_abandon(thread->turn);
 	if (thread->ux)
 		ux_free(thread->ux);
+	thread->ux = NULL;
+	tools_abandon(thread);
 	tool_exec_kill_owner(server, thread->owner);
 	if (thread->rollout) {
 		rollout_sync(thread->rollout);

@@ -65,6 +65,7 @@ struct Thread {
 	uint64_t *subscribers;	   /* connection ids */
 	size_t subscriber_count, subscriber_capacity;
 	UnifiedExec *ux; /* exec_command sessions, made on first use */
+	struct ToolRun *runs; /* tool calls not yet done with (tools.c) */
 	bool has_context; /* the permissions / environment messages are in the history */
 };
 

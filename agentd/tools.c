@@ -40,6 +40,7 @@ typedef enum ToolKind {
 /* One call in flight. A command's run may outlive its call (a session): it then lives on until
  * the process ends, holding its turn. */
 struct ToolRun {
+	ToolRun *prev, *next; /* the thread's runs */
 	Turn *turn;
 	ToolKind kind;
 	char *call_id;
@@ -142,8 +143,15 @@ json_t *tools_definitions(const Thread *thread)
 static void tools_free_run(ToolRun *run)
 {
 	Turn *turn = run->turn;
+	Thread *thread = turn->thread;
 	if (turn->tool == run)
 		turn->tool = NULL;
+	if (run->prev)
+		run->prev->next = run->next;
+	else
+		thread->runs = run->next;
+	if (run->next)
+		run->next->prev = run->prev;
 	json_decref(run->args);
 	json_decref(run->item);
 	free(run->call_id);
@@ -397,6 +405,9 @@ static void tools_start_command(ToolRun *run)
 	Thread *thread = run->turn->thread;
 	json_t *full = json_pack("{s:s}", "type", "dangerFullAccess");
 	json_t *env = json_pack("{s:s}", "CODEX_THREAD_ID", thread->id);
+	const char *mode = prompt_sandbox_mode(run->is_escalated ? full : thread->sandbox);
+	if (strcmp(mode, "danger-full-access") != 0 && !json_is_true(json_object_get(thread->sandbox, "networkAccess")))
+		json_object_set_new(env, "CODEX_SANDBOX_NETWORK_DISABLED", json_string("1"));
 	json_t *login = json_object_get(run->args, "login");
 	UxRequest req = {
 		.cmd = run->command,
@@ -662,7 +673,12 @@ static void tools_apply_patch(ToolRun *run)
 	}
 	json_t *full = json_pack("{s:s}", "type", "dangerFullAccess");
 	json_t *argv = json_pack("[s]", program);
-	json_t *env = tool_exec_environment(NULL);
+	/* A sanitizer build's LeakSanitizer cannot work inside the sandbox's pid namespace (it
+	 * needs to ptrace): there the program is checked for memory errors; its leaks are checked
+	 * by its own tests outside. Other builds ignore the variable. */
+	json_t *overrides = json_pack("{s:s}", "ASAN_OPTIONS", "detect_leaks=0");
+	json_t *env = tool_exec_environment(overrides);
+	json_decref(overrides);
 	ToolExecSpec spec = {
 		.argv = argv,
 		.cwd = thread->cwd,
@@ -796,6 +812,11 @@ static ToolRun *tools_new_run(Turn *turn, const json_t *call)
 	run->turn = turn;
 	turn_hold(turn);
 	turn->tool = run;
+	Thread *thread = turn->thread;
+	run->next = thread->runs;
+	if (thread->runs)
+		thread->runs->prev = run;
+	thread->runs = run;
 	return run;
 }
 
@@ -972,4 +993,16 @@ void tools_stop(Turn *turn)
 		run->has_ended = true;
 	}
 	tools_maybe_free(run);
+}
+
+void tools_abandon(Thread *thread)
+{
+	while (thread->runs) {
+		ToolRun *run = thread->runs;
+		if (run->exec) {
+			tool_exec_detach(run->exec);
+			run->exec = NULL;
+		}
+		tools_free_run(run);
+	}
 }

@@ -23,4 +23,7 @@ void tools_run(Turn *turn, json_t *call);
 /** tools_stop() - the turn ended: the call in flight is dropped; an interrupted turn's processes die. */
 void tools_stop(Turn *turn);
 
+/** tools_abandon() - the thread goes (its processes and sessions already dropped): free every run left. */
+void tools_abandon(Thread *thread);
+
 #endif
