@@ -337,6 +337,17 @@ static void tools_on_result(void *ctx, const UxResult *r)
 					  tools_on_retry_decision, run) == 0)
 			return;
 	}
+	if (r->is_error && !r->has_exit_code && run->kind != TOOL_WRITE_STDIN) {
+		/* It never ran (no plan, no spawn, execd away): no end will come. */
+		run->is_proc_running = false;
+		if (run->item && !run->has_ended) {
+			json_object_set_new(run->item, "aggregatedOutput", json_string(r->text));
+			tools_complete_item(run, "failed");
+		}
+		tools_answer(run, r->text);
+		tools_maybe_free(run);
+		return;
+	}
 	if (r->is_running || run->has_ended || !run->item) {
 		tools_answer(run, r->text);
 		tools_maybe_free(run);

@@ -612,7 +612,14 @@ static void ux_on_error(void *ctx, const char *message, bool is_sandbox_refusal)
 	UxCall *call = p->calls;
 	p->is_over = true;
 	if (p->is_spawned) {
-		/* execd went away under it: it ended, how is unknown. */
+		/* execd went away under it: it ended, how is unknown; the model and the item say why. */
+		XfBuf why = { 0 };
+		if (xf_buf_printf(&why, "%s\n", message) == 0) {
+			ux_head_tail_push(&p->pending, (const uint8_t *)why.data, why.len);
+			if (!p->is_once)
+				ux_head_tail_push(&p->transcript, (const uint8_t *)why.data, why.len);
+		}
+		xf_buf_free(&why);
 		ux_on_exit(ctx, -1);
 		return;
 	}
