@@ -403,3 +403,28 @@ def test_openai_auth_without_login_fails_the_turn(agentd_factory, model, tmp_pat
     _, _, completed = run_turn(client, thread_id, "hi")
     assert completed["status"] == "failed" and completed["error"]["codexErrorInfo"] == "unauthorized"
     assert model.requests() == []
+
+
+def test_chatgpt_login_sends_the_access_token_and_account_id(agentd_factory, model, tmp_path):
+    from mock_issuer import DEFAULT_ACCOUNT_ID, make_auth_json
+    home = shared_home(tmp_path, model, requires_openai_auth=True)
+    doc = make_auth_json(home / "auth.json")
+    model.set_default(mm.text_answer("ok"))
+    client = start_on(agentd_factory, home).stdio
+    thread_id = start_thread(client, tmp_path)
+    run_turn(client, thread_id, "hi")
+    (request,) = model.wait_requests(1)
+    assert request.header("authorization") == f"Bearer {doc['tokens']['access_token']}"
+    assert request.header("chatgpt-account-id") == DEFAULT_ACCOUNT_ID
+
+
+def test_401_recovers_through_authd_once(agentd_factory, model, tmp_path):
+    home = shared_home(tmp_path, model, requires_openai_auth=True, stream_max_retries=0)
+    make_apikey_auth_json(home / "auth.json", api_key="sk-stale")
+    model.script(mm.status(401, {"error": {"message": "bad key"}}), mm.text_answer("recovered"))
+    client = start_on(agentd_factory, home).stdio
+    thread_id = start_thread(client, tmp_path)
+    _, _, completed = run_turn(client, thread_id, "hi")
+    assert completed["status"] == "completed"
+    first, second = model.wait_requests(2)
+    assert first.header("authorization") == second.header("authorization") == "Bearer sk-stale"
