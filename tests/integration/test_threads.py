@@ -428,3 +428,25 @@ def test_401_recovers_through_authd_once(agentd_factory, model, tmp_path):
     assert completed["status"] == "completed"
     first, second = model.wait_requests(2)
     assert first.header("authorization") == second.header("authorization") == "Bearer sk-stale"
+
+
+def test_provider_headers_and_query_params_reach_the_model(agentd_factory, model, tmp_path):
+    extra = 'http_headers = { "X-Test-Header" = "from-config" }\nquery_params = { "api-version" = "2025-01-01" }'
+    home = shared_home(tmp_path, model, provider_extra=extra)
+    model.set_default(mm.text_answer("ok"))
+    client = start_on(agentd_factory, home).stdio
+    thread_id = start_thread(client, tmp_path)
+    run_turn(client, thread_id, "hi")
+    (request,) = model.wait_requests(1)
+    assert request.header("x-test-header") == "from-config"
+    assert request["query"] in ({"api-version": "2025-01-01"}, {"api-version": ["2025-01-01"]})
+
+
+def test_tool_call_arguments_split_across_deltas(agentd_factory, model, tmp_path):
+    home = shared_home(tmp_path, model)
+    model.script(mm.response(mm.out_exec_command("echo split-args", call_id="call_x", chunks=5)), mm.text_answer("ok"))
+    client = start_on(agentd_factory, home).stdio
+    thread_id = start_thread(client, tmp_path)
+    run_turn(client, thread_id, "hi")
+    _, second = model.wait_requests(2)
+    assert "split-args" in second.tool_output("call_x")
