@@ -41,6 +41,7 @@ static const ProtoMethod proto_methods[] = {
 	{ "thread/unarchive", false, PROTO_PARAMS_REQUIRED, proto_thread_unarchive },
 	{ "thread/name/set", false, PROTO_PARAMS_REQUIRED, proto_thread_name_set },
 	{ "thread/unsubscribe", false, PROTO_PARAMS_REQUIRED, proto_thread_unsubscribe },
+	{ "thread/shellCommand", false, PROTO_PARAMS_REQUIRED, proto_thread_shell_command },
 	{ "turn/start", false, PROTO_PARAMS_REQUIRED, proto_turn_start },
 	{ "turn/steer", false, PROTO_PARAMS_REQUIRED, proto_turn_steer },
 	{ "turn/interrupt", false, PROTO_PARAMS_REQUIRED, proto_turn_interrupt },

@@ -84,6 +84,7 @@ void proto_thread_archive(Conn *conn, json_t *id, json_t *params);
 void proto_thread_unarchive(Conn *conn, json_t *id, json_t *params);
 void proto_thread_name_set(Conn *conn, json_t *id, json_t *params);
 void proto_thread_unsubscribe(Conn *conn, json_t *id, json_t *params);
+void proto_thread_shell_command(Conn *conn, json_t *id, json_t *params);
 void proto_turn_start(Conn *conn, json_t *id, json_t *params);
 void proto_turn_steer(Conn *conn, json_t *id, json_t *params);
 void proto_turn_interrupt(Conn *conn, json_t *id, json_t *params);

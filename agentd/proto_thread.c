@@ -954,3 +954,64 @@ void proto_turn_interrupt(Conn *conn, json_t *id, json_t *params)
 	conn_reply(conn, id, json_object());
 	turn_interrupt(thread->turn, NULL, NULL);
 }
+
+/* --- thread/shellCommand ------------------------------------------------------------------------- */
+
+/* The reference's default: one hour. */
+#define PROTO_SHELL_DEFAULT_TIMEOUT_MS (60 * 60 * 1000)
+
+/*
+ * The user's own command (the TUI's `!`). Unlike the reference, it runs inside the thread's
+ * sandbox: the escape hatch is the sandbox policy the user chose, not a way around it.
+ */
+void proto_thread_shell_command(Conn *conn, json_t *id, json_t *params)
+{
+	const char *command;
+	json_t *timeout = json_object_get(params, "timeoutMs");
+	if (!param_required_string(conn, id, params, "command", &command))
+		return;
+	if (timeout && !json_is_null(timeout) && (!json_is_integer(timeout) || json_integer_value(timeout) < 0)) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: `timeoutMs` must be a non-negative integer");
+		return;
+	}
+	while (*command == ' ' || *command == '\t' || *command == '\n')
+		command++;
+	size_t len = strlen(command);
+	while (len && (command[len - 1] == ' ' || command[len - 1] == '\t' || command[len - 1] == '\n'))
+		len--;
+	if (!len) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "command must not be empty");
+		return;
+	}
+	if (proto_exec_environment_missing(conn, id))
+		return;
+	Thread *thread = turn_thread(conn, id, params);
+	if (!thread)
+		return;
+	char *trimmed = strndup(command, len);
+	int64_t timeout_ms = json_is_integer(timeout) ? json_integer_value(timeout) : PROTO_SHELL_DEFAULT_TIMEOUT_MS;
+	if (!trimmed) {
+		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "failed to start shell command: out of memory");
+		return;
+	}
+	thread_subscribe(thread, conn->id);
+	if (thread->turn) {
+		if (turn_add_shell(thread->turn, trimmed, timeout_ms) < 0)
+			conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "failed to start shell command: out of memory");
+		else
+			conn_reply(conn, id, json_object());
+		free(trimmed);
+		return;
+	}
+	json_t *input = json_array();
+	Turn *turn = input ? turn_new(thread, conn, input) : NULL;
+	json_decref(input);
+	if (!turn) {
+		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "failed to start shell command: out of memory");
+		free(trimmed);
+		return;
+	}
+	conn_reply(conn, id, json_object());
+	turn_run_shell(turn, trimmed, timeout_ms);
+	free(trimmed);
+}

@@ -18,6 +18,7 @@
 #include "tool_exec.h"
 #include "turn_internal.h"
 #include "unified_exec.h"
+#include "uuid.h"
 
 #ifndef LIBEXECDIR
 #define LIBEXECDIR "/usr/local/libexec"
@@ -35,6 +36,7 @@ typedef enum ToolKind {
 	TOOL_SHELL_COMMAND,
 	TOOL_SHELL,
 	TOOL_APPLY_PATCH,
+	TOOL_USER_SHELL, /* thread/shellCommand: the user's own command, not the model's */
 } ToolKind;
 
 /* One call in flight. A command's run may outlive its call (a session): it then lives on until
@@ -186,7 +188,9 @@ static void tools_answer(ToolRun *run, const char *text)
 	Turn *turn = run->turn;
 	if (turn->tool == run)
 		turn->tool = NULL;
-	if (!run->is_detached)
+	if (run->kind == TOOL_USER_SHELL)
+		turn_shell_result(turn, text);
+	else if (!run->is_detached)
 		turn_tool_output(turn, tools_output_item(run, text));
 }
 
@@ -299,8 +303,10 @@ static void tools_on_end(void *ctx, const UxEnd *e)
 	ToolRun *run = ctx;
 	run->is_proc_running = false;
 	if (run->item && !run->has_ended) {
-		json_object_set_new(run->item, "source", json_string(run->kind == TOOL_EXEC_COMMAND ? "unifiedExecStartup"
-												   : "agent"));
+		const char *source = run->kind == TOOL_EXEC_COMMAND  ? "unifiedExecStartup"
+				     : run->kind == TOOL_USER_SHELL ? "userShell"
+								    : "agent";
+		json_object_set_new(run->item, "source", json_string(source));
 		json_object_set_new(run->item, "exitCode", e->exit_code >= 0 ? json_integer(e->exit_code) : json_null());
 		json_object_set_new(run->item, "aggregatedOutput",
 				    json_stringn(e->aggregated_output ? e->aggregated_output : "",
@@ -321,13 +327,47 @@ static void tools_on_end(void *ctx, const UxEnd *e)
 /* The on-failure policy's second chance: the client decides whether it runs again unsandboxed. */
 static void tools_on_retry_decision(Turn *turn, const char *decision, void *ctx);
 
+/* What the model reads of a user's shell command (the reference's contextual message). */
+static char *tools_user_shell_message(const ToolRun *run, const UxResult *r)
+{
+	XfBuf out = { 0 }, truncated = { 0 };
+	const char *output = r->output ? r->output : r->text;
+	size_t output_len = r->output ? r->output_len : strlen(r->text);
+	if (xf_truncate_text(output, output_len, XF_DEFAULT_POLICY, &truncated) < 0)
+		xf_buf_free(&truncated);
+	xf_buf_printf(&out,
+		      "<user_shell_command>\n<command>\n%s\n</command>\n<result>\nExit code: %lld\nDuration: %.4f "
+		      "seconds\nOutput:\n%s\n</result>\n</user_shell_command>",
+		      run->command, (long long)(r->has_exit_code ? r->exit_code : -1), (double)r->wall_time_ms / 1000.0,
+		      xf_buf_text(&truncated));
+	xf_buf_free(&truncated);
+	char *text = out.data ? out.data : strdup("");
+	return text;
+}
+
+static void tools_on_result_text(ToolRun *run, const UxResult *r);
+
 static void tools_on_result(void *ctx, const UxResult *r)
 {
 	ToolRun *run = ctx;
+	if (run->kind != TOOL_USER_SHELL) {
+		tools_on_result_text(run, r);
+		return;
+	}
+	char *text = tools_user_shell_message(run, r);
+	UxResult shown = *r;
+	shown.text = text ? text : r->text;
+	tools_on_result_text(run, &shown);
+	free(text);
+}
+
+static void tools_on_result_text(ToolRun *run, const UxResult *r)
+{
 	run->is_call_pending = false;
 	Thread *thread = run->turn->thread;
 	if (!run->is_detached && !run->is_retry && thread->approval == APPROVAL_ON_FAILURE && r->has_exit_code &&
-	    tools_looks_sandbox_denied(r->exit_code, r->output) && run->kind != TOOL_WRITE_STDIN) {
+	    tools_looks_sandbox_denied(r->exit_code, r->output) && run->kind != TOOL_WRITE_STDIN &&
+	    run->kind != TOOL_USER_SHELL) {
 		json_t *params = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "kind", "command", "threadId", thread->id,
 					   "turnId", run->turn->id, "startedAtMs", (json_int_t)run->started_ms, "itemId",
 					   run->call_id, "reason", "command failed in the sandbox; retry without it?",
@@ -985,6 +1025,40 @@ void tools_run(Turn *turn, json_t *call)
 		return;
 	}
 	tools_run_function(run, name ? name : "", json_string_value(json_object_get(call, "arguments")));
+}
+
+int tools_run_user_shell(Turn *turn, const char *command, int64_t timeout_ms)
+{
+	ToolRun *run = calloc(1, sizeof(*run));
+	char id[UUID_TEXT_LEN + 1];
+	if (!run || uuid_v7(id) < 0) {
+		free(run);
+		return -ENOMEM;
+	}
+	run->turn = turn;
+	run->kind = TOOL_USER_SHELL;
+	run->call_id = strdup(id);
+	run->command = strdup(command);
+	run->args = json_pack("{s:I}", "timeout_ms", (json_int_t)timeout_ms);
+	turn_hold(turn);
+	Thread *thread = turn->thread;
+	run->next = thread->runs;
+	if (thread->runs)
+		thread->runs->prev = run;
+	thread->runs = run;
+	if (!run->call_id || !run->command || !run->args || tools_resolve_workdir(run, NULL) < 0) {
+		run->is_answered = true;
+		tools_free_run(run);
+		return -ENOMEM;
+	}
+	char *quoted = tools_quote(command);
+	char shown[PATH_MAX + 64];
+	snprintf(shown, sizeof(shown), "/bin/bash -lc %s", quoted ? quoted : command);
+	free(quoted);
+	run->item = tools_command_item(run, shown);
+	json_object_set_new(run->item, "source", json_string("userShell"));
+	tools_start_command(run);
+	return 0;
 }
 
 void tools_stop(Turn *turn)

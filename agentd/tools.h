@@ -20,6 +20,13 @@ json_t *tools_definitions(const Thread *thread);
 /** tools_run() - run the call @call (a function_call / custom_tool_call / local_shell_call item). */
 void tools_run(Turn *turn, json_t *call);
 
+/**
+ * tools_run_user_shell() - thread/shellCommand: @command through the user's login shell in the
+ * thread's sandbox, shown as a commandExecution item of source userShell; its result goes to
+ * turn_shell_result(). Return 0 or -ENOMEM.
+ */
+int tools_run_user_shell(Turn *turn, const char *command, int64_t timeout_ms);
+
 /** tools_stop() - the turn ended: the call in flight is dropped; an interrupted turn's processes die. */
 void tools_stop(Turn *turn);
 

@@ -42,6 +42,7 @@ static void turn_destroy(Turn *turn)
 	json_decref(turn->input);
 	json_decref(turn->items);
 	json_decref(turn->steered);
+	json_decref(turn->injected);
 	json_decref(turn->open_items);
 	json_decref(turn->attempt_output);
 	json_decref(turn->calls);
@@ -98,10 +99,11 @@ Turn *turn_new(Thread *thread, Conn *conn, json_t *input)
 	turn->input = json_deep_copy(input);
 	turn->items = json_array();
 	turn->steered = json_array();
+	turn->injected = json_array();
 	turn->open_items = json_object();
 	turn->attempt_output = json_array();
 	turn->interrupt_replies = json_array();
-	if (!turn->input || !turn->items || !turn->steered || !turn->open_items || !turn->attempt_output ||
+	if (!turn->input || !turn->items || !turn->steered || !turn->injected || !turn->open_items || !turn->attempt_output ||
 	    !turn->interrupt_replies || uuid_v7(turn->id) < 0) {
 		turn_destroy(turn);
 		return NULL;
@@ -294,7 +296,8 @@ static void turn_record_user_input(Turn *turn, json_t *input)
 	free(text);
 }
 
-void turn_run(Turn *turn)
+/* status active, turn/started: what every turn begins with. */
+static void turn_announce(Turn *turn)
 {
 	Thread *thread = turn->thread;
 	turn->is_announced = true;
@@ -304,10 +307,47 @@ void turn_run(Turn *turn)
 				(json_int_t)(turn->started_at_ms / 1000)));
 	turn_notify_status(turn);
 	turn_notify(turn, "turn/started", json_pack("{s:s,s:o}", "threadId", thread->id, "turn", turn_json(turn, false)));
-	prompt_add_context(thread, turn);
+}
+
+void turn_run(Turn *turn)
+{
+	turn_announce(turn);
+	prompt_add_context(turn->thread, turn);
 	turn_show_user_input(turn, turn->input);
 	turn_record_user_input(turn, turn->input);
 	turn_sample(turn);
+}
+
+int turn_run_shell(Turn *turn, const char *command, int64_t timeout_ms)
+{
+	turn->is_shell_only = true;
+	turn_announce(turn);
+	int rc = tools_run_user_shell(turn, command, timeout_ms);
+	if (rc < 0)
+		turn_fail(turn, "failed to start shell command: out of memory", json_string("other"), NULL);
+	return rc;
+}
+
+int turn_add_shell(Turn *turn, const char *command, int64_t timeout_ms)
+{
+	return tools_run_user_shell(turn, command, timeout_ms);
+}
+
+void turn_shell_result(Turn *turn, const char *text)
+{
+	json_t *message = json_pack("{s:s,s:s,s:[{s:s,s:s}]}", "type", "message", "role", "user", "content", "type",
+				    "input_text", "text", text);
+	if (!message)
+		return;
+	if (turn->is_finished || turn->is_shell_only) {
+		/* The next request of the thread sees it. */
+		turn_add_history(turn, message);
+		if (turn->is_shell_only && !turn->is_finished)
+			turn_finish(turn, "completed", NULL);
+	} else {
+		json_array_append(turn->injected, message);
+	}
+	json_decref(message);
 }
 
 int turn_steer(Turn *turn, json_t *input)
@@ -977,6 +1017,9 @@ static void turn_take_steered(Turn *turn)
 	json_array_foreach (turn->steered, i, input)
 		turn_record_user_input(turn, input);
 	json_array_clear(turn->steered);
+	json_array_foreach (turn->injected, i, input)
+		turn_add_history(turn, input);
+	json_array_clear(turn->injected);
 }
 
 void turn_send_request(Turn *turn)

@@ -22,6 +22,13 @@
 Turn *turn_new(Thread *thread, Conn *conn, json_t *input);
 /** turn_run() - announce it (status, turn/started, the user message) and sample the model. */
 void turn_run(Turn *turn);
+/**
+ * turn_run_shell() - the standalone turn of thread/shellCommand: announce it and run @command
+ * (inside the thread's sandbox) as a userShell commandExecution item. Return 0 or -ENOMEM.
+ */
+int turn_run_shell(Turn *turn, const char *command, int64_t timeout_ms);
+/** turn_add_shell() - run @command in the running turn (no new turn). Return 0 or -ENOMEM. */
+int turn_add_shell(Turn *turn, const char *command, int64_t timeout_ms);
 /** turn_steer() - add @input to the running turn: sent with the next model request. Return 0 or -ENOMEM. */
 int turn_steer(Turn *turn, json_t *input);
 /**

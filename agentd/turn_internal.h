@@ -40,6 +40,8 @@ struct Turn {
 	json_t *input;	 /* the first UserInput array */
 	json_t *items;	 /* v2 items completed so far */
 	json_t *steered; /* UserInput arrays for the next request */
+	json_t *injected; /* history items for the next request (a user shell command's result) */
+	bool is_shell_only; /* a standalone thread/shellCommand turn: no model request */
 	json_t *interrupt_replies; /* [conn id, request id] pairs answered once it ended */
 	char *last_agent_message;
 
@@ -109,6 +111,10 @@ void turn_tool_output(Turn *turn, json_t *output_item);
 int turn_request_approval(Turn *turn, const char *method, json_t *params, TurnApprovalFn fn, void *ctx);
 /** turn_withdraw_approval() - the turn ends: forget the request, tell its waiter "cancel". */
 void turn_withdraw_approval(Turn *turn);
+
+/** turn_shell_result() - a user shell command ended: @text (its contextual message) reaches the model
+ * with the next request of the running turn, or the thread's history. A shell-only turn then ends. */
+void turn_shell_result(Turn *turn, const char *text);
 
 /* turn_auth.c */
 /** turn_authenticate() - find the bearer the provider needs (authd or env_key), then send. */

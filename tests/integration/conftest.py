@@ -228,7 +228,7 @@ class ProtocolValidator:
                              ("thread/loaded/list", "ThreadLoadedList"), ("thread/turns/list", "ThreadTurnsList"),
                              ("thread/archive", "ThreadArchive"), ("thread/unarchive", "ThreadUnarchive"),
                              ("thread/name/set", "ThreadSetName"), ("thread/unsubscribe", "ThreadUnsubscribe"),
-                             ("turn/start", "TurnStart"), ("turn/steer", "TurnSteer"),
+                             ("thread/shellCommand", "ThreadShellCommand"), ("turn/start", "TurnStart"), ("turn/steer", "TurnSteer"),
                              ("turn/interrupt", "TurnInterrupt")):
             self.result_validators[method] = self._load(f"v2/{name}Response.json")
 
