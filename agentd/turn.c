@@ -28,6 +28,7 @@
 
 static void turn_sample(Turn *turn);
 static void turn_pick_originator(Turn *turn, const Conn *conn);
+static void turn_flush_streamed(Turn *turn);
 static void turn_finish(Turn *turn, const char *status, json_t *error);
 
 /* --- life ---------------------------------------------------------------------------------------- */
@@ -50,6 +51,7 @@ static void turn_destroy(Turn *turn)
 	json_decref(turn->interrupt_replies);
 	json_decref(turn->last_usage);
 	free(turn->last_agent_message);
+	free(turn->streamed);
 	free(turn->turn_state);
 	provider_free(turn->provider);
 	free(turn);
@@ -417,6 +419,7 @@ static void turn_finish(Turn *turn, const char *status, json_t *error)
 	const char *key;
 	json_t *open;
 	void *tmp;
+	turn_flush_streamed(turn);
 	json_object_foreach_safe (turn->open_items, tmp, key, open)
 		turn_item_completed(turn, open);
 	json_object_clear(turn->open_items);
@@ -629,6 +632,37 @@ static int turn_on_item_added(void *ctx, const RespItem *item)
 	return 0;
 }
 
+static void turn_stream_text(Turn *turn, const RespDelta *delta)
+{
+	if (strncmp(turn->streamed_id, delta->item_id, sizeof(turn->streamed_id)) != 0) {
+		snprintf(turn->streamed_id, sizeof(turn->streamed_id), "%s", delta->item_id);
+		turn->streamed_len = 0;
+	}
+	size_t need = turn->streamed_len + delta->delta_len + 1;
+	if (need > turn->streamed_capacity) {
+		size_t capacity = turn->streamed_capacity ? turn->streamed_capacity : 4096;
+		while (capacity < need)
+			capacity *= 2;
+		char *grown = realloc(turn->streamed, capacity);
+		if (!grown)
+			return;
+		turn->streamed = grown;
+		turn->streamed_capacity = capacity;
+	}
+	memcpy(turn->streamed + turn->streamed_len, delta->delta, delta->delta_len);
+	turn->streamed_len += delta->delta_len;
+}
+
+/* Open items end with what was streamed to them (a failed attempt, an interrupt). */
+static void turn_flush_streamed(Turn *turn)
+{
+	json_t *open = turn->streamed_id[0] ? json_object_get(turn->open_items, turn->streamed_id) : NULL;
+	if (open && turn->streamed)
+		json_object_set_new(open, "text", json_stringn(turn->streamed, turn->streamed_len));
+	turn->streamed_id[0] = '\0';
+	turn->streamed_len = 0;
+}
+
 static int turn_on_text_delta(void *ctx, const RespDelta *delta)
 {
 	Turn *turn = ctx;
@@ -640,7 +674,7 @@ static int turn_on_text_delta(void *ctx, const RespDelta *delta)
 		turn_item_started(turn, open);
 		json_object_set_new(turn->open_items, delta->item_id, open);
 	}
-	json_object_set_new(open, "text", json_stringn(delta->accumulated, delta->accumulated_len));
+	turn_stream_text(turn, delta);
 	turn_notify(turn, "item/agentMessage/delta",
 		    json_pack("{s:s,s:s,s:s,s:s%}", "threadId", turn->thread->id, "turnId", turn->id, "itemId",
 			      delta->item_id, "delta", delta->delta, delta->delta_len));
@@ -821,6 +855,7 @@ static bool turn_retry(Turn *turn, json_t *info, const char *details, int64_t hi
 	const char *key;
 	json_t *open;
 	void *tmp;
+	turn_flush_streamed(turn);
 	json_object_foreach_safe (turn->open_items, tmp, key, open)
 		turn_item_completed(turn, open);
 	json_object_clear(turn->open_items);

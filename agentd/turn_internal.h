@@ -58,6 +58,11 @@ struct Turn {
 	long http_status;
 	char *turn_state; /* x-codex-turn-state, echoed on the turn's later requests */
 	json_t *open_items;	/* item id -> v2 item still streaming */
+	/* The text streamed to the latest open message, kept here rather than in its item: setting
+	 * the item's text per delta would copy (and UTF-8 check) the whole answer each time. */
+	char *streamed;
+	size_t streamed_len, streamed_capacity;
+	char streamed_id[128];
 	json_t *attempt_output; /* the done output items of this response */
 	unsigned attempt;	/* retries made for this request */
 	uv_timer_t *retry_timer;

@@ -1,13 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# run.sh - run the broker, startup, watch, sandbox and exec benchmarks against a build tree:
+# run.sh - run the broker, startup, watch, sandbox, exec and turn benchmarks against a build tree:
 # bench/run.sh [BUILD_DIR]
 #
 # BUILD_DIR defaults to the directory above this script. Benchmarks not built yet (or older than
 # their source) are compiled by hand with $CC. Extra flags: BENCH_BROKER_ARGS (e.g. "-n 20000"),
 # BENCH_STARTUP_ARGS (e.g. "-r 20 -R"), BENCH_WATCH_ARGS (e.g. "-n 500"), BENCH_SANDBOX_ARGS
 # (e.g. "-n 500 -c 5000"), BENCH_EXEC_ARGS (e.g. "-n 100 -b 268435456", or "-R": no reference; it
-# installs the reference codex app-server with npm when it finds none). A MISS against a target is
+# installs the reference codex app-server with npm when it finds none), BENCH_TURN_ARGS (e.g.
+# "-n 50 -c 40000", or "-R"; bench/turn.py runs with $PYTHON, default /usr/bin/python3, and takes the
+# reference bench/exec installed). A MISS against a target is
 # reported, not an error; a benchmark that cannot run is.
 set -eu
 
@@ -75,3 +77,7 @@ echo
 echo "== bench/exec"
 # shellcheck disable=SC2086
 ./bench/exec ${BENCH_EXEC_ARGS:-} "$build/agentd/agentd"
+echo
+echo "== bench/turn"
+# shellcheck disable=SC2086
+"${PYTHON:-/usr/bin/python3}" "$here/turn.py" ${BENCH_TURN_ARGS:-} "$build/agentd/agentd"
