@@ -9,6 +9,7 @@
 
 #include "base64.h"
 #include "exec_call.h"
+#include "tool_exec.h"
 #include "log.h"
 #include "mp.h"
 #include "paths.h"
@@ -636,42 +637,6 @@ static bool exec_check_rules(Conn *conn, json_t *id, const ExecParams *p)
 	return false;
 }
 
-/* The server's environment with the request's overrides merged in (null unsets). */
-static json_t *exec_environment(json_t *overrides)
-{
-	json_t *env = json_array();
-	for (char **e = environ; env && *e; e++) {
-		const char *eq = strchr(*e, '=');
-		if (!eq)
-			continue;
-		if (overrides) {
-			char name[256];
-			size_t len = (size_t)(eq - *e);
-			if (len < sizeof(name)) {
-				memcpy(name, *e, len);
-				name[len] = '\0';
-				if (json_object_get(overrides, name))
-					continue;
-			}
-		}
-		json_array_append_new(env, json_string(*e));
-	}
-	const char *key;
-	json_t *value;
-	json_object_foreach (overrides, key, value) {
-		if (!json_is_string(value))
-			continue;
-		char *pair = NULL;
-		if (asprintf(&pair, "%s=%s", key, json_string_value(value)) < 0) {
-			json_decref(env);
-			return NULL;
-		}
-		json_array_append_new(env, json_string(pair));
-		free(pair);
-	}
-	return env;
-}
-
 /* Whether the run asks for no sandbox at all: all a remote exec-server can enforce exactly. */
 static bool exec_is_unsandboxed(Agentd *server, const ExecParams *p)
 {
@@ -724,7 +689,7 @@ static ExecCall *exec_call_new(Conn *conn, json_t *id, const ExecParams *p)
 	call->rows = p->size ? p->rows : 0;
 	call->cols = p->size ? p->cols : 0;
 	call->has_profile = p->profile != NULL;
-	call->env = exec_environment(p->env);
+	call->env = tool_exec_environment(p->env);
 	if (p->process_id) {
 		call->process_id = strdup(json_string_value(p->process_id));
 		call->process_id_json = exec_quote(call->process_id);
