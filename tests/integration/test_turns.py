@@ -499,3 +499,19 @@ def test_usage_limit_message(agentd_factory, model, tmp_path, plan, expected):
         assert "Switch" not in message and "model" not in message and "purchase" not in message
     assert len(model.requests()) == 1  # never retried
     assert [n["willRetry"] for n in error_notes(seen)] == [False]
+
+
+def test_workdir_outside_the_writable_roots_does_not_become_writable(agentd_factory, model, tmp_path):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    model.script(mm.response(mm.out_exec_command("touch made_here; echo rc=$?", workdir=str(elsewhere),
+                                                 call_id="call_e")), mm.text_answer("ok"))
+    _, client = start_agentd(agentd_factory, model, sandbox_mode="workspace-write")
+    thread_id = start_thread(client, work)
+    policy = {"type": "workspaceWrite", "writableRoots": [], "networkAccess": False,
+              "excludeTmpdirEnvVar": True, "excludeSlashTmp": True}
+    run_turn(client, thread_id, "write elsewhere", sandboxPolicy=policy)
+    assert not (elsewhere / "made_here").exists()
+    _, second = model.wait_requests(2)
+    assert "rc=1" in second.tool_output("call_e")
