@@ -43,6 +43,7 @@ struct ToolExec {
 	json_t *argv, *env, *policy;
 	char cwd[AGENTD_PATH_MAX];
 	char *tmpdir;
+	char *workspace;
 	int64_t timeout_ms;
 	uint64_t cap_bytes;
 	bool is_tty, has_stdin;
@@ -123,6 +124,7 @@ static void tool_exec_maybe_free(ToolExec *x)
 	json_decref(x->env);
 	json_decref(x->policy);
 	free(x->tmpdir);
+	free(x->workspace);
 	free(x->message);
 	free(x);
 }
@@ -395,13 +397,15 @@ static int tool_exec_ask_plan(ToolExec *x)
 		return -ENOMEM;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 2 + (policy_text != NULL) + (x->tmpdir != NULL));
+	msgpack_pack_map(&pk, 2 + (policy_text != NULL) + (x->tmpdir != NULL) + (x->workspace != NULL));
 	mp_pack_kv_str(&pk, "cwd", x->cwd);
 	tool_exec_pack_strings(&pk, "command", x->argv);
 	if (policy_text)
 		mp_pack_kv_str(&pk, "policy", policy_text);
 	if (x->tmpdir)
 		mp_pack_kv_str(&pk, "tmpdir", x->tmpdir);
+	if (x->workspace)
+		mp_pack_kv_str(&pk, "workspace", x->workspace);
 	free(policy_text);
 	int rc = tool_exec_call(x, "sandboxd", "plan", sbuf.data, sbuf.size, 0, tool_exec_on_plan);
 	msgpack_sbuffer_destroy(&sbuf);
@@ -499,8 +503,9 @@ ToolExec *tool_exec_start(Agentd *server, uint64_t owner, const ToolExecSpec *sp
 		x->env = spec->env ? json_deep_copy(spec->env) : tool_exec_environment(NULL);
 		x->policy = spec->sandbox_policy ? json_deep_copy(spec->sandbox_policy) : NULL;
 		x->tmpdir = spec->tmpdir ? strdup(spec->tmpdir) : NULL;
+		x->workspace = spec->workspace ? strdup(spec->workspace) : NULL;
 		if (!x->argv || !x->env || (spec->sandbox_policy && !x->policy) ||
-		    (spec->tmpdir && !x->tmpdir))
+		    (spec->tmpdir && !x->tmpdir) || (spec->workspace && !x->workspace))
 			rc = -ENOMEM;
 	}
 	if (!why && rc == 0)

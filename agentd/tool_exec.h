@@ -32,6 +32,7 @@ typedef struct ToolExecSpec {
 	bool tty;		/* run on a pseudo-terminal (24x80), stdout and stderr merged */
 	bool pipe_stdin;	/* without tty: stdin is a pipe for tool_exec_write(), else /dev/null */
 	const char *tmpdir;	/* the command's TMPDIR, for the sandbox's grant; NULL: none */
+	const char *workspace;	/* the directory the policy's workspace grants name; NULL: cwd */
 } ToolExecSpec;
 
 /* Every callback runs on the loop thread, never from inside the tool_exec_* call that caused it. */

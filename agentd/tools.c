@@ -256,33 +256,7 @@ static bool tools_looks_sandbox_denied(int64_t exit_code, const char *output)
 /* --- commands ------------------------------------------------------------------------------------ */
 
 static void tools_start_command(ToolRun *run);
-static bool tools_is_within(const char *path, const char *root);
 
-/*
- * The policy a command runs under. sandboxd makes a workspace-write plan's working directory
- * writable, and the model picks the workdir: one outside the thread's writable roots would make
- * itself writable. Such a command runs read-only instead (fail closed: it may read, not write).
- */
-static json_t *tools_command_policy(const ToolRun *run, json_t *full, json_t **narrowed)
-{
-	const Thread *thread = run->turn->thread;
-	*narrowed = NULL;
-	if (run->is_escalated)
-		return full;
-	if (strcmp(prompt_sandbox_mode(thread->sandbox), "workspace-write") != 0 ||
-	    tools_is_within(run->workdir, thread->cwd))
-		return thread->sandbox;
-	size_t i;
-	json_t *root;
-	json_array_foreach (json_object_get(thread->sandbox, "writableRoots"), i, root) {
-		if (json_is_string(root) && tools_is_within(run->workdir, json_string_value(root)))
-			return thread->sandbox;
-	}
-	*narrowed = json_pack("{s:s,s:O}", "type", "readOnly", "networkAccess",
-			      json_object_get(thread->sandbox, "networkAccess") ? json_object_get(thread->sandbox, "networkAccess")
-										: json_false());
-	return *narrowed;
-}
 
 static char *tools_quote(const char *text)
 {
@@ -482,8 +456,6 @@ static void tools_start_command(ToolRun *run)
 {
 	Thread *thread = run->turn->thread;
 	json_t *full = json_pack("{s:s}", "type", "dangerFullAccess");
-	json_t *narrowed;
-	json_t *policy = tools_command_policy(run, full, &narrowed);
 	json_t *env = json_pack("{s:s}", "CODEX_THREAD_ID", thread->id);
 	const char *mode = prompt_sandbox_mode(run->is_escalated ? full : thread->sandbox);
 	if (strcmp(mode, "danger-full-access") != 0 && !json_is_true(json_object_get(thread->sandbox, "networkAccess")))
@@ -501,7 +473,10 @@ static void tools_start_command(ToolRun *run)
 		.max_output_tokens = tools_int_arg(run->args, "max_output_tokens"),
 		.timeout_ms = tools_int_arg(run->args, "timeout_ms"),
 		.truncation = XF_DEFAULT_POLICY,
-		.sandbox_policy = policy,
+		.sandbox_policy = run->is_escalated ? full : thread->sandbox,
+		/* The policy's workspace is the thread's cwd, wherever the model runs the command:
+		 * a workdir the model picks must not become writable by being the working directory. */
+		.workspace = thread->cwd,
 		.env = env,
 	};
 	run->started_ms = thread_now_ms();
@@ -514,7 +489,6 @@ static void tools_start_command(ToolRun *run)
 		       ? ux_exec_command(ux, &req, &tools_ux_callbacks, run)
 		       : ux_run_once(ux, &req, run->kind == TOOL_SHELL, &tools_ux_callbacks, run);
 	json_decref(full);
-	json_decref(narrowed);
 	json_decref(env);
 	if (rc < 0) {
 		run->is_call_pending = run->is_proc_running = false;
@@ -764,6 +738,7 @@ static void tools_apply_patch(ToolRun *run)
 		.argv = argv,
 		.cwd = thread->cwd,
 		.sandbox_policy = run->is_escalated ? full : thread->sandbox,
+		.workspace = thread->cwd,
 		.env = env,
 		.timeout_ms = 60000,
 		.cap_bytes = 1u << 20,

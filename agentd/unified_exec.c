@@ -788,6 +788,7 @@ static int ux_proc_start(UnifiedExec *ux, UxProc *p, UxCall *call, const UxReque
 		.tty = p->is_tty,
 		.pipe_stdin = false, /* the reference gives a pipe command no stdin */
 		.tmpdir = req->tmpdir,
+		.workspace = req->workspace,
 	};
 	p->x = tool_exec_start(ux->server, ux->owner, &spec, &ux_tool_events, p);
 	json_decref(env);

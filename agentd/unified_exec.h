@@ -46,6 +46,7 @@ typedef struct UxRequest {
 	json_t *sandbox_policy; /* a v2 SandboxPolicy object, or NULL: sandboxd's default profile */
 	json_t *env;		/* object of extra variables (CODEX_THREAD_ID, …; null unsets), or NULL */
 	const char *tmpdir;	/* the command's TMPDIR for the sandbox, or NULL */
+	const char *workspace; /* what the policy's workspace grants name (the thread's cwd), or NULL: the workdir */
 } UxRequest;
 
 /* The answer to one call: what goes back to the model as function_call_output. */

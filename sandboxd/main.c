@@ -208,6 +208,7 @@ static void run_probe(Sandboxd *s)
 
 typedef struct PlanRequest {
 	const char *cwd;
+	const char *workspace; /* what the policy's cwd grants name (workspace-write, :cwd); NULL: cwd */
 	const char *policy_json; /* a SandboxPolicy or filesystem policy, or NULL */
 	const char *profile;	 /* a permission profile name, or NULL (the configured default) */
 	const char *tmpdir;
@@ -232,7 +233,7 @@ static const char *default_profile(const Config *cfg)
 static int build_policy(const Config *cfg, const PlanRequest *req, Policy *policy, char *err, size_t err_len)
 {
 	const char *home = getenv("HOME");
-	PolicyContext pc = { .cwd = req->cwd, .tmpdir = req->tmpdir, .home = home };
+	PolicyContext pc = { .cwd = req->workspace ? req->workspace : req->cwd, .tmpdir = req->tmpdir, .home = home };
 	if (req->policy_json) {
 		json_error_t jerr;
 		json_t *json = json_loads(req->policy_json, 0, &jerr);
@@ -554,11 +555,11 @@ static int reply_plan(Daemon *d, const Envelope *req, const Plan *plan, const St
 	return rc;
 }
 
-/* "plan" {cwd, command, policy? (JSON text), profile?, tmpdir?} -> {launcher, cwd, argv} */
+/* "plan" {cwd, command, policy? (JSON text), profile?, tmpdir?, workspace?} -> {launcher, cwd, argv} */
 static int sandboxd_plan(Daemon *d, const Envelope *req, const msgpack_object *params, void *ctx)
 {
 	Sandboxd *s = ctx;
-	char *cwd = NULL, *policy = NULL, *profile = NULL, *tmpdir = NULL, **command = NULL;
+	char *cwd = NULL, *policy = NULL, *profile = NULL, *tmpdir = NULL, *workspace = NULL, **command = NULL;
 	int rc = copy_text(params, "cwd", AGENTD_PATH_MAX - 1, &cwd);
 	if (rc == -ENOENT)
 		rc = -EINVAL; /* cwd and command are required */
@@ -570,10 +571,12 @@ static int sandboxd_plan(Daemon *d, const Envelope *req, const msgpack_object *p
 		rc = 0;
 	if (rc == 0 && (rc = copy_text(params, "tmpdir", AGENTD_PATH_MAX - 1, &tmpdir)) == -ENOENT)
 		rc = 0;
-	if (rc == 0 && !path_is_normal_absolute(cwd))
+	if (rc == 0 && (rc = copy_text(params, "workspace", AGENTD_PATH_MAX - 1, &workspace)) == -ENOENT)
+		rc = 0;
+	if (rc == 0 && (!path_is_normal_absolute(cwd) || (workspace && !path_is_normal_absolute(workspace))))
 		rc = -EINVAL;
 	if (rc == 0) {
-		PlanRequest request = { cwd, policy, profile, tmpdir, command };
+		PlanRequest request = { cwd, workspace, policy, profile, tmpdir, command };
 		Plan plan;
 		StrVec argv;
 		char err[1024] = "";
@@ -591,6 +594,7 @@ static int sandboxd_plan(Daemon *d, const Envelope *req, const msgpack_object *p
 	free(policy);
 	free(profile);
 	free(tmpdir);
+	free(workspace);
 	free_command(command);
 	return rc;
 }

@@ -505,13 +505,14 @@ def test_workdir_outside_the_writable_roots_does_not_become_writable(agentd_fact
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
     elsewhere.mkdir()
-    model.script(mm.response(mm.out_exec_command("touch made_here; echo rc=$?", workdir=str(elsewhere),
-                                                 call_id="call_e")), mm.text_answer("ok"))
+    model.script(mm.response(mm.out_exec_command(f"touch made_here; echo rc=$?; touch {work}/made_in_work",
+                                                 workdir=str(elsewhere), call_id="call_e")), mm.text_answer("ok"))
     _, client = start_agentd(agentd_factory, model, sandbox_mode="workspace-write")
     thread_id = start_thread(client, work)
     policy = {"type": "workspaceWrite", "writableRoots": [], "networkAccess": False,
               "excludeTmpdirEnvVar": True, "excludeSlashTmp": True}
     run_turn(client, thread_id, "write elsewhere", sandboxPolicy=policy)
     assert not (elsewhere / "made_here").exists()
+    assert (work / "made_in_work").exists()  # the thread's workspace stays writable from there
     _, second = model.wait_requests(2)
     assert "rc=1" in second.tool_output("call_e")
