@@ -615,20 +615,42 @@ static json_t *turn_agent_message_item(const char *id, const char *phase)
 			 "", "phase", phase, "memoryCitation", "delivery", "questions");
 }
 
+static json_t *turn_reasoning_item(const char *id)
+{
+	return json_pack("{s:s,s:s,s:[],s:[]}", "type", "reasoning", "id", id, "summary", "content");
+}
+
+/* The streaming item @id; when there is none yet, @fresh (stolen, else dropped) is started as it. */
+static json_t *turn_open_item(Turn *turn, const char *id, json_t *fresh)
+{
+	json_t *open = json_object_get(turn->open_items, id);
+	if (open || !fresh) {
+		json_decref(fresh);
+		return open;
+	}
+	turn_item_started(turn, fresh);
+	json_object_set_new(turn->open_items, id, fresh);
+	return fresh;
+}
+
+/* The item @id leaves the streaming ones (a new reference), started from @fresh if it never streamed. */
+static json_t *turn_close_item(Turn *turn, const char *id, json_t *fresh)
+{
+	json_t *shown = json_incref(turn_open_item(turn, id, fresh));
+	json_object_del(turn->open_items, id);
+	return shown;
+}
+
 static int turn_on_item_added(void *ctx, const RespItem *item)
 {
 	Turn *turn = ctx;
 	if (!item->id)
 		return 0;
-	json_t *shown = NULL;
 	if (item->kind == RESP_ITEM_MESSAGE)
-		shown = turn_agent_message_item(item->id, json_string_value(json_object_get(item->json, "phase")));
+		turn_open_item(turn, item->id,
+			       turn_agent_message_item(item->id, json_string_value(json_object_get(item->json, "phase"))));
 	else if (item->kind == RESP_ITEM_REASONING)
-		shown = json_pack("{s:s,s:s,s:[],s:[]}", "type", "reasoning", "id", item->id, "summary", "content");
-	if (!shown)
-		return 0;
-	turn_item_started(turn, shown);
-	json_object_set_new(turn->open_items, item->id, shown);
+		turn_open_item(turn, item->id, turn_reasoning_item(item->id));
 	return 0;
 }
 
@@ -668,12 +690,8 @@ static int turn_on_text_delta(void *ctx, const RespDelta *delta)
 	Turn *turn = ctx;
 	if (!delta->item_id)
 		return 0;
-	json_t *open = json_object_get(turn->open_items, delta->item_id);
-	if (!open) {
-		open = turn_agent_message_item(delta->item_id, NULL);
-		turn_item_started(turn, open);
-		json_object_set_new(turn->open_items, delta->item_id, open);
-	}
+	if (!json_object_get(turn->open_items, delta->item_id)) /* a delta before (or without) its item */
+		turn_open_item(turn, delta->item_id, turn_agent_message_item(delta->item_id, NULL));
 	turn_stream_text(turn, delta);
 	turn_notify(turn, "item/agentMessage/delta",
 		    json_pack("{s:s,s:s,s:s,s:s%}", "threadId", turn->thread->id, "turnId", turn->id, "itemId",
@@ -687,12 +705,8 @@ static int turn_on_reasoning_delta(void *ctx, RespReasoningKind kind, const Resp
 	if (!delta->item_id)
 		return 0;
 	int64_t index = delta->index < 0 ? 0 : delta->index;
-	if (!json_object_get(turn->open_items, delta->item_id)) {
-		json_t *shown = json_pack("{s:s,s:s,s:[],s:[]}", "type", "reasoning", "id", delta->item_id, "summary",
-					  "content");
-		turn_item_started(turn, shown);
-		json_object_set_new(turn->open_items, delta->item_id, shown);
-	}
+	if (!json_object_get(turn->open_items, delta->item_id))
+		turn_open_item(turn, delta->item_id, turn_reasoning_item(delta->item_id));
 	if (kind == RESP_REASONING_SUMMARY_PART) {
 		turn_notify(turn, "item/reasoning/summaryPartAdded",
 			    json_pack("{s:s,s:s,s:s,s:I}", "threadId", turn->thread->id, "turnId", turn->id, "itemId",
@@ -724,14 +738,10 @@ static json_t *turn_text_parts(const json_t *list, const char *part_type)
 static void turn_complete_message(Turn *turn, const RespItem *item)
 {
 	const char *id = item->id ? item->id : "msg";
-	json_t *shown = json_object_get(turn->open_items, id);
-	if (shown) {
-		json_incref(shown);
-		json_object_del(turn->open_items, id);
-	} else {
-		shown = turn_agent_message_item(id, json_string_value(json_object_get(item->json, "phase")));
-		turn_item_started(turn, shown);
-	}
+	json_t *shown =
+		turn_close_item(turn, id, turn_agent_message_item(id, json_string_value(json_object_get(item->json, "phase"))));
+	if (!shown)
+		return;
 	json_object_set_new(shown, "text", json_stringn(item->text ? item->text : "", item->text ? item->text_len : 0));
 	free(turn->last_agent_message);
 	turn->last_agent_message = item->text ? strndup(item->text, item->text_len) : strdup("");
@@ -742,14 +752,9 @@ static void turn_complete_message(Turn *turn, const RespItem *item)
 static void turn_complete_reasoning(Turn *turn, const RespItem *item)
 {
 	const char *id = item->id ? item->id : "rs";
-	json_t *shown = json_object_get(turn->open_items, id);
-	if (shown) {
-		json_incref(shown);
-		json_object_del(turn->open_items, id);
-	} else {
-		shown = json_pack("{s:s,s:s,s:[],s:[]}", "type", "reasoning", "id", id, "summary", "content");
-		turn_item_started(turn, shown);
-	}
+	json_t *shown = turn_close_item(turn, id, turn_reasoning_item(id));
+	if (!shown)
+		return;
 	json_object_set_new(shown, "summary", turn_text_parts(json_object_get(item->json, "summary"), "summary_text"));
 	json_object_set_new(shown, "content", turn_text_parts(json_object_get(item->json, "content"), "reasoning_text"));
 	turn_item_completed(turn, shown);
