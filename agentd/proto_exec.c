@@ -9,6 +9,7 @@
 
 #include "base64.h"
 #include "exec_call.h"
+#include "exec_ipc.h"
 #include "tool_exec.h"
 #include "log.h"
 #include "mp.h"
@@ -344,15 +345,6 @@ void proto_exec_on_execd_lost(Agentd *server)
 
 /* --- starting ------------------------------------------------------------------------------------ */
 
-static void exec_pack_strings(msgpack_packer *pk, const char *key, json_t *array)
-{
-	size_t i;
-	json_t *item;
-	mp_pack_cstr(pk, key);
-	msgpack_pack_array(pk, (uint32_t)json_array_size(array));
-	json_array_foreach (array, i, item)
-		mp_pack_cstr(pk, json_string_value(item));
-}
 
 /* A broker answer for @call came: false when the call's connection went meanwhile (then it is freed). */
 bool exec_is_still_wanted(ExecCall *call)
@@ -397,23 +389,16 @@ static void exec_start_process(ExecCall *call, const msgpack_object *plan_argv, 
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-	uint32_t fields = 6 + (call->timeout_ms >= 0) + (call->cap_bytes != UINT64_MAX) + 2 * call->is_tty;
-	msgpack_pack_map(&pk, fields);
-	mp_pack_kv_u64(&pk, "execId", call->exec_id);
-	mp_pack_cstr(&pk, "argv");
-	msgpack_pack_object(&pk, *plan_argv);
-	mp_pack_kv_str(&pk, "cwd", cwd);
-	exec_pack_strings(&pk, "env", call->env);
-	mp_pack_kv_bool(&pk, "tty", call->is_tty);
-	mp_pack_kv_bool(&pk, "pipeStdin", call->streams_stdin && !call->is_tty);
-	if (call->timeout_ms >= 0)
-		mp_pack_kv_u64(&pk, "timeoutMs", (uint64_t)call->timeout_ms);
-	if (call->cap_bytes != UINT64_MAX)
-		mp_pack_kv_u64(&pk, "capBytes", call->cap_bytes);
-	if (call->is_tty) {
-		mp_pack_kv_u64(&pk, "rows", call->rows);
-		mp_pack_kv_u64(&pk, "cols", call->cols);
-	}
+	exec_ipc_pack_start(&pk, &(ExecStartBody){ .exec_id = call->exec_id,
+						  .argv = plan_argv,
+						  .cwd = cwd,
+						  .env = call->env,
+						  .tty = call->is_tty,
+						  .pipe_stdin = call->streams_stdin && !call->is_tty,
+						  .timeout_ms = call->timeout_ms,
+						  .cap_bytes = call->cap_bytes,
+						  .rows = call->rows,
+						  .cols = call->cols });
 	call->is_awaiting = true;
 	int rc = broker_call(call->server->broker, "execd", "exec.start", call->conn_id, sbuf.data, sbuf.size,
 			     BROKER_CALL_TIMEOUT_MS, exec_on_started, call);
@@ -476,13 +461,8 @@ static int exec_ask_plan(ExecCall *call, json_t *command, json_t *policy, const 
 		return -ENOMEM;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 2 + (policy_text != NULL) + (profile != NULL));
-	mp_pack_kv_str(&pk, "cwd", call->cwd);
-	exec_pack_strings(&pk, "command", command);
-	if (policy_text)
-		mp_pack_kv_str(&pk, "policy", policy_text);
-	if (profile)
-		mp_pack_kv_str(&pk, "profile", profile);
+	exec_ipc_pack_plan(&pk, &(ExecPlanBody){ .cwd = call->cwd, .command = command, .policy_text = policy_text,
+						.profile = profile });
 	free(policy_text);
 	call->is_awaiting = true;
 	int rc = broker_call(call->server->broker, "sandboxd", "plan", call->conn_id, sbuf.data, sbuf.size, 0,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exec_ipc.h"
 #include "log.h"
 #include "mp.h"
 #include "paths.h"
@@ -309,15 +310,6 @@ static void tool_exec_on_started(void *ctx, int32_t status, const uint8_t *body,
 	tool_exec_maybe_free(x);
 }
 
-static void tool_exec_pack_strings(msgpack_packer *pk, const char *key, json_t *array)
-{
-	size_t i;
-	json_t *item;
-	mp_pack_cstr(pk, key);
-	msgpack_pack_array(pk, (uint32_t)json_array_size(array));
-	json_array_foreach (array, i, item)
-		mp_pack_cstr(pk, json_string_value(item));
-}
 
 static void tool_exec_start_process(ToolExec *x, const msgpack_object *plan_argv, const char *cwd)
 {
@@ -325,18 +317,15 @@ static void tool_exec_start_process(ToolExec *x, const msgpack_object *plan_argv
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 6 + (x->timeout_ms >= 0) + (x->cap_bytes != UINT64_MAX));
-	mp_pack_kv_u64(&pk, "execId", x->exec_id);
-	mp_pack_cstr(&pk, "argv");
-	msgpack_pack_object(&pk, *plan_argv);
-	mp_pack_kv_str(&pk, "cwd", cwd);
-	tool_exec_pack_strings(&pk, "env", x->env);
-	mp_pack_kv_bool(&pk, "tty", x->is_tty);
-	mp_pack_kv_bool(&pk, "pipeStdin", x->has_stdin && !x->is_tty);
-	if (x->timeout_ms >= 0)
-		mp_pack_kv_u64(&pk, "timeoutMs", (uint64_t)x->timeout_ms);
-	if (x->cap_bytes != UINT64_MAX)
-		mp_pack_kv_u64(&pk, "capBytes", x->cap_bytes);
+	/* A tty's rows and cols go as 0: execd's default size, 24x80. */
+	exec_ipc_pack_start(&pk, &(ExecStartBody){ .exec_id = x->exec_id,
+						  .argv = plan_argv,
+						  .cwd = cwd,
+						  .env = x->env,
+						  .tty = x->is_tty,
+						  .pipe_stdin = x->has_stdin && !x->is_tty,
+						  .timeout_ms = x->timeout_ms,
+						  .cap_bytes = x->cap_bytes });
 	int rc = tool_exec_call(x, "execd", "exec.start", sbuf.data, sbuf.size, BROKER_CALL_TIMEOUT_MS,
 				tool_exec_on_started);
 	msgpack_sbuffer_destroy(&sbuf);
@@ -397,15 +386,8 @@ static int tool_exec_ask_plan(ToolExec *x)
 		return -ENOMEM;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 2 + (policy_text != NULL) + (x->tmpdir != NULL) + (x->workspace != NULL));
-	mp_pack_kv_str(&pk, "cwd", x->cwd);
-	tool_exec_pack_strings(&pk, "command", x->argv);
-	if (policy_text)
-		mp_pack_kv_str(&pk, "policy", policy_text);
-	if (x->tmpdir)
-		mp_pack_kv_str(&pk, "tmpdir", x->tmpdir);
-	if (x->workspace)
-		mp_pack_kv_str(&pk, "workspace", x->workspace);
+	exec_ipc_pack_plan(&pk, &(ExecPlanBody){ .cwd = x->cwd, .command = x->argv, .policy_text = policy_text,
+						.tmpdir = x->tmpdir, .workspace = x->workspace });
 	free(policy_text);
 	int rc = tool_exec_call(x, "sandboxd", "plan", sbuf.data, sbuf.size, 0, tool_exec_on_plan);
 	msgpack_sbuffer_destroy(&sbuf);
