@@ -992,51 +992,33 @@ static int number_dirs(const char *dir, size_t max_digits, int **out, size_t *co
 }
 
 /* sessions/YYYY/MM/DD, newest day first; stops between days once w->limit files are held. */
-static int walk_nested(Walk *w, const char *root)
+/* sessions/YYYY/MM/DD: @level 0 the years, 1 the months, 2 the days, whose files are walked. */
+static int walk_dates(Walk *w, const char *dir, int level)
 {
-	int *years = NULL;
-	size_t n_years;
-	int rc = number_dirs(root, 4, &years, &n_years);
-	for (size_t y = 0; rc == 0 && y < n_years; y++) {
-		char ydir[AGENTD_PATH_MAX];
-		int len = snprintf(ydir, sizeof(ydir), "%s/%d", root, years[y]);
-		if (len < 0 || (size_t)len >= sizeof(ydir)) {
-			rc = -ENAMETOOLONG;
+	static const int widths[] = { 4, 2, 2 };
+	int *numbers = NULL;
+	size_t count;
+	int rc = number_dirs(dir, widths[level], &numbers, &count);
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		if (level == 2 && w->limit && w->n >= w->limit) {
+			w->is_capped = true;
+			rc = 1;
 			break;
 		}
-		int *months = NULL;
-		size_t n_months;
-		rc = number_dirs(ydir, 2, &months, &n_months);
-		for (size_t m = 0; rc == 0 && m < n_months; m++) {
-			char mdir[AGENTD_PATH_MAX];
-			len = snprintf(mdir, sizeof(mdir), "%s/%02d", ydir, months[m]);
-			if (len < 0 || (size_t)len >= sizeof(mdir)) {
-				rc = -ENAMETOOLONG;
-				break;
-			}
-			int *days = NULL;
-			size_t n_days;
-			rc = number_dirs(mdir, 2, &days, &n_days);
-			for (size_t d = 0; rc == 0 && d < n_days; d++) {
-				if (w->limit && w->n >= w->limit) {
-					w->is_capped = true;
-					rc = 1;
-					break;
-				}
-				char ddir[AGENTD_PATH_MAX];
-				len = snprintf(ddir, sizeof(ddir), "%s/%02d", mdir, days[d]);
-				if (len < 0 || (size_t)len >= sizeof(ddir)) {
-					rc = -ENAMETOOLONG;
-					break;
-				}
-				rc = walk_files(w, ddir);
-			}
-			free(days);
-		}
-		free(months);
+		char sub[AGENTD_PATH_MAX];
+		int len = snprintf(sub, sizeof(sub), level == 0 ? "%s/%d" : "%s/%02d", dir, numbers[i]);
+		if (len < 0 || (size_t)len >= sizeof(sub))
+			rc = -ENAMETOOLONG;
+		else
+			rc = level == 2 ? walk_files(w, sub) : walk_dates(w, sub, level + 1);
 	}
-	free(years);
+	free(numbers);
 	return rc;
+}
+
+static int walk_nested(Walk *w, const char *root)
+{
+	return walk_dates(w, root, 0);
 }
 
 static int root_path(const char *codex_home, const char *subdir, char *out, size_t out_len)
