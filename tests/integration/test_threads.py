@@ -450,3 +450,29 @@ def test_tool_call_arguments_split_across_deltas(agentd_factory, model, tmp_path
     run_turn(client, thread_id, "hi")
     _, second = model.wait_requests(2)
     assert "split-args" in second.tool_output("call_x")
+
+
+def test_a_rollout_that_cannot_be_created_fails_thread_start(agentd_factory, model, tmp_path):
+    from conftest import INTERNAL_ERROR
+    home = shared_home(tmp_path, model)
+    (home / "sessions").write_text("not a directory")
+    client = start_on(agentd_factory, home).stdio
+    with pytest.raises(RpcError) as err:
+        client.call("thread/start", {"cwd": str(tmp_path)})
+    assert err.value.code == INTERNAL_ERROR
+    assert err.value.message.startswith("failed to create the thread's rollout: ")
+    assert client.call("thread/loaded/list", {})["data"] == []  # nothing half-made stays loaded
+    ephemeral = client.call("thread/start", {"cwd": str(tmp_path), "ephemeral": True})["thread"]
+    assert ephemeral["ephemeral"] is True and ephemeral["path"] is None
+
+
+def test_ephemeral_thread_writes_no_rollout(agentd_factory, model, tmp_path):
+    home = shared_home(tmp_path, model)
+    model.set_default(mm.text_answer("ok"))
+    client = start_on(agentd_factory, home).stdio
+    thread_id = client.call("thread/start", {"cwd": str(tmp_path), "ephemeral": True})["thread"]["id"]
+    wait_for(client, "thread/started")
+    _, _, completed = run_turn(client, thread_id, "hi")
+    assert completed["status"] == "completed"
+    assert rollouts(home) == []
+    assert client.call("thread/list", {})["data"] == []

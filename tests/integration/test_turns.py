@@ -126,7 +126,8 @@ def test_second_turn_resends_the_history(agentd_factory, model, tmp_path):
     run_turn(client, thread_id, "one")
     run_turn(client, thread_id, "two")
     first, second = model.wait_requests(2)
-    assert second.user_texts()[-2:] == ["one", "two"] or second.user_texts()[-1] == "two"
+    texts = second.user_texts()
+    assert texts[-1] == "two" and texts.index("one") < len(texts) - 1
     assistant = [m for m in second.messages("assistant")]
     assert any(c.get("text") == "first answer" for m in assistant for c in m["content"])
     assert len(second.body["input"]) > len(first.body["input"])
@@ -452,8 +453,8 @@ def test_cut_stream_is_retried(agentd_factory, model, tmp_path):
     assert [i["text"] for i in completed["items"]] == ["recovered after cut"]
     (note,) = error_notes(seen)
     assert note["willRetry"] is True
-    assert note["error"]["codexErrorInfo"] == {"responseStreamDisconnected": {"httpStatusCode": 200}} or \
-        "responseStreamDisconnected" in note["error"]["codexErrorInfo"]
+    assert list(note["error"]["codexErrorInfo"]) == ["responseStreamDisconnected"]
+    assert "stream" in note["error"]["additionalDetails"]
 
 
 def test_retries_exhausted_fail_the_turn(agentd_factory, model, tmp_path):
@@ -476,7 +477,9 @@ def test_malformed_event_data_fails_without_crashing(agentd_factory, model, tmp_
     _, client = start_agentd(agentd_factory, model)
     thread_id = start_thread(client, tmp_path)
     _, _, first = run_turn(client, thread_id, "one")
-    assert first["status"] in ("failed", "completed")
+    # agentd, unlike the reference, does not skip data that is not JSON: the stream failed.
+    assert first["status"] == "failed"
+    assert "responseStreamDisconnected" in first["error"]["codexErrorInfo"]
     _, _, second = run_turn(client, thread_id, "two")
     assert second["status"] == "completed"
 
