@@ -766,7 +766,11 @@ void proto_thread_archive(Conn *conn, json_t *id, json_t *params)
 	json_t *note = json_pack("{s:s}", "threadId", thread_id);
 	if (thread) {
 		thread->is_archived = true;
-		thread_subscribe(thread, conn->id);
+		char path[PATH_MAX];
+		if (rollout_find(conn->server->config.codex_home, thread_id, true, path, sizeof(path), NULL) == 0)
+			replace_string(&thread->path, path);
+		if (!thread_is_subscribed(thread, conn->id))
+			conn_notify(conn, "thread/archived", json_incref(note));
 		thread_notify(thread, "thread/archived", note);
 	} else {
 		conn_notify(conn, "thread/archived", note);

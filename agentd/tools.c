@@ -232,8 +232,6 @@ static bool tools_is_known_safe(const char *cmd)
 static bool tools_command_needs_approval(const ToolRun *run)
 {
 	const Thread *thread = run->turn->thread;
-	if (json_object_get(thread->approved_commands, run->command))
-		return false;
 	switch (thread->approval) {
 	case APPROVAL_UNTRUSTED:
 		return !tools_is_known_safe(run->command);
@@ -893,9 +891,11 @@ static void tools_run_command(ToolRun *run, const char *cmd)
 	run->command = strdup(cmd);
 	const char *perm = json_string_value(json_object_get(run->args, "sandbox_permissions"));
 	run->is_escalated = perm && strcmp(perm, "require_escalated") == 0;
-	bool ask = tools_command_needs_approval(run);
-	/* Escalation is the client's to grant: without asking, commands stay in the sandbox. */
-	if (!ask)
+	/* acceptForSession granted this command (its escalation too) for the rest of the thread. */
+	bool is_granted = json_object_get(run->turn->thread->approved_commands, cmd) != NULL;
+	bool ask = !is_granted && tools_command_needs_approval(run);
+	/* Escalation is the client's to grant: without a grant, commands stay in the sandbox. */
+	if (!ask && !is_granted)
 		run->is_escalated = false;
 	char *quoted = tools_quote(cmd);
 	char shown[PATH_MAX + 64];

@@ -900,6 +900,17 @@ static char *turn_error_body_message(const ModelResult *r)
 	return out;
 }
 
+/* Retry-After in seconds (the HTTP-date form is not used by model APIs), else -1. */
+static int64_t turn_retry_after_ms(const ModelHeaders *headers)
+{
+	const char *value = model_headers_get(headers, "retry-after");
+	char *end;
+	double seconds = value ? strtod(value, &end) : -1;
+	if (!value || end == value || seconds < 0)
+		return -1;
+	return seconds > (double)TURN_RETRY_CAP_MS / 1000.0 ? (int64_t)TURN_RETRY_CAP_MS : (int64_t)(seconds * 1000.0);
+}
+
 static void turn_on_http_error(Turn *turn, const ModelResult *r)
 {
 	long status = r->status;
@@ -919,8 +930,9 @@ static void turn_on_http_error(Turn *turn, const ModelResult *r)
 		char text[1024];
 		usage_limit_message(err, r->headers, time(NULL), text, sizeof(text));
 		turn_fail(turn, text, json_string("usageLimitExceeded"), NULL);
-	} else if ((status == 429 || status >= 500) && turn_retry(turn, turn_stream_info("responseStreamDisconnected", 0),
-								    message[0] ? message : "server error", -1)) {
+	} else if ((status == 429 || status >= 500) &&
+		   turn_retry(turn, turn_stream_info("responseStreamDisconnected", status), message[0] ? message : "server error",
+			      turn_retry_after_ms(r->headers))) {
 		/* retrying */
 	} else if (status == 400 && code && strcmp(code, "context_length_exceeded") == 0) {
 		turn_fail(turn, message, json_string("contextWindowExceeded"), NULL);

@@ -33,8 +33,8 @@ int turn_add_shell(Turn *turn, const char *command, int64_t timeout_ms);
 int turn_steer(Turn *turn, json_t *input);
 /**
  * turn_interrupt() - stop the turn: the stream is cut, its commands are killed, a pending approval
- * is withdrawn. The turn then ends "interrupted"; the client's request @id on @conn is answered {}
- * once turn/completed went out.
+ * is withdrawn, and it ends "interrupted". A request @id on @conn (both may be NULL) is answered {}
+ * with it; turn/interrupt answers its own request first, as the reference does.
  */
 void turn_interrupt(Turn *turn, Conn *conn, json_t *id);
 /** turn_abandon() - the thread goes away: stop everything, send nothing more. */

@@ -432,7 +432,8 @@ def error_notes(messages):
 
 
 def test_429_then_success_is_retried_with_will_retry(agentd_factory, model, tmp_path):
-    model.script(mm.status(429, {"error": {"type": "rate_limit_exceeded", "message": "slow down"}}),
+    model.script(mm.status(429, {"error": {"type": "rate_limit_exceeded", "message": "slow down"}},
+                           headers={"retry-after": "0.05"}),
                  mm.text_answer("recovered"))
     _, client = start_agentd(agentd_factory, model, stream_max_retries=2, request_max_retries=2)
     thread_id = start_thread(client, tmp_path)
@@ -440,6 +441,7 @@ def test_429_then_success_is_retried_with_will_retry(agentd_factory, model, tmp_
     assert completed["status"] == "completed"
     retries = error_notes(seen)
     assert retries and retries[0]["willRetry"] is True and retries[0]["error"]["message"] == "Reconnecting... 1/2"
+    assert retries[0]["error"]["codexErrorInfo"] == {"responseStreamDisconnected": {"httpStatusCode": 429}}
     assert len(model.wait_requests(2)) == 2
 
 
@@ -519,3 +521,19 @@ def test_workdir_outside_the_writable_roots_does_not_become_writable(agentd_fact
     assert (work / "made_in_work").exists()  # the thread's workspace stays writable from there
     _, second = model.wait_requests(2)
     assert "rc=1" in second.tool_output("call_e")
+
+
+def test_accept_for_session_grants_the_escalation_for_the_rest_of_the_thread(agentd_factory, model, tmp_path):
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    command = f"touch {first}; touch {second}; echo made"
+    model.script(exec_call(command, "call_1", sandbox_permissions="require_escalated"),
+                 exec_call(command, "call_2", sandbox_permissions="require_escalated"), mm.text_answer("both"))
+    _, client = start_agentd(agentd_factory, model, approval_policy="on-request", sandbox_mode="read-only")
+    thread_id = start_thread(client, tmp_path)
+    client.call("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": "go"}]})
+    answer(client, wait_approval(client), "acceptForSession")
+    assert finish_turn(client, thread_id)["status"] == "completed"
+    assert not [m for m in client.notifications if m.get("method") == "item/commandExecution/requestApproval"]
+    requests = model.wait_requests(3)
+    # The second run was not asked about and still ran outside the read-only sandbox.
+    assert "made" in requests[2].tool_output("call_2") and "Read-only" not in requests[2].tool_output("call_2")
