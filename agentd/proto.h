@@ -73,7 +73,18 @@ void proto_account_logout(Conn *conn, json_t *id, json_t *params);
 /** proto_account_on_event() - authd's auth.updated or auth.login.completed, for every client. */
 void proto_account_on_event(Agentd *server, const Envelope *env);
 
+/* What a client asks before its first turn (proto_catalog.c, proto_config.c). */
+void proto_model_list(Conn *conn, json_t *id, json_t *params);
+void proto_collaboration_mode_list(Conn *conn, json_t *id, json_t *params);
+void proto_skills_list(Conn *conn, json_t *id, json_t *params);
+void proto_hooks_list(Conn *conn, json_t *id, json_t *params);
+void proto_plugin_installed(Conn *conn, json_t *id, json_t *params);
+void proto_bedrock_govcloud(Conn *conn, json_t *id, json_t *params);
+void proto_config_read(Conn *conn, json_t *id, json_t *params);
+void proto_config_requirements_read(Conn *conn, json_t *id, json_t *params);
+
 /* The thread and turn methods (proto_thread.c). */
+void proto_thread_read_state_update(Conn *conn, json_t *id, json_t *params);
 void proto_thread_start(Conn *conn, json_t *id, json_t *params);
 void proto_thread_resume(Conn *conn, json_t *id, json_t *params);
 void proto_thread_read(Conn *conn, json_t *id, json_t *params);

@@ -710,7 +710,21 @@ void proto_thread_list(Conn *conn, json_t *id, json_t *params)
 	    !list_strings(conn, id, params, "excludedThreadIds", &excluded, &q.n_excluded_ids, NULL))
 		goto out;
 	q.limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : 0;
-	q.sort_key = sort_key && strcmp(sort_key, "updated_at") == 0 ? ROLLOUT_SORT_UPDATED_AT : ROLLOUT_SORT_CREATED_AT;
+	json_t *section = json_object_get(params, "sectionId");
+	bool is_section_sort = sort_key && strcmp(sort_key, "section_position") == 0;
+	if (is_section_sort && (!section || json_is_null(section))) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "section-position sorting requires a section filter");
+		goto out;
+	}
+	/* agentd keeps no sections, so no thread is in the one asked for. */
+	if (section && !json_is_null(section)) {
+		conn_reply(conn, id,
+			   json_pack("{s:[],s:{},s:n,s:n}", "data", "readStates", "nextCursor", "backwardsCursor"));
+		goto out;
+	}
+	q.sort_key = sort_key && (strcmp(sort_key, "updated_at") == 0 || strcmp(sort_key, "recency_at") == 0)
+			     ? ROLLOUT_SORT_UPDATED_AT
+			     : ROLLOUT_SORT_CREATED_AT;
 	q.is_ascending = direction && strcmp(direction, "asc") == 0;
 	q.is_archived = json_is_true(json_object_get(params, "archived"));
 	q.search_term = search;
@@ -733,11 +747,16 @@ void proto_thread_list(Conn *conn, json_t *id, json_t *params)
 		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "%s", err);
 		goto out;
 	}
-	json_t *data = json_array();
-	for (size_t i = 0; i < page.count; i++)
+	json_t *data = json_array(), *read_states = json_object();
+	for (size_t i = 0; i < page.count; i++) {
 		json_array_append_new(data, summary_thread_json(server, &page.items[i]));
+		Thread *loaded = thread_find(server, page.items[i].thread_id);
+		json_t *state = loaded ? thread_read_state_json(loaded) : NULL;
+		if (state)
+			json_object_set_new(read_states, loaded->id, state);
+	}
 	conn_reply(conn, id,
-		   json_pack("{s:o,s:o,s:o}", "data", data, "nextCursor",
+		   json_pack("{s:o,s:o,s:o,s:o}", "data", data, "readStates", read_states, "nextCursor",
 			     page.next_cursor ? json_string(page.next_cursor) : json_null(), "backwardsCursor",
 			     page.backwards_cursor ? json_string(page.backwards_cursor) : json_null()));
 	rollout_list_page_free(&page);
@@ -844,6 +863,50 @@ void proto_thread_unsubscribe(Conn *conn, json_t *id, json_t *params)
 	Thread *thread = thread_find(conn->server, thread_id);
 	const char *status = !thread ? "notLoaded" : thread_unsubscribe(thread, conn->id) ? "unsubscribed" : "notSubscribed";
 	conn_reply(conn, id, json_pack("{s:s}", "status", status));
+}
+
+/* The position an "unread" mark sets: the newest turn, or the thread's start when it has none. */
+static json_t *read_state_unread_position(const Thread *thread)
+{
+	json_t *last = json_array_get(thread->turns, json_array_size(thread->turns) - 1);
+	const char *turn_id = json_string_value(json_object_get(last, "id"));
+	if (turn_id)
+		return json_pack("{s:s,s:s}", "type", "turn", "turnId", turn_id);
+	return json_pack("{s:s}", "type", "threadStart");
+}
+
+void proto_thread_read_state_update(Conn *conn, json_t *id, json_t *params)
+{
+	const char *thread_id, *revision;
+	if (!param_thread_id(conn, id, params, "thread", &thread_id))
+		return;
+	const char *operation = json_string_value(json_object_get(json_object_get(params, "operation"), "type"));
+	if (!operation || (strcmp(operation, "read") != 0 && strcmp(operation, "unread") != 0)) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: `operation` must be {\"type\":\"read\"} or {\"type\":\"unread\"}");
+		return;
+	}
+	if (!param_required_string(conn, id, params, "expectedRevision", &revision))
+		return;
+	Thread *thread = thread_find(conn->server, thread_id);
+	if (!thread || !thread->read_revision[0]) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "thread read state unavailable");
+		return;
+	}
+	/* The revision guards against marks made without seeing the latest activity. */
+	if (strcmp(revision, thread->read_revision) != 0) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "thread read state revision mismatch: expected %s, current %s", revision,
+				 thread->read_revision);
+		return;
+	}
+	bool is_subscribed = thread_is_subscribed(thread, conn->id);
+	thread_set_unread(thread, strcmp(operation, "read") == 0 ? NULL : read_state_unread_position(thread), false);
+	json_t *state = thread_read_state_json(thread);
+	if (!is_subscribed)
+		conn_notify(conn, "thread/readState/changed",
+			    json_pack("{s:s,s:O}", "threadId", thread->id, "readState", state));
+	conn_reply(conn, id, json_pack("{s:o}", "readState", state));
 }
 
 /* --- turns --------------------------------------------------------------------------------------- */

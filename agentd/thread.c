@@ -113,8 +113,36 @@ void thread_free(Thread *thread)
 	json_decref(thread->turns);
 	json_decref(thread->approved_commands);
 	json_decref(thread->usage_total);
+	json_decref(thread->first_unread);
 	free(thread->subscribers);
 	free(thread);
+}
+
+json_t *thread_read_state_json(const Thread *thread)
+{
+	if (!thread->read_revision[0])
+		return NULL;
+	return json_pack("{s:O,s:s}", "firstUnread", thread->first_unread ? thread->first_unread : json_null(),
+			 "revision", thread->read_revision);
+}
+
+void thread_set_unread(Thread *thread, json_t *position, bool only_if_read)
+{
+	if (thread->is_ephemeral) {
+		json_decref(position);
+		return;
+	}
+	if (only_if_read && thread->first_unread) {
+		json_decref(position);
+	} else {
+		json_decref(thread->first_unread);
+		thread->first_unread = position;
+	}
+	if (uuid_v7(thread->read_revision) < 0)
+		snprintf(thread->read_revision, sizeof(thread->read_revision), "%016llx",
+			 (unsigned long long)thread_now_ms());
+	thread_notify(thread, "thread/readState/changed",
+		      json_pack("{s:s,s:o}", "threadId", thread->id, "readState", thread_read_state_json(thread)));
 }
 
 Thread *thread_find(Agentd *server, const char *id)

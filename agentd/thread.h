@@ -67,6 +67,9 @@ struct Thread {
 	UnifiedExec *ux; /* exec_command sessions, made on first use */
 	struct ToolRun *runs; /* tool calls not yet done with (tools.c) */
 	bool has_context; /* the permissions / environment messages are in the history */
+	/* Read state (thread/readState/update): none until a turn ends; kept in memory, not in the rollout. */
+	char read_revision[UUID_TEXT_LEN + 1]; /* "" while there is none */
+	json_t *first_unread;		       /* ThreadUnreadPosition, or NULL when read */
 };
 
 /** thread_new() - a loaded thread with @id registered in @server (settings filled by the caller). */
@@ -94,6 +97,15 @@ json_t *thread_status_json(const Thread *thread);
 json_t *thread_json(const Thread *thread, bool with_turns);
 /** thread_settings_json() - the fields thread/start and thread/resume answer besides "thread". */
 json_t *thread_response_json(const Thread *thread, bool with_turns);
+
+/** thread_read_state_json() - the ThreadReadState, or NULL before the first finished turn. */
+json_t *thread_read_state_json(const Thread *thread);
+/**
+ * thread_set_unread() - @position (stolen; NULL: read) becomes the first unread position, under a
+ * new revision, and subscribers hear thread/readState/changed. @only_if_read keeps an earlier
+ * unread position. Ephemeral threads have no read state.
+ */
+void thread_set_unread(Thread *thread, json_t *position, bool only_if_read);
 
 /** approval_policy_parse() / approval_policy_name() - the AskForApproval wire strings. */
 int approval_policy_parse(const char *text, ApprovalPolicy *out);

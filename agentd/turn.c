@@ -450,6 +450,8 @@ static void turn_finish(Turn *turn, const char *status, json_t *error)
 	json_t *completed = turn_completed_json(turn);
 	if (strcmp(status, "interrupted") == 0)
 		turn_answer_interrupts(turn);
+	/* The finished turn is unread until a client says otherwise (thread/readState/update). */
+	thread_set_unread(thread, json_pack("{s:s,s:s}", "type", "turn", "turnId", turn->id), true);
 	if (error) {
 		turn_notify(turn, "thread/status/changed",
 			    json_pack("{s:s,s:{s:s}}", "threadId", thread->id, "status", "type", "systemError"));

@@ -30,7 +30,7 @@ int config_load_text(Config *cfg, const char *name, const char *text, size_t len
 	return 0;
 }
 
-static int config_read_file(const char *path, char **text, size_t *len)
+int config_read_file(const char *path, char **text, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
@@ -130,16 +130,33 @@ static int config_set_path(json_t *root, const char *key, size_t key_len, json_t
 	}
 }
 
-static int config_apply_overrides(Config *cfg)
+static int config_apply_overrides_to(json_t *root)
 {
 	for (size_t i = 0; i < config_override_count; i++) {
 		const char *setting = config_overrides[i];
 		const char *eq = strchr(setting, '=');
 		json_t *value = config_override_value(eq + 1);
-		if (!value || config_set_path(cfg->root, setting, (size_t)(eq - setting), value) < 0)
+		if (!value || config_set_path(root, setting, (size_t)(eq - setting), value) < 0)
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+static int config_apply_overrides(Config *cfg)
+{
+	return config_apply_overrides_to(cfg->root);
+}
+
+json_t *config_overrides_json(void)
+{
+	if (config_override_count == 0)
+		return NULL;
+	json_t *root = json_object();
+	if (root && config_apply_overrides_to(root) < 0) {
+		json_decref(root);
+		return NULL;
+	}
+	return root;
 }
 
 int config_load(Config *cfg, char *err, size_t err_len)

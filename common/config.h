@@ -26,6 +26,9 @@ int config_load_text(Config *cfg, const char *name, const char *text, size_t len
 
 void config_free(Config *cfg);
 
+/** config_read_file() - the whole file at @path, NUL-terminated, in *@text (the caller frees it). */
+int config_read_file(const char *path, char **text, size_t *len);
+
 /**
  * config_set_overrides() - "key=value" settings (codex's `-c`) applied on every later
  * config_load(), reloads included. The key is a dotted path; the value is parsed as TOML and
@@ -46,6 +49,12 @@ typedef int (*ConfigAdoptFn)(const Config *fresh, void *ctx);
  * Return: 0, or the negative errno of the failure (logged).
  */
 int config_reload(Config *cfg, ConfigAdoptFn adopt, void *ctx);
+
+/**
+ * config_overrides_json() - the `-c` settings alone, as the table they make (config/read's
+ * session-flags layer). Return: a new object, or NULL when there are none (or out of memory).
+ */
+json_t *config_overrides_json(void);
 
 /** config_lookup() - the value at dotted @key ("agentd.log_level"), or NULL. Borrowed. */
 json_t *config_lookup(const Config *cfg, const char *key);

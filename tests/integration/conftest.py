@@ -187,6 +187,33 @@ def _health_schema():
     return {"oneOf": [suite, helper]}
 
 
+def _unlisted_result_schemas():
+    """Results of methods the 0.169 schema routes but does not describe (experimental), in the
+    shapes the reference answers them (captured from codex app-server 0.169)."""
+    effort = {"type": ["string", "null"]}
+    return {
+        "collaborationMode/list": {
+            "type": "object", "required": ["data"], "additionalProperties": False,
+            "properties": {"data": {"type": "array", "items": {
+                "type": "object", "required": ["name", "mode", "model", "reasoning_effort"],
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "mode": {"enum": ["plan", "default"]},
+                               "model": {"type": ["string", "null"]}, "reasoning_effort": effort}}}}},
+        "account/bedrock/checkGovCloudRequirements": {
+            "type": "object", "required": ["isGovCloud", "shouldWarn"], "additionalProperties": False,
+            "properties": {"isGovCloud": {"type": "boolean"}, "shouldWarn": {"type": "boolean"}}},
+        "thread/readState/update": {
+            "type": "object", "required": ["readState"], "additionalProperties": False,
+            "properties": {"readState": {
+                "type": "object", "required": ["firstUnread", "revision"], "additionalProperties": False,
+                "properties": {"revision": {"type": "string", "minLength": 1}, "firstUnread": {"oneOf": [
+                    {"type": "null"},
+                    {"type": "object", "required": ["type"], "properties": {"type": {"const": "threadStart"}}},
+                    {"type": "object", "required": ["type", "turnId"],
+                     "properties": {"type": {"const": "turn"}, "turnId": {"type": "string"}}}]}}}}},
+    }
+
+
 def _auth_status_schema():
     auth_method = {"enum": ["apikey", "chatgpt", "chatgptAuthTokens", "agentIdentity", "personalAccessToken", None]}
     return {
@@ -231,6 +258,13 @@ class ProtocolValidator:
                              ("thread/shellCommand", "ThreadShellCommand"), ("turn/start", "TurnStart"), ("turn/steer", "TurnSteer"),
                              ("turn/interrupt", "TurnInterrupt")):
             self.result_validators[method] = self._load(f"v2/{name}Response.json")
+        for method, name in (("model/list", "ModelList"), ("config/read", "ConfigRead"),
+                             ("configRequirements/read", "ConfigRequirementsRead"), ("skills/list", "SkillsList"),
+                             ("hooks/list", "HooksList"), ("plugin/installed", "PluginInstalled")):
+            self.result_validators[method] = self._load(f"v2/{name}Response.json")
+        for method, schema in _unlisted_result_schemas().items():
+            jsonschema.Draft7Validator.check_schema(schema)
+            self.result_validators[method] = jsonschema.Draft7Validator(schema)
 
     def _load(self, relative):
         path = self.dir / relative
