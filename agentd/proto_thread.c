@@ -571,6 +571,19 @@ void proto_thread_turns_list(Conn *conn, json_t *id, json_t *params)
 	Thread *thread = thread_lookup(conn, id, thread_id, &is_temporary);
 	if (!thread)
 		return;
+	/* The reference's two refusals: nothing is stored for either (the TUI expects both). */
+	if (thread->is_ephemeral || (json_array_size(thread->turns) == 0 && !thread->turn)) {
+		if (thread->is_ephemeral)
+			conn_reply_error(conn, id, RPC_INVALID_REQUEST, "ephemeral threads do not support thread/turns/list");
+		else
+			conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+					 "thread %s is not materialized yet; thread/turns/list is unavailable before "
+					 "first user message",
+					 thread->id);
+		if (is_temporary)
+			thread_free(thread);
+		return;
+	}
 	json_t *all = json_deep_copy(thread->turns);
 	if (thread->turn)
 		json_array_append_new(all, turn_json(thread->turn, true));

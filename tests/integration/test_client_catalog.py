@@ -261,3 +261,21 @@ def test_ephemeral_threads_have_no_read_state(agentd_factory, model, tmp_path):
         client.call("thread/readState/update", {"threadId": thread_id, "operation": {"type": "read"},
                                                 "expectedRevision": "x"})
     assert none.value.message == "thread read state unavailable"
+
+
+def test_turns_list_refuses_unmaterialized_and_ephemeral_threads(agentd_factory, model, tmp_path):
+    _, client = start_agentd(agentd_factory, model)
+    fresh = start_thread(client, tmp_path)
+    with pytest.raises(RpcError) as early:
+        client.call("thread/turns/list", {"threadId": fresh, "cursor": None, "limit": 1, "sortDirection": None,
+                                          "itemsView": None})
+    assert early.value.code == INVALID_REQUEST
+    assert early.value.message == (f"thread {fresh} is not materialized yet; thread/turns/list is unavailable "
+                                   "before first user message")
+    run_turn(client, fresh, "now it has one")
+    assert len(client.call("thread/turns/list", {"threadId": fresh, "limit": 1})["data"]) == 1
+    ephemeral = start_thread(client, tmp_path, ephemeral=True)
+    run_turn(client, ephemeral, "title")
+    with pytest.raises(RpcError) as eph:
+        client.call("thread/turns/list", {"threadId": ephemeral, "limit": 1})
+    assert eph.value.message == "ephemeral threads do not support thread/turns/list"
