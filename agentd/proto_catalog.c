@@ -4,23 +4,30 @@
  * collaborationMode/list, skills/list, hooks/list, plugin/installed and
  * account/bedrock/checkGovCloudRequirements.
  *
- * Models come from what agentd is configured with: the entries of `model_catalog_json` (the
- * reference's catalog format) and the configured `model`, which is the default and is listed even
+ * Models come from the provider when its table names a `model_catalog_url` (its /models
+ * endpoint: codex's {"models":[…]} or the OpenAI list {"data":[{"id"}]}), fetched on each call
+ * through the turns' HTTP client; else (or when that fetch fails) from `model_catalog_json` (the
+ * reference's catalog file format). The configured `model` is the default and is listed even
  * when no catalog describes it. agentd has no skills, hooks or plugins, so those lists are empty
  * for every directory asked about — the truthful answer, in the reference's shapes.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "model_client.h"
 #include "proto.h"
 #include "rpc.h"
 
 /* The model when neither the request nor config.toml names one (as thread/start). */
 #define CATALOG_DEFAULT_MODEL "gpt-5.5"
+/* A provider's model list is small; a larger body is refused rather than buffered. */
+#define CATALOG_MAX_BODY_BYTES ((size_t)4 << 20)
+#define CATALOG_FETCH_TIMEOUT_MS 10000u
 
 static const char *catalog_config_string(const Agentd *server, const char *key)
 {
@@ -119,11 +126,10 @@ static json_t *catalog_load(const Agentd *server)
 	return models;
 }
 
-/* Every model agentd can run, the configured default first when no catalog lists it. */
-static json_t *catalog_models(const Agentd *server, bool include_hidden)
+/* Every model of @catalog (ModelInfo entries), the configured default first when it lacks it. */
+static json_t *catalog_models(const Agentd *server, json_t *catalog, bool include_hidden)
 {
 	const char *default_slug = catalog_default_model(server);
-	json_t *catalog = catalog_load(server);
 	json_t *out = json_array();
 	bool is_default_listed = false;
 	size_t i;
@@ -142,7 +148,6 @@ static json_t *catalog_models(const Agentd *server, bool include_hidden)
 	}
 	if (!is_default_listed)
 		json_array_insert_new(out, 0, catalog_model_json(default_slug, NULL, true));
-	json_decref(catalog);
 	return out;
 }
 
@@ -176,6 +181,162 @@ static bool catalog_page_bounds(Conn *conn, json_t *id, json_t *params, size_t t
 	return true;
 }
 
+/* The page of @catalog's models that @params asks for, or NULL (answered with an error). */
+static json_t *catalog_page(Conn *conn, json_t *id, json_t *params, json_t *catalog)
+{
+	json_t *models = catalog_models(conn->server, catalog, json_is_true(json_object_get(params, "includeHidden")));
+	size_t start, end;
+	if (!catalog_page_bounds(conn, id, params, json_array_size(models), &start, &end)) {
+		json_decref(models);
+		return NULL;
+	}
+	json_t *data = json_array();
+	for (size_t i = start; i < end; i++)
+		json_array_append(data, json_array_get(models, i));
+	char next[24];
+	snprintf(next, sizeof(next), "%zu", end);
+	json_t *page = json_pack("{s:o,s:o}", "data", data, "nextCursor",
+				 end < json_array_size(models) ? json_string(next) : json_null());
+	json_decref(models);
+	return page;
+}
+
+static void catalog_reply(Conn *conn, json_t *id, json_t *params, json_t *catalog)
+{
+	json_t *page = catalog_page(conn, id, params, catalog);
+	if (page)
+		conn_reply(conn, id, page);
+}
+
+/* A model/list waiting for the provider's /models. */
+typedef struct CatalogFetch {
+	Agentd *server;
+	uint64_t conn_id;
+	json_t *id;
+	json_t *params;
+	char *body;
+	size_t body_len;
+	bool is_too_big;
+} CatalogFetch;
+
+static void catalog_fetch_free(CatalogFetch *f)
+{
+	json_decref(f->id);
+	json_decref(f->params);
+	free(f->body);
+	free(f);
+}
+
+static int catalog_fetch_on_body(void *ctx, const char *data, size_t len)
+{
+	CatalogFetch *f = ctx;
+	if (f->body_len + len > CATALOG_MAX_BODY_BYTES) {
+		f->is_too_big = true;
+		return -EMSGSIZE;
+	}
+	char *grown = realloc(f->body, f->body_len + len + 1);
+	if (!grown)
+		return -ENOMEM;
+	memcpy(grown + f->body_len, data, len);
+	f->body = grown;
+	f->body_len += len;
+	f->body[f->body_len] = '\0';
+	return 0;
+}
+
+/* ModelInfo entries from a /models body: codex's {"models":[…]} or OpenAI's {"data":[{"id"}]}. */
+static json_t *catalog_parse_remote(const char *body, size_t len)
+{
+	json_t *doc = json_loadb(body, len, 0, NULL);
+	json_t *models = json_object_get(doc, "models");
+	json_t *out = NULL;
+	if (json_is_array(models)) {
+		out = json_incref(models);
+	} else if (json_is_array(json_object_get(doc, "data"))) {
+		out = json_array();
+		size_t i;
+		json_t *entry;
+		json_array_foreach (json_object_get(doc, "data"), i, entry) {
+			json_t *slug = json_object_get(entry, "id");
+			if (json_is_string(slug))
+				json_array_append_new(out, json_pack("{s:O}", "slug", slug));
+		}
+	}
+	json_decref(doc);
+	return out;
+}
+
+static void catalog_fetch_on_done(void *ctx, const ModelResult *result)
+{
+	CatalogFetch *f = ctx;
+	Conn *conn = conn_find(f->server, f->conn_id);
+	json_t *remote = NULL;
+	if (result->error == 0 && result->status / 100 == 2 && f->body)
+		remote = catalog_parse_remote(f->body, f->body_len);
+	if (!remote)
+		log_warn("model/list: the provider's model list is unavailable (%s); answering from the configuration",
+			 result->error ? result->message : f->is_too_big ? "body too large" : "no model list in the answer");
+	if (conn) {
+		json_t *fallback = remote ? NULL : catalog_load(f->server);
+		catalog_reply(conn, f->id, f->params, remote ? remote : fallback);
+		json_decref(fallback);
+	}
+	json_decref(remote);
+	catalog_fetch_free(f);
+}
+
+/* "Name: value" request headers: the provider's static http_headers and its env_key's bearer. */
+static size_t catalog_fetch_headers(json_t *table, char lines[][1024], size_t max)
+{
+	size_t n = 0;
+	const char *env_key = json_string_value(json_object_get(table, "env_key"));
+	const char *key = env_key ? getenv(env_key) : NULL;
+	if (key && *key && n < max)
+		snprintf(lines[n++], sizeof(lines[0]), "Authorization: Bearer %s", key);
+	const char *name;
+	json_t *value;
+	json_object_foreach (json_object_get(table, "http_headers"), name, value) {
+		if (json_is_string(value) && n < max)
+			snprintf(lines[n++], sizeof(lines[0]), "%s: %s", name, json_string_value(value));
+	}
+	return n;
+}
+
+/* Starts the GET of @url; false when it cannot start (the caller answers from the configuration). */
+static bool catalog_fetch_start(Conn *conn, json_t *id, json_t *params, const char *url, json_t *table)
+{
+	enum { MAX_HEADERS = 32 };
+	char lines[MAX_HEADERS][1024];
+	const char *headers[MAX_HEADERS + 1];
+	size_t n = catalog_fetch_headers(table, lines, MAX_HEADERS);
+	for (size_t i = 0; i < n; i++)
+		headers[i] = lines[i];
+	headers[n++] = "Accept: application/json";
+	CatalogFetch *f = calloc(1, sizeof(*f));
+	if (!f) {
+		explicit_bzero(lines, sizeof(lines));
+		return false;
+	}
+	f->server = conn->server;
+	f->conn_id = conn->id;
+	f->id = json_incref(id);
+	f->params = params ? json_incref(params) : json_object();
+	ModelRequest req = { .url = url, .method = "GET", .headers = headers, .n_headers = n,
+			     .connect_timeout_ms = CATALOG_FETCH_TIMEOUT_MS, .idle_timeout_ms = CATALOG_FETCH_TIMEOUT_MS };
+	static const ModelStreamEvents events = { .on_body = catalog_fetch_on_body, .on_done = catalog_fetch_on_done };
+	ModelStream *stream;
+	char err[256];
+	int rc = model_stream_start(conn->server->model_client, &req, &events, f, &stream, err, sizeof(err));
+	/* libcurl copied the lines; the API key does not stay on the stack. */
+	explicit_bzero(lines, sizeof(lines));
+	if (rc < 0) {
+		log_warn("model/list: cannot fetch %s: %s", url, err);
+		catalog_fetch_free(f);
+		return false;
+	}
+	return true;
+}
+
 void proto_model_list(Conn *conn, json_t *id, json_t *params)
 {
 	json_t *provider = json_object_get(params, "modelProvider");
@@ -183,21 +344,22 @@ void proto_model_list(Conn *conn, json_t *id, json_t *params)
 		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: `modelProvider` must be a string");
 		return;
 	}
-	json_t *models = catalog_models(conn->server, json_is_true(json_object_get(params, "includeHidden")));
+	const char *provider_id = json_string_value(provider);
+	if (!provider_id)
+		provider_id = catalog_config_string(conn->server, "model_provider");
+	json_t *table = provider_id ? json_object_get(json_object_get(conn->server->config.root, "model_providers"),
+						      provider_id)
+				    : NULL;
+	const char *url = json_string_value(json_object_get(table, "model_catalog_url"));
+	/* Paging is checked before anything is fetched, so a bad cursor costs no request. */
 	size_t start, end;
-	if (!catalog_page_bounds(conn, id, params, json_array_size(models), &start, &end)) {
-		json_decref(models);
+	if (!catalog_page_bounds(conn, id, params, SIZE_MAX, &start, &end))
 		return;
-	}
-	json_t *data = json_array();
-	for (size_t i = start; i < end; i++)
-		json_array_append(data, json_array_get(models, i));
-	char next[24];
-	snprintf(next, sizeof(next), "%zu", end);
-	conn_reply(conn, id,
-		   json_pack("{s:o,s:o}", "data", data, "nextCursor",
-			     end < json_array_size(models) ? json_string(next) : json_null()));
-	json_decref(models);
+	if (url && conn->server->model_client && catalog_fetch_start(conn, id, params, url, table))
+		return;
+	json_t *catalog = catalog_load(conn->server);
+	catalog_reply(conn, id, params, catalog);
+	json_decref(catalog);
 }
 
 void proto_collaboration_mode_list(Conn *conn, json_t *id, json_t *params)

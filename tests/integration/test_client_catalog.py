@@ -12,6 +12,7 @@ import json
 import pytest
 
 from conftest import INVALID_REQUEST, RpcError
+import mock_model as mm
 from mock_model import MockModel
 from test_turns import run_turn, start_thread, wait_for
 
@@ -22,8 +23,8 @@ def model():
         yield mock
 
 
-def start_agentd(agentd_factory, mock, args=(), **config):
-    proc = agentd_factory(["stdio://"], config=mock.config_toml(**config), args=args)
+def start_agentd(agentd_factory, mock, args=(), env=None, **config):
+    proc = agentd_factory(["stdio://"], config=mock.config_toml(**config), args=args, env=env)
     return proc, proc.stdio
 
 
@@ -101,6 +102,39 @@ def test_model_list_pages_with_cursors(agentd_factory, model, tmp_path):
     assert negative.value.code == INVALID_REQUEST
     # the connection still serves
     assert client.call("model/list", {"limit": 1})["nextCursor"] == "1"
+
+
+@pytest.mark.parametrize("shape", ["codex", "openai"])
+def test_model_list_asks_the_providers_models_endpoint(agentd_factory, model, shape):
+    model.set_models(["gpt-remote-a", "gpt-remote-b"], shape=shape)
+    _, client = start_agentd(agentd_factory, model, env={"MOCK_MODELS_KEY": "sk-models-123"}, model="gpt-remote-b",
+                             provider_extra=f'model_catalog_url = "{model.base_url}/models"\n'
+                                            'env_key = "MOCK_MODELS_KEY"\nhttp_headers = { "X-Team" = "blue" }')
+    listed = client.call("model/list", {"includeHidden": True})["data"]
+    assert [(m["id"], m["isDefault"]) for m in listed] == [("gpt-remote-a", False), ("gpt-remote-b", True)]
+    requests = model.requests(endpoint="models")
+    assert len(requests) == 1
+    headers = {k.lower(): v for k, v in requests[0]["headers"].items()}
+    assert headers["authorization"] == "Bearer sk-models-123"
+    assert headers["x-team"] == "blue"
+    # each call asks again: the list is the provider's, not a copy taken once
+    model.set_models(["gpt-remote-c"], shape=shape)
+    again = client.call("model/list", {})["data"]
+    assert [m["id"] for m in again] == ["gpt-remote-b", "gpt-remote-c"]
+
+
+def test_model_list_falls_back_when_the_endpoint_fails(agentd_factory, model, tmp_path):
+    catalog = write_catalog(tmp_path, [catalog_entry("gpt-local")])
+    model.script(mm.status(500, {"error": {"message": "down"}}), endpoint="models")
+    _, client = start_agentd(agentd_factory, model, model="gpt-local", top_level=f'model_catalog_json = "{catalog}"',
+                             provider_extra=f'model_catalog_url = "{model.base_url}/models"')
+    listed = client.call("model/list", {})["data"]
+    assert [m["id"] for m in listed] == ["gpt-local"]
+    assert model.count(endpoint="models") == 1
+    # a bad cursor is refused before anything is fetched
+    with pytest.raises(RpcError):
+        client.call("model/list", {"cursor": "x"})
+    assert model.count(endpoint="models") == 1
 
 
 # --- config/read, configRequirements/read --------------------------------------------------------
