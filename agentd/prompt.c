@@ -149,6 +149,11 @@ char *prompt_build_request(const Thread *thread, const Turn *turn)
 				 "reasoning.encrypted_content", "prompt_cache_key", thread->id);
 	if (!body)
 		return NULL;
+	/* Structured output, as the reference asks for it (the TUI's title turn uses it). */
+	if (turn->output_schema)
+		json_object_set_new(body, "text",
+				    json_pack("{s:{s:s,s:b,s:O,s:s}}", "format", "type", "json_schema", "strict", 1,
+					      "schema", turn->output_schema, "name", "codex_output_schema"));
 	json_object_set_new(body, "client_metadata", json_pack("{s:s}", "x-codex-turn-id", turn->id));
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);

@@ -174,6 +174,27 @@ static json_t *build_body(const Fixture *f, char **text_out)
 	return body;
 }
 
+static void test_body_output_schema(void **state)
+{
+	Fixture *f = *state;
+	json_t *body = build_body(f, NULL);
+	assert_null(json_object_get(body, "text")); /* no schema: the default text format */
+	json_decref(body);
+
+	json_t *schema = json_pack("{s:s,s:{s:{s:s}},s:[s]}", "type", "object", "properties", "title", "type",
+				   "string", "required", "title");
+	f->turn.output_schema = schema;
+	body = build_body(f, NULL);
+	json_t *format = json_object_get(json_object_get(body, "text"), "format");
+	assert_string_equal(json_string_value(json_object_get(format, "type")), "json_schema");
+	assert_true(json_is_true(json_object_get(format, "strict")));
+	assert_string_equal(json_string_value(json_object_get(format, "name")), "codex_output_schema");
+	assert_true(json_equal(json_object_get(format, "schema"), schema));
+	f->turn.output_schema = NULL;
+	json_decref(schema);
+	json_decref(body);
+}
+
 static void test_body_fields(void **state)
 {
 	Fixture *f = *state;
@@ -654,6 +675,7 @@ int main(void)
 						fixture_free),
 		cmocka_unit_test_setup_teardown(test_context_sandbox_and_approval, fixture_new, fixture_free),
 		cmocka_unit_test(test_sandbox_mode),
+		cmocka_unit_test_setup_teardown(test_body_output_schema, fixture_new, fixture_free),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -978,6 +978,11 @@ void proto_turn_start(Conn *conn, json_t *id, json_t *params)
 				 "(turn/steer) or interrupt it (turn/interrupt) first", thread->id);
 		return;
 	}
+	json_t *schema = json_object_get(params, "outputSchema");
+	if (schema && !json_is_null(schema) && !json_is_object(schema)) {
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: `outputSchema` must be an object");
+		return;
+	}
 	if (!turn_apply_overrides(conn, id, thread, params))
 		return;
 	thread_subscribe(thread, conn->id);
@@ -986,6 +991,8 @@ void proto_turn_start(Conn *conn, json_t *id, json_t *params)
 		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "out of memory");
 		return;
 	}
+	if (json_is_object(schema))
+		turn_set_output_schema(turn, schema);
 	conn_reply(conn, id, json_pack("{s:o}", "turn", turn_json(turn, false)));
 	turn_run(turn);
 }

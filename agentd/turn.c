@@ -41,6 +41,7 @@ void turn_hold(Turn *turn)
 static void turn_destroy(Turn *turn)
 {
 	json_decref(turn->input);
+	json_decref(turn->output_schema);
 	json_decref(turn->items);
 	json_decref(turn->steered);
 	json_decref(turn->injected);
@@ -1136,4 +1137,10 @@ static void turn_sample(Turn *turn)
 		}
 	}
 	turn_authenticate(turn);
+}
+
+void turn_set_output_schema(Turn *turn, json_t *schema)
+{
+	json_decref(turn->output_schema);
+	turn->output_schema = json_incref(schema);
 }

@@ -20,6 +20,8 @@
 
 /** turn_new() - a turn of @thread for @input (UserInput array, copied), started by connection @conn. */
 Turn *turn_new(Thread *thread, Conn *conn, json_t *input);
+/** turn_set_output_schema() - the JSON Schema the model's final answer must follow (borrowed, kept). */
+void turn_set_output_schema(Turn *turn, json_t *schema);
 /** turn_run() - announce it (status, turn/started, the user message) and sample the model. */
 void turn_run(Turn *turn);
 /**

@@ -38,6 +38,7 @@ struct Turn {
 	char user_agent[768];
 	int64_t started_at_ms, completed_at_ms;
 	json_t *input;	 /* the first UserInput array */
+	json_t *output_schema; /* turn/start's outputSchema (a JSON Schema), or NULL */
 	json_t *items;	 /* v2 items completed so far */
 	json_t *steered; /* UserInput arrays for the next request */
 	json_t *injected; /* history items for the next request (a user shell command's result) */

@@ -313,3 +313,24 @@ def test_turns_list_refuses_unmaterialized_and_ephemeral_threads(agentd_factory,
     with pytest.raises(RpcError) as eph:
         client.call("thread/turns/list", {"threadId": ephemeral, "limit": 1})
     assert eph.value.message == "ephemeral threads do not support thread/turns/list"
+
+
+def test_output_schema_reaches_the_model_as_structured_output(agentd_factory, model, tmp_path):
+    """The TUI titles a thread with an ephemeral structured-output turn (tui-session.md)."""
+    _, client = start_agentd(agentd_factory, model)
+    thread_id = start_thread(client, tmp_path, ephemeral=True)
+    schema = {"type": "object", "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 36}},
+              "required": ["title"], "additionalProperties": False}
+    model.script(mm.text_answer('{"title":"Fix the build"}'))
+    _, _, completed = run_turn(client, thread_id, "Generate a concise, single-line task title", outputSchema=schema)
+    assert completed["status"] == "completed"
+    assert completed["items"][-1]["text"] == '{"title":"Fix the build"}'
+    assert model.last_body()["text"] == {"format": {"type": "json_schema", "strict": True, "schema": schema,
+                                                    "name": "codex_output_schema"}}
+    # the next turn without one asks for plain text again
+    run_turn(client, thread_id, "again")
+    assert "text" not in model.last_body()
+    with pytest.raises(RpcError) as bad:
+        client.call("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": "x"}],
+                                   "outputSchema": "not a schema"})
+    assert bad.value.code == INVALID_REQUEST
