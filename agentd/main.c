@@ -12,6 +12,7 @@
 
 #include "agentd.h"
 #include "conn.h"
+#include "exec_cli.h"
 #include "daemon.h"
 #include "seccomp_filter.h"
 #include "log.h"
@@ -67,6 +68,7 @@ static void agentd_usage(FILE *out)
 	fprintf(out,
 		"usage: agentd [app-server] [--listen URL]... [-c key=value]... [--enable F] [--disable F]\n"
 		"              [--ws-auth MODE [ws auth options]] [--no-spawn] [-d] [-n] [--version]\n"
+		"       agentd exec [options] [PROMPT | -]  (one prompt, one turn: agentd exec --help)\n"
 		"  --listen URL  stdio:// (default), unix://PATH or ws://IP:PORT; may repeat\n"
 		"  -c key=value  override a config.toml value (TOML value, else a string), as codex -c\n"
 		"  --enable F    same as -c features.F=true; --disable F: features.F=false\n"
@@ -656,6 +658,9 @@ int main(int argc, char **argv)
 	char err[512];
 	int status = 1;
 
+	/* `agentd exec` is a client of a child agentd, not a server: none of what follows applies. */
+	if (argc > 1 && strcmp(argv[1], "exec") == 0)
+		return exec_cli_main(argc, argv);
 	/* Single-threaded loop; nng's workers allocate little: one malloc arena is enough. */
 	mallopt(M_ARENA_MAX, 1);
 	/* Output moves in 64-87 KiB buffers: keep freed memory for the next one instead of
