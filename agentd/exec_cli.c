@@ -28,8 +28,8 @@
 
 extern char **environ;
 
-/* -c/--enable/--disable passed through: agentd takes 32, one is exec's own log level. */
-#define EXEC_MAX_OVERRIDES 31
+/* -c/--enable/--disable passed through: as many as agentd takes. */
+#define EXEC_MAX_OVERRIDES 32
 /* One message from the child; a longer one is a violation, not something to wait out. */
 #define EXEC_MAX_LINE_BYTES (256u * 1024u * 1024u)
 #define EXEC_MAX_PROMPT_BYTES (16u * 1024u * 1024u)
@@ -416,17 +416,22 @@ static void exec_self_path(const char *argv0, char *out, size_t out_len, bool *i
 /* environ with AGENTD_RUNTIME_DIR replaced by @runtime_var; the strings stay environ's. */
 static char **exec_child_env(char *runtime_var)
 {
+	/* The daemons' info lines would drown the progress: only errors, unless the caller chose a
+	 * level (AGENTD_LOG_LEVEL, or -c agentd.log_level for agentd itself). */
+	static char quiet[] = "AGENTD_LOG_LEVEL=error";
 	size_t count = 0, n = 0;
 	while (environ[count])
 		count++;
-	char **env = calloc(count + 2, sizeof(*env));
+	char **env = calloc(count + 3, sizeof(*env));
 	if (!env)
 		return NULL;
 	for (size_t i = 0; i < count; i++) {
 		if (strncmp(environ[i], "AGENTD_RUNTIME_DIR=", 19) != 0)
 			env[n++] = environ[i];
 	}
-	env[n] = runtime_var;
+	env[n++] = runtime_var;
+	if (!getenv("AGENTD_LOG_LEVEL"))
+		env[n] = quiet;
 	return env;
 }
 
@@ -466,8 +471,7 @@ static void exec_close_fd(int *fd)
 /* Starts `agentd --listen stdio:// [overrides]` with its stdin and stdout on pipes to us. */
 static int exec_child_spawn(ExecChild *c, const ExecOptions *opts, const char *argv0)
 {
-	/* The child's info lines would drown the progress; a later -c agentd.log_level wins. */
-	static const char *const head[] = { "--listen", "stdio://", "-c", "agentd.log_level=warn" };
+	static const char *const head[] = { "--listen", "stdio://" };
 	const size_t head_count = sizeof(head) / sizeof(head[0]);
 	char exe[PATH_MAX], runtime_var[PATH_MAX + 32];
 	const char *argv[1 + sizeof(head) / sizeof(head[0]) + 2 * EXEC_MAX_OVERRIDES + 1];

@@ -669,7 +669,7 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	if (agentd_parse_flags(argc, argv, &flags) < 0)
 		return 2;
-	log_init("agentd", flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+	log_init("agentd", log_start_level(flags.is_debug));
 	server.is_debug = flags.is_debug;
 	if (config_set_overrides(flags.overrides, flags.override_count, err, sizeof(err)) < 0) {
 		log_error("%s", err);

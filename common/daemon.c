@@ -484,7 +484,7 @@ int daemon_main(const DaemonSpec *spec, int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	if (daemon_parse_flags(spec, argc, argv, &flags) < 0)
 		return 2;
-	log_init(spec->name, flags.is_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+	log_init(spec->name, log_start_level(flags.is_debug));
 	if (config_load(&d.config, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		config_free(&d.config);

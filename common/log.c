@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -18,6 +19,17 @@ void log_init(const char *ident, LogLevel level)
 {
 	snprintf(log_ident, sizeof(log_ident), "%s", ident);
 	log_threshold = level;
+}
+
+LogLevel log_start_level(int is_debug)
+{
+	const char *text = getenv("AGENTD_LOG_LEVEL");
+	LogLevel level = LOG_LEVEL_INFO;
+	if (is_debug)
+		return LOG_LEVEL_DEBUG;
+	if (text && log_level_parse(text, &level) < 0)
+		level = LOG_LEVEL_INFO;
+	return level;
 }
 
 void log_set_level(LogLevel level)

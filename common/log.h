@@ -9,6 +9,12 @@ typedef enum LogLevel { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG
 
 /** log_init() - name the process in every line and set the threshold. */
 void log_init(const char *ident, LogLevel level);
+/**
+ * log_start_level() - the threshold a process starts at: debug with -d (@is_debug), else
+ * $AGENTD_LOG_LEVEL when it names a level (helpers inherit it from agentd), else info.
+ * The configuration's [agentd] log_level, once read, replaces it.
+ */
+LogLevel log_start_level(int is_debug);
 /** log_set_level() - change the threshold (e.g. -d raises it to debug). */
 void log_set_level(LogLevel level);
 /** log_level_parse() - "error"|"warn"|"info"|"debug" to a level. Return 0 or -EINVAL. */

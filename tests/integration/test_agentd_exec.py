@@ -11,6 +11,7 @@ CODEX_HOME in its environment (the child agentd, its helpers, the commands they 
 import contextlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -128,6 +129,23 @@ def test_answer_on_stdout_and_progress_on_stderr(tmp_path, model):
     first, second = model.wait_requests(2)
     assert first.user_texts()[-1] == "what is the answer?"
     assert "hello-from-exec" in second.tool_output("call_1")
+
+
+DAEMON_LOG_RE = re.compile(r"^\S+Z (agentd|execd|sandboxd|authd|watchd)\[\d+\] (info|warn): ", re.M)
+
+
+def test_daemon_logs_stay_quiet_unless_a_level_is_asked_for(tmp_path, model, monkeypatch):
+    model.set_default(mm.text_answer("quiet"))
+    (tmp_path / "a").mkdir()
+    run = run_exec(tmp_path / "a", model, "hi")
+    assert run.returncode == 0 and run.stdout == "quiet\n"
+    assert not DAEMON_LOG_RE.findall(run.stderr), run.stderr
+    # AGENTD_LOG_LEVEL reaches agentd and, through it, every helper
+    monkeypatch.setenv("AGENTD_LOG_LEVEL", "info")
+    (tmp_path / "b").mkdir()
+    loud = run_exec(tmp_path / "b", model, "hi")
+    assert loud.returncode == 0
+    assert {"agentd", "execd", "sandboxd", "authd", "watchd"} <= {d for d, _ in DAEMON_LOG_RE.findall(loud.stderr)}
 
 
 def test_model_and_sandbox_flags_reach_the_thread(tmp_path, model):
