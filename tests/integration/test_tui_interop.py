@@ -1,0 +1,166 @@
+# SPDX-License-Identifier: MIT
+"""The stock Codex TUI (npm @openai/codex 0.169.0, `codex --remote ws://…`) against agentd.
+
+The TUI runs under tmux (a private server socket, a 200x50 pane) with its own HOME and CODEX_HOME;
+agentd listens on a loopback ws:// port with a config.toml whose model provider is a MockModel.
+One prompt: the model calls exec_command, agentd runs it (approval_policy never, read-only sandbox),
+the model answers with a text; the pane must show the command's output and the answer, and the
+mock must have been sent the command's output. The TUI's ephemeral title thread gets a text too.
+
+The TUI is npm-installed once into $AGENTD_NPM_CACHE (default /var/tmp/agentd-codex-npm); the
+tests skip only when npm or its registry is unreachable (or tmux is missing and cannot be
+installed). The websocket traffic goes through a recording relay (tui_harness.WsTap): on failure
+the last pane, the TUI<->agentd transcript and the requests agentd rejected are printed, and the
+agentd_factory fixture prints agentd's -d log.
+"""
+import os
+import re
+import secrets
+import time
+
+import pytest
+
+import mock_model as mm
+import tui_harness
+from conftest import register_secret, wait_until
+from mock_model import MockModel
+
+TITLE_MARKER = "Generate a concise, single-line task title"
+CALL_ID = "call_interop_1"
+STARTUP_TIMEOUT = 15.0  # the per-test alarm (conftest) is 30 s
+TURN_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def codex_bin():
+    tui_harness.ensure_tmux()
+    return tui_harness.ensure_codex()
+
+
+@pytest.fixture
+def model():
+    with MockModel() as mock:
+        yield mock
+
+
+@pytest.fixture
+def tui_sessions(request):
+    """Every TuiSession/WsTap the test made; on failure their pane and traffic are printed, then
+    they are closed (before agentd_factory's teardown stops agentd)."""
+    made = []
+    yield made
+    report = getattr(request.node, "rep_call", None)
+    failed = report is None or report.failed
+    verbose = failed or bool(os.environ.get("AGENTD_TUI_TRACE"))  # AGENTD_TUI_TRACE=1: print it all anyway
+    leftovers = []
+    for thing in reversed(made):  # the TUI first, then the relay
+        if isinstance(thing, tui_harness.TuiSession):
+            if verbose:
+                status = thing.dead()
+                print(f"--- TUI pane (last capture; TUI {'exited: ' + status if status else 'running'}) ---")
+                print(thing.capture() or thing.last_capture)
+                print(f"--- TUI command: {thing.command}")
+            if not thing.close():
+                leftovers.append(f"the TUI (pid {thing.pane_pid}) did not exit after tmux kill-server and SIGKILL")
+        else:
+            if verbose:
+                problems = thing.problems()
+                print("--- requests of the TUI agentd rejected or left unanswered ---")
+                print("\n".join(problems) or "(none)")
+                print("--- TUI <-> agentd websocket traffic" + (" (tail) ---" if failed else " ---"))
+                print(thing.transcript(last=200 if failed else None))
+            thing.close()
+    assert not leftovers, "\n".join(leftovers)
+
+
+def _dispatch(command, final_text, title_text):
+    """The mock's answer to each request: the title thread's gets a text, the main thread's first
+    an exec_command call, then (its output in the input) the final text."""
+
+    def answer(request):
+        texts = mm.user_texts(request)
+        if any(TITLE_MARKER in t for t in texts):
+            return mm.text_answer(title_text)
+        if mm.function_call_output(request, CALL_ID) is not None:
+            return mm.text_answer(final_text, deltas=[final_text[:9], final_text[9:]])
+        return mm.response(mm.out_exec_command(command, call_id=CALL_ID))
+
+    return answer
+
+
+# Errors agentd may answer because the reference answers them too (tui-session.md): the TUI asks
+# for the last turn of every listed thread, the fresh one and the ephemeral title thread included.
+EXPECTED_ERRORS = (
+    re.compile(r"is not materialized yet; thread/turns/list is unavailable before first user message"),
+    re.compile(r"ephemeral threads do not support thread/turns/list"),
+)
+
+
+@pytest.mark.parametrize("auth,trusted", [("none", False), ("capability-token", False), ("none", True)],
+                         ids=["loopback", "capability-token", "trusted-project"])
+def test_stock_tui_runs_a_command_turn(agentd_factory, model, codex_bin, tui_sessions, tmp_path, auth, trusted):
+    token = secrets.token_hex(6)
+    command = f'echo "out-$((20+22))-{token}"'  # the output differs from the command line
+    output = f"out-42-{token}"
+    final_text = f"All done: interop finished {token}"
+    model.set_default(_dispatch(command, final_text, '{"title":"Run interop check"}'))
+
+    args, tui_args, tui_env = ["-d"], [], {}
+    if auth == "capability-token":
+        secret = f"tui-capability-token-{secrets.token_hex(16)}"
+        register_secret(secret)
+        token_file = tmp_path / "ws-token"
+        token_file.write_text(secret)
+        token_file.chmod(0o600)
+        args += ["--ws-auth", "capability-token", "--ws-token-file", str(token_file)]
+        tui_args = ["--remote-auth-token-env", "AGENTD_TUI_TOKEN"]
+        tui_env = {"AGENTD_TUI_TOKEN": secret}
+
+    # agentd's own HOME: the command runs in a login shell (bash -lc), which would read the
+    # invoking user's profile otherwise.
+    agentd_home = tmp_path / "agentd-home"
+    agentd_home.mkdir()
+    proc = agentd_factory(["ws://127.0.0.1:0"], args=args, env={"HOME": str(agentd_home)},
+                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
+    # The TUI sends thread/start with cwd null: the thread's cwd is agentd's, so the project is
+    # agentd's working directory, and the TUI runs there too.
+    project = proc.tmp_path.resolve()
+    home = tmp_path / "tui-home"
+    tui_codex_home = tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project, trusted=trusted))
+
+    tap = tui_harness.WsTap(proc.ws_port)
+    tui_sessions.append(tap)
+    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home,
+                                 args=tui_args, env=tui_env)
+    tui_sessions.append(tui)
+
+    started = time.monotonic()
+    tui.wait_for(lambda t: tui.composer_ready(t) and mm.DEFAULT_MODEL in t, timeout=STARTUP_TIMEOUT,
+                 what="the composer (and the thread's model in the status line)")
+    print(f"composer after {time.monotonic() - started:.1f} s")
+    thread_start = [m for d, m in tap.messages() if d == "C>" and m.get("method") == "thread/start"]
+    assert thread_start, "the TUI showed its composer without starting a thread"
+    assert thread_start[0]["params"]["sandbox"] == ("workspace-write" if trusted else "read-only")
+
+    prompt = f"please run the interop check {token}"
+    tui.submit(prompt)
+    tui.wait_for(lambda t: output in t and final_text in t, timeout=TURN_TIMEOUT,
+                 what=f"the command's output {output!r} and the answer {final_text!r}")
+    print(f"turn done after {time.monotonic() - started:.1f} s")
+
+    main = [r for r in model.requests() if not any(TITLE_MARKER in t for t in mm.user_texts(r))]
+    assert any(prompt in t for r in main for t in mm.user_texts(r)), "no model request carries the prompt"
+    with_output = [r for r in main if mm.function_call_output(r, CALL_ID) is not None]
+    assert with_output, f"no model request carries the exec_command output ({len(main)} main-thread requests)"
+    assert output in mm.tool_output(with_output[-1], CALL_ID)
+
+    # Every request of the TUI answered (give those in flight a moment), none with an error the
+    # reference does not give.
+    wait_until(lambda: not any(p.endswith("no answer") for p in tap.problems()), 3.0,
+               what="agentd to answer every request of the TUI")
+    unexpected = [p for p in tap.problems() if not any(e.search(p) for e in EXPECTED_ERRORS)]
+    assert not unexpected, "agentd rejected requests of the TUI:\n" + "\n".join(unexpected)
+    assert tui.dead() is None, "the TUI exited"
