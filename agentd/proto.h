@@ -8,6 +8,9 @@
 
 #include "conn.h"
 
+/* The codex app-server version whose protocol agentd speaks: the VERSION of every userAgent. */
+#define PROTO_COMPAT_VERSION "0.169.0"
+
 typedef enum ProtoParams {
 	PROTO_PARAMS_REQUIRED, /* an object must be present */
 	PROTO_PARAMS_OPTIONAL, /* absent, null or an object */

@@ -9,10 +9,6 @@
 #include "proto.h"
 #include "rpc.h"
 
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0"
-#endif
-
 /* Clients that must never become the process-wide originator (the reference's exemptions). */
 static const char *const proto_exempt_originators[] = { "codex_app_server_daemon", "codex-backend" };
 
@@ -80,7 +76,7 @@ void proto_format_user_agent(const char *originator, const char *client_name, co
 	const char *term = getenv("TERM_PROGRAM");
 	if (!term || !*term)
 		term = getenv("TERM");
-	snprintf(ua, ua_len, "%s/%s (%s; %s) %s (%s; %s)", originator, PACKAGE_VERSION, os, uts.machine,
+	snprintf(ua, ua_len, "%s/%s (%s; %s) %s (%s; %s)", originator, PROTO_COMPAT_VERSION, os, uts.machine,
 		 term && *term ? term : "unknown", client_name, client_version);
 }
 

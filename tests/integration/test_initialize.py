@@ -18,7 +18,8 @@ def test_initialize_result(agentd_factory):
     assert result["platformOs"] == "linux"
     ua = result["userAgent"]
     # <originator>/<version> (<os> <os_version>; <arch>) <terminal> (<clientInfo.name>; <clientInfo.version>)
-    assert ua.startswith("my-client/"), ua
+    # the protocol's version, so that a 0.169 TUI does not take agentd for an older server
+    assert ua.startswith("my-client/0.169.0 ("), ua
     assert ua.endswith("(my-client; 4.5.6)"), ua
     assert f"; {platform.machine()})" in ua, ua
 
