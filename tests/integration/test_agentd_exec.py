@@ -376,6 +376,7 @@ def test_child_agentd_and_helpers_are_gone_after_exit(tmp_path, model):
         wait_until(lambda: model.count() == 1, 10, what="the model request")
         helpers = children_of(child)
         assert len(helpers) >= 4, helpers  # execd, sandboxd, authd, watchd
+        model.wait_hanging(1, timeout=10)  # release() lets go only of requests already held
         model.release()
     finally:
         run.finish()

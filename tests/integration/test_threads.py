@@ -251,6 +251,7 @@ def test_two_threads_run_turns_at_once(agentd_factory, model, tmp_path):
     wait_until(lambda: len(model.requests()) == 1, 10, what="the first request")
     client.call("turn/start", {"threadId": two, "input": [{"type": "text", "text": "fast"}]})
     assert finish_turn(client, two)["items"][0]["text"] == "fast answer"
+    model.wait_hanging(1, timeout=10)  # release() lets go only of pauses already reached
     model.release()
     assert finish_turn(client, one)["items"][0]["text"] == "slow answer"
 
