@@ -11,6 +11,9 @@
 /* The codex app-server version whose protocol agentd speaks: the VERSION of every userAgent. */
 #define PROTO_COMPAT_VERSION "0.169.0"
 
+/* The model when neither a request nor config.toml names one (threads, model/list). */
+#define PROTO_DEFAULT_MODEL "gpt-5.5"
+
 typedef enum ProtoParams {
 	PROTO_PARAMS_REQUIRED, /* an object must be present */
 	PROTO_PARAMS_OPTIONAL, /* absent, null or an object */

@@ -23,8 +23,6 @@
 #include "proto.h"
 #include "rpc.h"
 
-/* The model when neither the request nor config.toml names one (as thread/start). */
-#define CATALOG_DEFAULT_MODEL "gpt-5.5"
 /* A provider's model list is small; a larger body is refused rather than buffered. */
 #define CATALOG_MAX_BODY_BYTES ((size_t)4 << 20)
 #define CATALOG_FETCH_TIMEOUT_MS 10000u
@@ -37,7 +35,7 @@ static const char *catalog_config_string(const Agentd *server, const char *key)
 static const char *catalog_default_model(const Agentd *server)
 {
 	const char *model = catalog_config_string(server, "model");
-	return model ? model : CATALOG_DEFAULT_MODEL;
+	return model ? model : PROTO_DEFAULT_MODEL;
 }
 
 /* The reasoning efforts of a catalog entry, or the three every Responses model accepts. */

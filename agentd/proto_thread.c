@@ -20,9 +20,6 @@
 #define PACKAGE_VERSION "0"
 #endif
 
-/* The model when neither the request nor config.toml names one. */
-#define PROTO_DEFAULT_MODEL "gpt-5.5"
-
 /* --- parameters ---------------------------------------------------------------------------------- */
 
 /* A string member, absent or null allowed (*out NULL). False (answered) when it has another type. */
