@@ -62,6 +62,7 @@ typedef struct Agentd {
 	struct Thread *threads; /* loaded agent threads (thread.h) */
 	uint64_t next_thread_owner;
 	struct ModelClient *model_client; /* the Responses API client every turn streams through */
+	struct CatalogFetch *catalog_fetches; /* model/list calls waiting for a provider's /models */
 	uint64_t next_exec_id;
 	struct ToolExecTable *tool_execs; /* the agent's own commands (tool_exec.c), created on first use */
 	/* --ws-auth: what ws:// clients must present at the upgrade (unix:// clients are vouched

@@ -744,6 +744,7 @@ int main(int argc, char **argv)
 	status = server.exit_status;
 out_loop:
 	thread_free_all(&server);
+	proto_catalog_stop(&server);
 	model_client_free(server.model_client);
 	supervisor_free(server.supervisor);
 	broker_free(server.broker);

@@ -86,6 +86,8 @@ void proto_skills_list(Conn *conn, json_t *id, json_t *params);
 void proto_hooks_list(Conn *conn, json_t *id, json_t *params);
 void proto_plugin_installed(Conn *conn, json_t *id, json_t *params);
 void proto_bedrock_govcloud(Conn *conn, json_t *id, json_t *params);
+/** proto_catalog_stop() - at shutdown, before the model client goes: drop the model/list fetches. */
+void proto_catalog_stop(Agentd *server);
 void proto_config_read(Conn *conn, json_t *id, json_t *params);
 void proto_config_requirements_read(Conn *conn, json_t *id, json_t *params);
 

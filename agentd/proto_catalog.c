@@ -206,9 +206,11 @@ static void catalog_reply(Conn *conn, json_t *id, json_t *params, json_t *catalo
 		conn_reply(conn, id, page);
 }
 
-/* A model/list waiting for the provider's /models. */
+/* A model/list waiting for the provider's /models; listed in server->catalog_fetches. */
 typedef struct CatalogFetch {
+	struct CatalogFetch *prev, *next;
 	Agentd *server;
+	ModelStream *stream;
 	uint64_t conn_id;
 	json_t *id;
 	json_t *params;
@@ -219,6 +221,12 @@ typedef struct CatalogFetch {
 
 static void catalog_fetch_free(CatalogFetch *f)
 {
+	if (f->prev)
+		f->prev->next = f->next;
+	else if (f->server->catalog_fetches == f)
+		f->server->catalog_fetches = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
 	json_decref(f->id);
 	json_decref(f->params);
 	free(f->body);
@@ -322,9 +330,8 @@ static bool catalog_fetch_start(Conn *conn, json_t *id, json_t *params, const ch
 	ModelRequest req = { .url = url, .method = "GET", .headers = headers, .n_headers = n,
 			     .connect_timeout_ms = CATALOG_FETCH_TIMEOUT_MS, .idle_timeout_ms = CATALOG_FETCH_TIMEOUT_MS };
 	static const ModelStreamEvents events = { .on_body = catalog_fetch_on_body, .on_done = catalog_fetch_on_done };
-	ModelStream *stream;
 	char err[256];
-	int rc = model_stream_start(conn->server->model_client, &req, &events, f, &stream, err, sizeof(err));
+	int rc = model_stream_start(conn->server->model_client, &req, &events, f, &f->stream, err, sizeof(err));
 	/* libcurl copied the lines; the API key does not stay on the stack. */
 	explicit_bzero(lines, sizeof(lines));
 	if (rc < 0) {
@@ -332,7 +339,20 @@ static bool catalog_fetch_start(Conn *conn, json_t *id, json_t *params, const ch
 		catalog_fetch_free(f);
 		return false;
 	}
+	f->next = conn->server->catalog_fetches;
+	if (f->next)
+		f->next->prev = f;
+	conn->server->catalog_fetches = f;
 	return true;
+}
+
+void proto_catalog_stop(Agentd *server)
+{
+	while (server->catalog_fetches) {
+		CatalogFetch *f = server->catalog_fetches;
+		model_stream_cancel(f->stream);
+		catalog_fetch_free(f);
+	}
 }
 
 void proto_model_list(Conn *conn, json_t *id, json_t *params)

@@ -137,6 +137,24 @@ def test_model_list_falls_back_when_the_endpoint_fails(agentd_factory, model, tm
     assert model.count(endpoint="models") == 1
 
 
+def test_model_list_waiting_on_the_provider_blocks_nothing(agentd_factory, model):
+    """A slow /models holds that one answer only; agentd stops cleanly with the fetch in flight
+    (the teardown checks its exit status and, under the sanitizers, leaks)."""
+    model.set_models(["gpt-fast"], shape="codex")
+    model.script(mm.hang(), endpoint="models")
+    proc, client = start_agentd(agentd_factory, model, model="gpt-fast",
+                                provider_extra=f'model_catalog_url = "{model.base_url}/models"')
+    client.send({"id": "slow-models", "method": "model/list", "params": {}})
+    model.wait_hanging(1, timeout=10)
+    assert client.call("configRequirements/read")["requirements"] is None
+    # a second model/list is fetched on its own and answered while the first still waits
+    assert [m["id"] for m in client.call("model/list", {})["data"]] == ["gpt-fast"]
+    assert model.count(endpoint="models") == 2
+    # stopped with the first still waiting: a clean exit (a leak fails it under LeakSanitizer)
+    assert proc.stop() == 0
+    assert "ERROR: LeakSanitizer" not in proc.stderr()
+
+
 # --- config/read, configRequirements/read --------------------------------------------------------
 
 def test_config_read_is_the_file_with_its_origins(agentd_factory, model):
