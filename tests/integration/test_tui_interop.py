@@ -6,6 +6,8 @@ agentd listens on a loopback ws:// port with a config.toml whose model provider 
 One prompt: the model calls exec_command, agentd runs it (approval_policy never, read-only sandbox),
 the model answers with a text; the pane must show the command's output and the answer, and the
 mock must have been sent the command's output. The TUI's ephemeral title thread gets a text too.
+Variants: a capability token (--remote-auth-token-env), a trusted project, an approval answered in
+the TUI's prompt (untrusted), and unix://PATH instead of ws://.
 
 The TUI is npm-installed once into $AGENTD_NPM_CACHE (default /var/tmp/agentd-codex-npm); the
 tests skip only when npm or its registry is unreachable (or tmux is missing and cannot be
@@ -163,4 +165,76 @@ def test_stock_tui_runs_a_command_turn(agentd_factory, model, codex_bin, tui_ses
                what="agentd to answer every request of the TUI")
     unexpected = [p for p in tap.problems() if not any(e.search(p) for e in EXPECTED_ERRORS)]
     assert not unexpected, "agentd rejected requests of the TUI:\n" + "\n".join(unexpected)
+    assert tui.dead() is None, "the TUI exited"
+
+
+def test_stock_tui_approves_a_command(agentd_factory, model, codex_bin, tui_sessions, tmp_path):
+    """approval_policy untrusted: agentd asks (item/commandExecution/requestApproval), the TUI shows
+    its approval prompt, `y` accepts, the command runs and its output reaches the model."""
+    token = secrets.token_hex(6)
+    command = f'echo "approved-$((40+2))-{token}"'  # shell syntax: untrusted asks for it
+    output = f"approved-42-{token}"
+    final_text = f"Approved and done {token}"
+    model.set_default(_dispatch(command, final_text, '{"title":"Approve a command"}'))
+    agentd_home = tmp_path / "agentd-home"
+    agentd_home.mkdir()
+    proc = agentd_factory(["ws://127.0.0.1:0"], args=["-d"], env={"HOME": str(agentd_home)},
+                          config=model.config_toml(approval_policy="untrusted", sandbox_mode="read-only"))
+    project = proc.tmp_path.resolve()
+    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
+    tap = tui_harness.WsTap(proc.ws_port)
+    tui_sessions.append(tap)
+    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
+    tui_sessions.append(tui)
+    tui.wait_for(lambda t: tui.composer_ready(t) and mm.DEFAULT_MODEL in t, timeout=STARTUP_TIMEOUT,
+                 what="the composer")
+    tui.submit(f"run the approved check {token}")
+    tui.wait_for(lambda t: "Would you like to run the following command" in t and f"approved-$((40+2))-{token}" in t,
+                 timeout=TURN_TIMEOUT, what="the approval prompt with the command")
+    assert not [r for r in model.requests() if mm.function_call_output(r, CALL_ID) is not None], \
+        "the command ran before it was approved"
+    tui.key("y")
+    tui.wait_for(lambda t: output in t and final_text in t, timeout=TURN_TIMEOUT,
+                 what=f"the command's output {output!r} and the answer {final_text!r}")
+    asked = [m for d, m in tap.messages() if d == "S>" and m.get("method") == "item/commandExecution/requestApproval"]
+    assert len(asked) == 1
+    answers = [m for d, m in tap.messages() if d == "C>" and m.get("id") == asked[0]["id"] and "result" in m]
+    assert answers and answers[0]["result"]["decision"] in ("accept", "acceptForSession")
+    with_output = [r for r in model.requests() if mm.function_call_output(r, CALL_ID) is not None]
+    assert with_output and output in mm.tool_output(with_output[-1], CALL_ID)
+    assert tui.dead() is None, "the TUI exited"
+
+
+def test_stock_tui_over_a_unix_socket(agentd_factory, model, codex_bin, tui_sessions, tmp_path):
+    """`codex --remote unix://PATH`: the TUI opens with a websocket upgrade on the socket, which
+    agentd's unix listener tells from a newline-delimited JSON client by its first byte."""
+    token = secrets.token_hex(6)
+    command = f'echo "unix-$((1+1))-{token}"'
+    output = f"unix-2-{token}"
+    final_text = f"Over the socket {token}"
+    model.set_default(_dispatch(command, final_text, '{"title":"Use the socket"}'))
+    agentd_home = tmp_path / "agentd-home"
+    agentd_home.mkdir()
+    sock = tmp_path / "a.sock"
+    assert len(str(sock)) < 100, sock  # sun_path
+    proc = agentd_factory([f"unix://{sock}"], env={"HOME": str(agentd_home)},
+                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
+    project = proc.tmp_path.resolve()
+    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
+    tui = tui_harness.TuiSession(codex_bin, url=f"unix://{sock}", project=project, home=home,
+                                 codex_home=tui_codex_home)
+    tui_sessions.append(tui)
+    tui.wait_for(lambda t: tui.composer_ready(t) and mm.DEFAULT_MODEL in t, timeout=STARTUP_TIMEOUT,
+                 what="the composer")
+    tui.submit(f"run it over the socket {token}")
+    tui.wait_for(lambda t: output in t and final_text in t, timeout=TURN_TIMEOUT,
+                 what=f"the command's output {output!r} and the answer {final_text!r}")
+    with_output = [r for r in model.requests() if mm.function_call_output(r, CALL_ID) is not None]
+    assert with_output and output in mm.tool_output(with_output[-1], CALL_ID)
     assert tui.dead() is None, "the TUI exited"
