@@ -238,3 +238,48 @@ def test_stock_tui_over_a_unix_socket(agentd_factory, model, codex_bin, tui_sess
     with_output = [r for r in model.requests() if mm.function_call_output(r, CALL_ID) is not None]
     assert with_output and output in mm.tool_output(with_output[-1], CALL_ID)
     assert tui.dead() is None, "the TUI exited"
+
+
+def test_stock_tui_resumes_the_last_session(agentd_factory, model, codex_bin, tui_sessions, tmp_path):
+    """`codex resume --last --remote …`: the TUI finds the thread through thread/list, resumes it
+    (thread/resume) and shows its earlier turn; a new prompt continues the same thread."""
+    token = secrets.token_hex(6)
+    command = f'echo "first-$((2+3))-{token}"'
+    first_answer = f"First session done {token}"
+    model.set_default(_dispatch(command, first_answer, '{"title":"First session"}'))
+    agentd_home = tmp_path / "agentd-home"
+    agentd_home.mkdir()
+    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
+                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
+    project = proc.tmp_path.resolve()
+    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
+    tap = tui_harness.WsTap(proc.ws_port)
+    tui_sessions.append(tap)
+    first = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
+    tui_sessions.append(first)
+    first.wait_for(lambda t: first.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
+    first.submit(f"first prompt {token}")
+    first.wait_for(lambda t: first_answer in t, timeout=TURN_TIMEOUT, what="the first answer")
+    started = [m for d, m in tap.messages() if d == "S>" and m.get("method") == "thread/started"
+               and not m["params"]["thread"]["ephemeral"]]
+    thread_id = started[0]["params"]["thread"]["id"]
+    first.close()
+
+    second_answer = f"Second session done {token}"
+    model.set_default(lambda request: mm.text_answer(second_answer))
+    second = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home,
+                                    args=["resume", "--last"])
+    tui_sessions.append(second)
+    second.wait_for(lambda t: second.composer_ready(t) and first_answer in t, timeout=STARTUP_TIMEOUT,
+                    what="the resumed session with its earlier answer")
+    resumed = [m for d, m in tap.messages() if d == "C>" and m.get("method") == "thread/resume"]
+    assert resumed and resumed[-1]["params"]["threadId"] == thread_id
+    second.submit(f"second prompt {token}")
+    second.wait_for(lambda t: second_answer in t, timeout=TURN_TIMEOUT, what="the second answer")
+    last = [r for r in model.requests() if any(f"second prompt {token}" in t for t in mm.user_texts(r))][-1]
+    texts = mm.user_texts(last)
+    assert any(f"first prompt {token}" in t for t in texts), "the resumed thread lost its history"
+    assert second.dead() is None, "the TUI exited"
