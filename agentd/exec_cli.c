@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,8 +54,9 @@ typedef struct ExecOptions {
 	const char *sandbox;
 	const char *approval;
 	const char *output_path;
-	char *cwd;    /* absolute */
-	char *prompt; /* from the command line or standard input */
+	const char *remote_path; /* --remote unix://PATH: a running agentd instead of a child */
+	char *cwd;		 /* absolute */
+	char *prompt;		 /* from the command line or standard input */
 	bool is_json;
 	bool is_ephemeral;
 } ExecOptions;
@@ -150,6 +153,7 @@ static void exec_usage(FILE *out)
 		"  -o, --output-last-message FILE  also write the final answer to FILE\n"
 		"  -c key=value, --enable F, --disable F\n"
 		"                                  configuration overrides, passed to the child agentd\n"
+		"      --remote unix://PATH        use the agentd listening there instead of a child\n"
 		"exit status: 0 completed, 1 failed, interrupted or agentd error, 2 usage error,\n"
 		"             3 completed but a command or patch was denied\n");
 }
@@ -198,6 +202,27 @@ static int exec_check_options(ExecOptions *opts, const char *cd)
 		fprintf(stderr, "agentd exec: --output-last-message needs a file name\n");
 		return -EINVAL;
 	}
+	if (opts->remote_path && opts->child_arg_count > 0) {
+		fprintf(stderr,
+			"agentd exec: -c, --enable and --disable configure a child agentd; with --remote "
+			"the server's own configuration applies\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --remote's URL: only unix://PATH (the listener tells a JSON-lines client by its first byte). */
+static int exec_take_remote(ExecOptions *opts, const char *url)
+{
+	static const char scheme[] = "unix://";
+	struct sockaddr_un addr;
+	size_t len = strlen(url) - (sizeof(scheme) - 1);
+	if (strncmp(url, scheme, sizeof(scheme) - 1) != 0 || len == 0 || len >= sizeof(addr.sun_path)) {
+		fprintf(stderr, "agentd exec: --remote %s: expected unix://PATH (at most %zu bytes)\n", url,
+			sizeof(addr.sun_path) - 1);
+		return -EINVAL;
+	}
+	opts->remote_path = url + sizeof(scheme) - 1;
 	return 0;
 }
 
@@ -214,7 +239,7 @@ static void exec_bad_flag(int optopt_value, const char *arg)
 /* Parses everything after "exec". Return: 0, 1 when --help was answered, or -EINVAL. */
 static int exec_parse_flags(int argc, char **argv, ExecOptions *opts, const char **prompt_arg)
 {
-	enum { OPT_EPHEMERAL = 256, OPT_JSON, OPT_ENABLE, OPT_DISABLE };
+	enum { OPT_EPHEMERAL = 256, OPT_JSON, OPT_ENABLE, OPT_DISABLE, OPT_REMOTE };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "enable", required_argument, NULL, OPT_ENABLE },
@@ -226,6 +251,7 @@ static int exec_parse_flags(int argc, char **argv, ExecOptions *opts, const char
 		{ "ephemeral", no_argument, NULL, OPT_EPHEMERAL },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "output-last-message", required_argument, NULL, 'o' },
+		{ "remote", required_argument, NULL, OPT_REMOTE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -264,6 +290,9 @@ static int exec_parse_flags(int argc, char **argv, ExecOptions *opts, const char
 			break;
 		case OPT_JSON:
 			opts->is_json = true;
+			break;
+		case OPT_REMOTE:
+			rc = exec_take_remote(opts, optarg);
 			break;
 		case 'h':
 			exec_usage(stdout);
@@ -1208,6 +1237,29 @@ static void exec_session_free(ExecSession *s)
 	free(s->turn_error);
 }
 
+/* --remote: one stream socket, read and written through the child's two descriptors. */
+static int exec_connect(ExecChild *c, const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	c->to_fd = fd;
+	c->from_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (c->from_fd < 0) {
+		int err = -errno;
+		exec_close_fd(&c->to_fd);
+		return err;
+	}
+	return 0;
+}
+
 static int exec_session_run(const ExecOptions *opts, const char *argv0)
 {
 	static const LineReaderEvents reader_events = { exec_on_line, exec_on_oversize };
@@ -1224,8 +1276,11 @@ static int exec_session_run(const ExecOptions *opts, const char *argv0)
 		exec_session_free(&s);
 		return EXEC_STATUS_FAILED;
 	}
-	int rc = exec_child_spawn(&s.child, opts, argv0);
-	if (rc < 0)
+	int rc = opts->remote_path ? exec_connect(&s.child, opts->remote_path)
+				   : exec_child_spawn(&s.child, opts, argv0);
+	if (rc < 0 && opts->remote_path)
+		exec_fail(&s, rc, "cannot connect to unix://%s: %s", opts->remote_path, strerror(-rc));
+	else if (rc < 0)
 		exec_fail(&s, rc, "cannot start agentd: %s", strerror(-rc));
 	else
 		exec_run_turn(&s);

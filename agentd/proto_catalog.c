@@ -48,8 +48,8 @@ static json_t *catalog_efforts(json_t *levels)
 		const char *effort = json_string_value(json_object_get(level, "effort"));
 		const char *text = json_string_value(json_object_get(level, "description"));
 		if (effort && *effort)
-			json_array_append_new(out, json_pack("{s:s,s:s}", "reasoningEffort", effort, "description",
-							     text ? text : ""));
+			json_array_append_new(out, json_pack("{s:s,s:s}", "reasoningEffort", effort,
+							     "description", text ? text : ""));
 	}
 	if (json_array_size(out) > 0)
 		return out;
@@ -59,8 +59,8 @@ static json_t *catalog_efforts(json_t *levels)
 		{ "high", "Greater reasoning depth for complex problems" },
 	};
 	for (size_t j = 0; j < sizeof(fallback) / sizeof(fallback[0]); j++)
-		json_array_append_new(out, json_pack("{s:s,s:s}", "reasoningEffort", fallback[j][0], "description",
-						     fallback[j][1]));
+		json_array_append_new(out, json_pack("{s:s,s:s}", "reasoningEffort", fallback[j][0],
+						     "description", fallback[j][1]));
 	return out;
 }
 
@@ -92,14 +92,17 @@ static json_t *catalog_model_json(const char *slug, json_t *entry, bool is_defau
 	json_object_set_new(model, "hidden", json_boolean(visibility && strcmp(visibility, "list") != 0));
 	json_object_set_new(model, "supportedReasoningEfforts",
 			    catalog_efforts(json_object_get(entry, "supported_reasoning_levels")));
-	json_object_set_new(model, "defaultReasoningEffort", json_string(effort && *effort ? effort : "medium"));
+	json_object_set_new(model, "defaultReasoningEffort",
+			    json_string(effort && *effort ? effort : "medium"));
 	json_object_set_new(model, "inputModalities",
 			    json_is_array(modalities) ? json_incref(modalities) : json_pack("[s]", "text"));
 	json_object_set_new(model, "supportsPersonality", json_false());
 	json_object_set_new(model, "multiAgentVersion", catalog_string_or_null(entry, "multi_agent_version"));
-	json_object_set_new(model, "additionalSpeedTiers", json_is_array(speed) ? json_incref(speed) : json_array());
+	json_object_set_new(model, "additionalSpeedTiers",
+			    json_is_array(speed) ? json_incref(speed) : json_array());
 	json_object_set_new(model, "serviceTiers", json_is_array(tiers) ? json_incref(tiers) : json_array());
-	json_object_set_new(model, "defaultServiceTier", catalog_string_or_null(entry, "default_service_tier"));
+	json_object_set_new(model, "defaultServiceTier",
+			    catalog_string_or_null(entry, "default_service_tier"));
 	json_object_set_new(model, "availableAccessPrograms", json_null());
 	json_object_set_new(model, "isDefault", json_boolean(is_default));
 	return model;
@@ -150,7 +153,8 @@ static json_t *catalog_models(const Agentd *server, json_t *catalog, bool includ
 }
 
 /* A cursor is the decimal index of the next entry, as the reference's. */
-static bool catalog_page_bounds(Conn *conn, json_t *id, json_t *params, size_t total, size_t *start, size_t *end)
+static bool catalog_page_bounds(Conn *conn, json_t *id, json_t *params, size_t total, size_t *start,
+				size_t *end)
 {
 	json_t *cursor = json_object_get(params, "cursor");
 	json_t *limit = json_object_get(params, "limit");
@@ -161,7 +165,8 @@ static bool catalog_page_bounds(Conn *conn, json_t *id, json_t *params, size_t t
 		char *stop = NULL;
 		unsigned long long at = text ? strtoull(text, &stop, 10) : 0;
 		if (!text || !*text || *stop || at > total) {
-			conn_reply_error(conn, id, RPC_INVALID_REQUEST, "invalid cursor: %s", text ? text : "not a string");
+			conn_reply_error(conn, id, RPC_INVALID_REQUEST, "invalid cursor: %s",
+					 text ? text : "not a string");
 			return false;
 		}
 		*start = (size_t)at;
@@ -182,7 +187,8 @@ static bool catalog_page_bounds(Conn *conn, json_t *id, json_t *params, size_t t
 /* The page of @catalog's models that @params asks for, or NULL (answered with an error). */
 static json_t *catalog_page(Conn *conn, json_t *id, json_t *params, json_t *catalog)
 {
-	json_t *models = catalog_models(conn->server, catalog, json_is_true(json_object_get(params, "includeHidden")));
+	json_t *models =
+		catalog_models(conn->server, catalog, json_is_true(json_object_get(params, "includeHidden")));
 	size_t start, end;
 	if (!catalog_page_bounds(conn, id, params, json_array_size(models), &start, &end)) {
 		json_decref(models);
@@ -280,8 +286,11 @@ static void catalog_fetch_on_done(void *ctx, const ModelResult *result)
 	if (result->error == 0 && result->status / 100 == 2 && f->body)
 		remote = catalog_parse_remote(f->body, f->body_len);
 	if (!remote)
-		log_warn("model/list: the provider's model list is unavailable (%s); answering from the configuration",
-			 result->error ? result->message : f->is_too_big ? "body too large" : "no model list in the answer");
+		log_warn("model/list: the provider's model list is unavailable (%s); answering from the "
+			 "configuration",
+			 result->error	 ? result->message
+			 : f->is_too_big ? "body too large"
+					 : "no model list in the answer");
 	if (conn) {
 		json_t *fallback = remote ? NULL : catalog_load(f->server);
 		catalog_reply(conn, f->id, f->params, remote ? remote : fallback);
@@ -327,11 +336,17 @@ static bool catalog_fetch_start(Conn *conn, json_t *id, json_t *params, const ch
 	f->conn_id = conn->id;
 	f->id = json_incref(id);
 	f->params = params ? json_incref(params) : json_object();
-	ModelRequest req = { .url = url, .method = "GET", .headers = headers, .n_headers = n,
-			     .connect_timeout_ms = CATALOG_FETCH_TIMEOUT_MS, .idle_timeout_ms = CATALOG_FETCH_TIMEOUT_MS };
-	static const ModelStreamEvents events = { .on_body = catalog_fetch_on_body, .on_done = catalog_fetch_on_done };
+	ModelRequest req = { .url = url,
+			     .method = "GET",
+			     .headers = headers,
+			     .n_headers = n,
+			     .connect_timeout_ms = CATALOG_FETCH_TIMEOUT_MS,
+			     .idle_timeout_ms = CATALOG_FETCH_TIMEOUT_MS };
+	static const ModelStreamEvents events = { .on_body = catalog_fetch_on_body,
+						  .on_done = catalog_fetch_on_done };
 	char err[256];
-	int rc = model_stream_start(conn->server->model_client, &req, &events, f, &f->stream, err, sizeof(err));
+	int rc = model_stream_start(conn->server->model_client, &req, &events, f, &f->stream, err,
+				    sizeof(err));
 	/* libcurl copied the lines; the API key does not stay on the stack. */
 	explicit_bzero(lines, sizeof(lines));
 	if (rc < 0) {
@@ -359,15 +374,17 @@ void proto_model_list(Conn *conn, json_t *id, json_t *params)
 {
 	json_t *provider = json_object_get(params, "modelProvider");
 	if (provider && !json_is_null(provider) && !json_is_string(provider)) {
-		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: `modelProvider` must be a string");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: `modelProvider` must be a string");
 		return;
 	}
 	const char *provider_id = json_string_value(provider);
 	if (!provider_id)
 		provider_id = catalog_config_string(conn->server, "model_provider");
-	json_t *table = provider_id ? json_object_get(json_object_get(conn->server->config.root, "model_providers"),
-						      provider_id)
-				    : NULL;
+	json_t *table =
+		provider_id ? json_object_get(json_object_get(conn->server->config.root, "model_providers"),
+					      provider_id)
+			    : NULL;
 	const char *url = json_string_value(json_object_get(table, "model_catalog_url"));
 	/* Paging is checked before anything is fetched, so a bad cursor costs no request. */
 	size_t start, end;
@@ -384,9 +401,9 @@ void proto_collaboration_mode_list(Conn *conn, json_t *id, json_t *params)
 {
 	(void)params;
 	conn_reply(conn, id,
-		   json_pack("{s:[{s:s,s:s,s:n,s:s},{s:s,s:s,s:n,s:n}]}", "data", "name", "Plan", "mode", "plan",
-			     "model", "reasoning_effort", "medium", "name", "Default", "mode", "default", "model",
-			     "reasoning_effort"));
+		   json_pack("{s:[{s:s,s:s,s:n,s:s},{s:s,s:s,s:n,s:n}]}", "data", "name", "Plan", "mode",
+			     "plan", "model", "reasoning_effort", "medium", "name", "Default", "mode",
+			     "default", "model", "reasoning_effort"));
 }
 
 /*
@@ -408,14 +425,16 @@ static json_t *catalog_cwds(Conn *conn, json_t *id, json_t *params)
 	json_array_foreach (cwds, i, cwd)
 		is_valid &= json_is_string(cwd);
 	if (!is_valid) {
-		conn_reply_error(conn, id, RPC_INVALID_REQUEST, "Invalid request: `cwds` must be an array of strings");
+		conn_reply_error(conn, id, RPC_INVALID_REQUEST,
+				 "Invalid request: `cwds` must be an array of strings");
 		return NULL;
 	}
 	return json_incref(cwds);
 }
 
 /* {"data":[{"cwd":…,"<list>":[],…}]} for every directory asked about. */
-static void catalog_reply_per_cwd(Conn *conn, json_t *id, json_t *params, const char *list_key, bool has_warnings)
+static void catalog_reply_per_cwd(Conn *conn, json_t *id, json_t *params, const char *list_key,
+				  bool has_warnings)
 {
 	json_t *cwds = catalog_cwds(conn, id, params);
 	if (!cwds)

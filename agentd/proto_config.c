@@ -50,9 +50,9 @@ static const char *const config_schema_keys[] = {
 };
 
 typedef struct ConfigLayer {
-	json_t *name;	 /* ConfigLayerSource */
+	json_t *name;	  /* ConfigLayerSource */
 	char version[80]; /* "sha256:<hex>" */
-	json_t *config;	 /* the layer's own table */
+	json_t *config;	  /* the layer's own table */
 } ConfigLayer;
 
 static void config_layer_version(const void *bytes, size_t len, char *out, size_t out_len)
@@ -102,7 +102,8 @@ static bool config_flags_layer(ConfigLayer *layer)
 	if (!flags)
 		return false;
 	char *dump = json_dumps(flags, JSON_COMPACT | JSON_SORT_KEYS);
-	config_layer_version(dump ? dump : "", dump ? strlen(dump) : 0, layer->version, sizeof(layer->version));
+	config_layer_version(dump ? dump : "", dump ? strlen(dump) : 0, layer->version,
+			     sizeof(layer->version));
 	free(dump);
 	layer->name = json_pack("{s:s}", "type", "sessionFlags");
 	layer->config = flags;
@@ -154,8 +155,8 @@ void proto_config_read(Conn *conn, json_t *id, json_t *params)
 	int rc = config_user_layer(conn->server, &layers[n]);
 	if (rc < 0) {
 		json_decref(layers[0].name);
-		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "failed to read %s: %s", conn->server->config.path,
-				 rc == -EINVAL ? "invalid TOML" : strerror(-rc));
+		conn_reply_error(conn, id, RPC_INTERNAL_ERROR, "failed to read %s: %s",
+				 conn->server->config.path, rc == -EINVAL ? "invalid TOML" : strerror(-rc));
 		return;
 	}
 	n++;
@@ -169,9 +170,9 @@ void proto_config_read(Conn *conn, json_t *id, json_t *params)
 	if (json_is_true(include)) {
 		json_t *list = json_array();
 		for (size_t i = n; i-- > 0;)
-			json_array_append_new(list, json_pack("{s:O,s:s,s:O,s:n}", "name", layers[i].name, "version",
-							      layers[i].version, "config", layers[i].config,
-							      "disabledReason"));
+			json_array_append_new(list, json_pack("{s:O,s:s,s:O,s:n}", "name", layers[i].name,
+							      "version", layers[i].version, "config",
+							      layers[i].config, "disabledReason"));
 		json_object_set_new(result, "layers", list);
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -419,3 +419,45 @@ def test_child_killed_mid_turn_exits_1_without_hanging(tmp_path, model):
     assert run.returncode == 1
     assert "agentd exec: agentd closed the connection before the turn completed" in run.stderr
     assert "killed by signal 9" in run.stderr
+
+
+# --- --remote: a running agentd ------------------------------------------------------------------
+
+
+def run_remote(tmp_path, *args, timeout=RUN_TIMEOUT):
+    work = tmp_path / "remote-work"
+    work.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("CODEX_HOME", "AGENTD_RUNTIME_DIR")}
+    return subprocess.run([str(AGENTD_BIN), "exec", *args], cwd=work, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout), work
+
+
+def test_remote_runs_the_turn_on_a_running_agentd(agentd_factory, tmp_path, model):
+    sock = tmp_path / "a.sock"
+    proc = agentd_factory([f"unix://{sock}"], config=model.config_toml())
+    model.script(exec_call("echo remote-hello", "call_r"), mm.text_answer("Remote answer."))
+    run, work = run_remote(tmp_path, "--remote", f"unix://{sock}", "-o", str(tmp_path / "last.txt"), "go remote")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "Remote answer.\n"
+    assert "remote-hello" in run.stderr and "go remote" in run.stderr
+    assert (tmp_path / "last.txt").read_text() == "Remote answer."
+    # The thread is the server's: it stays loaded there, its rollout in the server's CODEX_HOME.
+    client = proc.unix_client(sock)
+    client.initialize()
+    listed = client.call("thread/list", {})["data"]
+    assert [t["preview"] for t in listed] == ["go remote"]
+    assert listed[0]["cwd"] == str(work)
+    assert listed[0]["id"] in client.call("thread/loaded/list", {})["data"]
+    assert "remote-hello" in model.wait_requests(2)[1].tool_output("call_r")
+
+
+def test_remote_refusals(agentd_factory, tmp_path, model):
+    gone, _ = run_remote(tmp_path, "--remote", f"unix://{tmp_path}/nobody.sock", "hi")
+    assert gone.returncode == 1
+    assert "agentd exec: cannot connect to unix://" in gone.stderr and "No such file or directory" in gone.stderr
+    for args in (["--remote", "ws://127.0.0.1:1", "hi"], ["--remote", "unix://", "hi"],
+                 ["--remote", f"unix://{tmp_path}/x.sock", "-c", "model=\"m\"", "hi"]):
+        bad, _ = run_remote(tmp_path, *args)
+        assert bad.returncode == 2, (args, bad.stderr)
+        assert bad.stderr.startswith("agentd exec: "), bad.stderr
+    assert model.count() == 0
