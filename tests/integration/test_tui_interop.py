@@ -283,3 +283,40 @@ def test_stock_tui_resumes_the_last_session(agentd_factory, model, codex_bin, tu
     texts = mm.user_texts(last)
     assert any(f"first prompt {token}" in t for t in texts), "the resumed thread lost its history"
     assert second.dead() is None, "the TUI exited"
+
+
+def test_stock_tui_shows_a_patch_the_model_applies(agentd_factory, model, codex_bin, tui_sessions, tmp_path):
+    """A trusted project (the TUI asks for workspace-write): the model's apply_patch adds a file,
+    agentd applies it in the sandbox and the pane shows the file change and the answer."""
+    token = secrets.token_hex(6)
+    name = f"notes-{token}.txt"
+    final_text = f"Wrote the notes {token}"
+    patch = mm.add_file_patch(name, [f"hello {token}", "second line"])
+
+    def answer(request):
+        if any(TITLE_MARKER in t for t in mm.user_texts(request)):
+            return mm.text_answer('{"title":"Write notes"}')
+        if mm.custom_tool_call_output(request, CALL_ID) is not None:
+            return mm.text_answer(final_text)
+        return mm.response(mm.out_apply_patch(patch, call_id=CALL_ID))
+
+    model.set_default(answer)
+    agentd_home = tmp_path / "agentd-home"
+    agentd_home.mkdir()
+    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
+                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
+    project = proc.tmp_path.resolve()
+    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project, trusted=True))
+    tui = tui_harness.TuiSession(codex_bin, url=f"ws://127.0.0.1:{proc.ws_port}", project=project, home=home,
+                                 codex_home=tui_codex_home)
+    tui_sessions.append(tui)
+    tui.wait_for(lambda t: tui.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
+    tui.submit(f"write the notes {token}")
+    tui.wait_for(lambda t: final_text in t and name in t, timeout=TURN_TIMEOUT,
+                 what=f"the file change {name!r} and the answer")
+    assert (project / name).read_text() == f"hello {token}\nsecond line\n"
+    assert f"hello {token}" in tui.capture(), "the pane does not show the added lines"
+    assert tui.dead() is None, "the TUI exited"
