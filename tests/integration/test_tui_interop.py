@@ -318,5 +318,6 @@ def test_stock_tui_shows_a_patch_the_model_applies(agentd_factory, model, codex_
     tui.wait_for(lambda t: final_text in t and name in t, timeout=TURN_TIMEOUT,
                  what=f"the file change {name!r} and the answer")
     assert (project / name).read_text() == f"hello {token}\nsecond line\n"
-    assert f"hello {token}" in tui.capture(), "the pane does not show the added lines"
+    pane = tui.capture()
+    assert f"Added {name} (+2 -0)" in pane and f"+hello {token}" in pane, "the pane does not show the change"
     assert tui.dead() is None, "the TUI exited"
