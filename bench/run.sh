@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# run.sh - run the broker, startup, watch, sandbox, exec and turn benchmarks against a build tree:
+# run.sh - run the broker, startup, watch, sandbox, exec, turn and oneshot benchmarks against a build tree:
 # bench/run.sh [BUILD_DIR]
 #
 # BUILD_DIR defaults to the directory above this script. Benchmarks not built yet (or older than
@@ -9,8 +9,8 @@
 # (e.g. "-n 500 -c 5000"), BENCH_EXEC_ARGS (e.g. "-n 100 -b 268435456", or "-R": no reference; it
 # installs the reference codex app-server with npm when it finds none), BENCH_TURN_ARGS (e.g.
 # "-n 50 -c 40000", or "-R"; bench/turn.py runs with $PYTHON, default /usr/bin/python3, and takes the
-# reference bench/exec installed). A MISS against a target is
-# reported, not an error; a benchmark that cannot run is.
+# reference bench/exec installed), BENCH_ONESHOT_ARGS (e.g. "-n 40", or "-R"; bench/oneshot.py, the
+# same). A MISS against a target is reported, not an error; a benchmark that cannot run is.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -81,3 +81,7 @@ echo
 echo "== bench/turn"
 # shellcheck disable=SC2086
 "${PYTHON:-/usr/bin/python3}" "$here/turn.py" ${BENCH_TURN_ARGS:-} "$build/agentd/agentd"
+echo
+echo "== bench/oneshot"
+# shellcheck disable=SC2086
+"${PYTHON:-/usr/bin/python3}" "$here/oneshot.py" ${BENCH_ONESHOT_ARGS:-} "$build/agentd/agentd"

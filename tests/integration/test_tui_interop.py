@@ -7,7 +7,8 @@ One prompt: the model calls exec_command, agentd runs it (approval_policy never,
 the model answers with a text; the pane must show the command's output and the answer, and the
 mock must have been sent the command's output. The TUI's ephemeral title thread gets a text too.
 Variants: a capability token (--remote-auth-token-env), a trusted project, an approval answered in
-the TUI's prompt (untrusted), and unix://PATH instead of ws://.
+the TUI's prompt (untrusted), unix://PATH instead of ws://; and `codex resume --last`, a patch
+shown as a file change, and an interrupt with Esc.
 
 The TUI is npm-installed once into $AGENTD_NPM_CACHE (default /var/tmp/agentd-codex-npm); the
 tests skip only when npm or its registry is unreachable (or tmux is missing and cannot be
@@ -320,4 +321,55 @@ def test_stock_tui_shows_a_patch_the_model_applies(agentd_factory, model, codex_
     assert (project / name).read_text() == f"hello {token}\nsecond line\n"
     pane = tui.capture()
     assert f"Added {name} (+2 -0)" in pane and f"+hello {token}" in pane, "the pane does not show the change"
+    assert tui.dead() is None, "the TUI exited"
+
+
+def test_stock_tui_interrupts_a_turn(agentd_factory, model, codex_bin, tui_sessions, tmp_path):
+    """Esc while the model streams: the TUI sends turn/interrupt, agentd ends the turn interrupted
+    and the composer takes the next prompt, which runs a new turn on the same thread."""
+    token = secrets.token_hex(6)
+    partial = f"Partial answer {token}"
+    after = f"After the interrupt {token}"
+    state = {"main": 0}
+
+    def answer(request):
+        if any(TITLE_MARKER in t for t in mm.user_texts(request)):
+            return mm.text_answer('{"title":"Interrupt me"}')
+        state["main"] += 1
+        if state["main"] == 1:
+            events = mm.text_answer(partial, deltas=[partial[:8], partial[8:]])
+            events.insert(len(events) - 2, mm.pause("held"))  # mid-answer: streaming, not done
+            return events
+        return mm.text_answer(after)
+
+    model.set_default(answer)
+    agentd_home = tmp_path / "agentd-home"
+    agentd_home.mkdir()
+    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
+                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
+    project = proc.tmp_path.resolve()
+    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
+    tap = tui_harness.WsTap(proc.ws_port)
+    tui_sessions.append(tap)
+    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
+    tui_sessions.append(tui)
+    tui.wait_for(lambda t: tui.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
+    tui.submit(f"start something long {token}")
+    model.wait_hanging(1, timeout=TURN_TIMEOUT)
+    tui.key("Escape")
+    wait_until(lambda: any(d == "C>" and m.get("method") == "turn/interrupt" for d, m in tap.messages()),
+               TURN_TIMEOUT, what="the TUI's turn/interrupt")
+    wait_until(lambda: any(d == "S>" and m.get("method") == "turn/completed"
+                           and m["params"]["turn"]["status"] == "interrupted" for d, m in tap.messages()),
+               TURN_TIMEOUT, what="turn/completed interrupted")
+    model.release()
+    tui.wait_for(lambda t: tui.composer_ready(t), timeout=TURN_TIMEOUT, what="the composer after the interrupt")
+    tui.submit(f"go on {token}")
+    tui.wait_for(lambda t: after in t, timeout=TURN_TIMEOUT, what="the next turn's answer")
+    last = [r for r in model.requests() if not any(TITLE_MARKER in t for t in mm.user_texts(r))][-1]
+    assert any(f"go on {token}" in t for t in mm.user_texts(last))
+    assert any("<turn_aborted>" in t for t in mm.user_texts(last)), "the model was not told of the interrupt"
     assert tui.dead() is None, "the TUI exited"
