@@ -280,7 +280,8 @@ def test_stock_tui_resumes_the_last_session(agentd_factory, model, codex_bin, tu
     assert resumed and resumed[-1]["params"]["threadId"] == thread_id
     second.submit(f"second prompt {token}")
     second.wait_for(lambda t: second_answer in t, timeout=TURN_TIMEOUT, what="the second answer")
-    last = [r for r in model.requests() if any(f"second prompt {token}" in t for t in mm.user_texts(r))][-1]
+    last = [r for r in model.requests() if any(f"second prompt {token}" in t for t in mm.user_texts(r))
+            and not any(TITLE_MARKER in t for t in mm.user_texts(r))][-1]
     texts = mm.user_texts(last)
     assert any(f"first prompt {token}" in t for t in texts), "the resumed thread lost its history"
     assert second.dead() is None, "the TUI exited"
@@ -372,4 +373,46 @@ def test_stock_tui_interrupts_a_turn(agentd_factory, model, codex_bin, tui_sessi
     last = [r for r in model.requests() if not any(TITLE_MARKER in t for t in mm.user_texts(r))][-1]
     assert any(f"go on {token}" in t for t in mm.user_texts(last))
     assert any("<turn_aborted>" in t for t in mm.user_texts(last)), "the model was not told of the interrupt"
+    assert tui.dead() is None, "the TUI exited"
+
+
+def test_stock_tui_bang_command_runs_in_the_threads_sandbox(agentd_factory, model, codex_bin, tui_sessions, tmp_path):
+    """`!cmd` in the composer: the TUI sends thread/shellCommand; agentd runs it inside the thread's
+    read-only sandbox (a write fails), the pane shows its output, and the next model request
+    carries the command and its output."""
+    token = secrets.token_hex(6)
+    final_text = f"Saw your command {token}"
+    model.set_default(lambda request: mm.text_answer('{"title":"Bang"}') if any(
+        TITLE_MARKER in t for t in mm.user_texts(request)) else mm.text_answer(final_text))
+    agentd_home = tmp_path / "agentd-home"
+    agentd_home.mkdir()
+    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
+                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
+    project = proc.tmp_path.resolve()
+    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
+    tap = tui_harness.WsTap(proc.ws_port)
+    tui_sessions.append(tap)
+    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
+    tui_sessions.append(tui)
+    tui.wait_for(lambda t: tui.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
+    marker = project / f"bang-{token}"
+    # `!` first, alone: it switches the composer to shell mode, which then takes the command
+    tui.type("!")
+    time.sleep(0.3)
+    tui.submit(f"echo bang-$((6*7))-{token}; touch {marker.name} || echo write-refused-{token}")
+    tui.wait_for(lambda t: f"bang-42-{token}" in t and f"write-refused-{token}" in t, timeout=TURN_TIMEOUT,
+                 what="the shell command's output and its refused write")
+    assert not marker.exists(), "the ! command wrote outside the sandbox's writable roots"
+    sent = [m for d, m in tap.messages() if d == "C>" and m.get("method") == "thread/shellCommand"]
+    assert len(sent) == 1 and f"bang-$((6*7))-{token}" in sent[0]["params"]["command"]
+    tui.wait_for(lambda t: tui.composer_ready(t), timeout=TURN_TIMEOUT, what="the composer again")
+    tui.submit(f"what did I run {token}")
+    tui.wait_for(lambda t: final_text in t, timeout=TURN_TIMEOUT, what="the answer")
+    last = [r for r in model.requests() if any(f"what did I run {token}" in t for t in mm.user_texts(r))
+            and not any(TITLE_MARKER in t for t in mm.user_texts(r))][-1]
+    shell = [t for t in mm.user_texts(last) if "<user_shell_command>" in t]
+    assert shell and f"bang-42-{token}" in shell[-1], f"the next request lacks the command's output: {mm.user_texts(last)}"
     assert tui.dead() is None, "the TUI exited"
