@@ -55,8 +55,14 @@ typedef struct ExecOptions {
 	const char *approval;
 	const char *output_path;
 	const char *remote_path; /* --remote unix://PATH: a running agentd instead of a child */
-	char *cwd;		 /* absolute */
-	char *prompt;		 /* from the command line or standard input */
+	json_t *output_schema;	 /* --output-schema FILE: the JSON Schema the final answer must follow */
+	/* `agentd exec resume [--last [--all] | ID] [PROMPT]`: a turn on a thread of before. */
+	bool is_resume;
+	bool is_resume_last; /* the thread updated last (of this directory unless --all) */
+	bool is_resume_all;
+	const char *resume_id;
+	char *cwd;    /* absolute */
+	char *prompt; /* from the command line or standard input */
 	bool is_json;
 	bool is_ephemeral;
 } ExecOptions;
@@ -141,19 +147,26 @@ static void exec_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: agentd exec [options] [PROMPT | -]\n"
+		"       agentd exec [options] resume [--last [--all] | THREAD_ID] [PROMPT | -]\n"
 		"  Run PROMPT (absent or -: stdin) as one turn of a child `agentd --listen stdio://`;\n"
 		"  progress goes to stderr, the final answer to stdout.\n"
 		"  -m, --model MODEL               the thread's model\n"
 		"  -s, --sandbox MODE              read-only | workspace-write | danger-full-access\n"
 		"  -a, --ask-for-approval POLICY   untrusted | on-failure (default) | on-request | never;\n"
 		"                                  nobody can approve: every approval asked is declined\n"
+		"      --full-auto                 -s workspace-write -a on-request (unless given)\n"
+		"      --dangerously-bypass-approvals-and-sandbox\n"
+		"                                  -s danger-full-access -a never\n"
 		"  -C, --cd DIR                    the thread's working directory (default: this one)\n"
+		"      --output-schema FILE        a JSON Schema the final answer must follow\n"
+		"      --skip-git-repo-check       accepted for codex exec's sake (agentd checks none)\n"
 		"      --ephemeral                 keep no rollout of the thread\n"
 		"      --json                      print every notification on stdout, one JSON a line\n"
 		"  -o, --output-last-message FILE  also write the final answer to FILE\n"
 		"  -c key=value, --enable F, --disable F\n"
 		"                                  configuration overrides, passed to the child agentd\n"
 		"      --remote unix://PATH        use the agentd listening there instead of a child\n"
+		"resume: THREAD_ID, or --last: the thread of this directory updated last (--all: of any)\n"
 		"exit status: 0 completed, 1 failed, interrupted or agentd error, 2 usage error,\n"
 		"             3 completed but a command or patch was denied\n");
 }
@@ -236,10 +249,96 @@ static void exec_bad_flag(int optopt_value, const char *arg)
 	fprintf(stderr, "agentd exec: see agentd exec --help\n");
 }
 
+/* The shortcuts for a sandbox and an approval policy together, as codex exec has them. */
+typedef struct ExecModes {
+	bool is_full_auto;
+	bool is_bypass;
+} ExecModes;
+
+static int exec_apply_modes(ExecOptions *opts, const ExecModes *modes)
+{
+	if (modes->is_bypass) {
+		if (modes->is_full_auto || opts->sandbox || opts->approval) {
+			fprintf(stderr,
+				"agentd exec: --dangerously-bypass-approvals-and-sandbox goes with none of "
+				"--full-auto, -s and -a\n");
+			return -EINVAL;
+		}
+		opts->sandbox = "danger-full-access";
+		opts->approval = "never";
+	}
+	if (modes->is_full_auto) {
+		opts->sandbox = opts->sandbox ? opts->sandbox : "workspace-write";
+		opts->approval = opts->approval ? opts->approval : "on-request";
+	}
+	/* By default agentd itself notices a sandbox denial and asks (then declined: exit 3). */
+	opts->approval = opts->approval ? opts->approval : "on-failure";
+	return 0;
+}
+
+/* [PROMPT], or `resume` [THREAD_ID] [PROMPT]; an absent PROMPT is standard input ("-"). */
+static int exec_take_positionals(int argc, char **argv, ExecOptions *opts, const char **prompt_arg)
+{
+	int at = 0;
+	if (argc > 0 && strcmp(argv[0], "resume") == 0) {
+		opts->is_resume = true;
+		at = 1;
+		if (!opts->is_resume_last) {
+			if (at == argc) {
+				fprintf(stderr, "agentd exec: resume needs a THREAD_ID or --last\n");
+				return -EINVAL;
+			}
+			opts->resume_id = argv[at++];
+		}
+	} else if (opts->is_resume_last || opts->is_resume_all) {
+		fprintf(stderr, "agentd exec: --last and --all go with resume\n");
+		return -EINVAL;
+	}
+	if (opts->is_resume_all && !opts->is_resume_last) {
+		fprintf(stderr, "agentd exec: --all goes with --last\n");
+		return -EINVAL;
+	}
+	if (argc - at > 1) {
+		fprintf(stderr, "agentd exec: one PROMPT only (quote it), not %d arguments\n", argc - at);
+		return -EINVAL;
+	}
+	*prompt_arg = at < argc ? argv[at] : "-";
+	return 0;
+}
+
+/* --output-schema FILE: a JSON object, checked here so that a bad file costs no agentd. */
+static int exec_load_output_schema(ExecOptions *opts, const char *path)
+{
+	if (!path)
+		return 0;
+	json_error_t err;
+	opts->output_schema = json_load_file(path, 0, &err);
+	if (!json_is_object(opts->output_schema)) {
+		fprintf(stderr, "agentd exec: --output-schema %s: %s\n", path,
+			opts->output_schema ? "not a JSON object" : err.text);
+		json_decref(opts->output_schema);
+		opts->output_schema = NULL;
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Parses everything after "exec". Return: 0, 1 when --help was answered, or -EINVAL. */
 static int exec_parse_flags(int argc, char **argv, ExecOptions *opts, const char **prompt_arg)
 {
-	enum { OPT_EPHEMERAL = 256, OPT_JSON, OPT_ENABLE, OPT_DISABLE, OPT_REMOTE };
+	enum {
+		OPT_EPHEMERAL = 256,
+		OPT_JSON,
+		OPT_ENABLE,
+		OPT_DISABLE,
+		OPT_REMOTE,
+		OPT_OUTPUT_SCHEMA,
+		OPT_FULL_AUTO,
+		OPT_BYPASS,
+		OPT_SKIP_GIT_CHECK,
+		OPT_LAST,
+		OPT_ALL,
+	};
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "enable", required_argument, NULL, OPT_ENABLE },
@@ -252,12 +351,18 @@ static int exec_parse_flags(int argc, char **argv, ExecOptions *opts, const char
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "output-last-message", required_argument, NULL, 'o' },
 		{ "remote", required_argument, NULL, OPT_REMOTE },
+		{ "output-schema", required_argument, NULL, OPT_OUTPUT_SCHEMA },
+		{ "full-auto", no_argument, NULL, OPT_FULL_AUTO },
+		{ "dangerously-bypass-approvals-and-sandbox", no_argument, NULL, OPT_BYPASS },
+		{ "skip-git-repo-check", no_argument, NULL, OPT_SKIP_GIT_CHECK },
+		{ "last", no_argument, NULL, OPT_LAST },
+		{ "all", no_argument, NULL, OPT_ALL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *cd = NULL;
+	const char *cd = NULL, *schema_path = NULL;
+	ExecModes modes = { 0 };
 	int opt, rc = 0;
-	opts->approval = "on-failure"; /* agentd itself notices a sandbox denial and asks */
 	opterr = 0;
 	while (rc == 0 && (opt = getopt_long(argc, argv, ":c:m:s:a:C:o:h", options, NULL)) != -1) {
 		switch (opt) {
@@ -294,6 +399,24 @@ static int exec_parse_flags(int argc, char **argv, ExecOptions *opts, const char
 		case OPT_REMOTE:
 			rc = exec_take_remote(opts, optarg);
 			break;
+		case OPT_OUTPUT_SCHEMA:
+			schema_path = optarg;
+			break;
+		case OPT_FULL_AUTO:
+			modes.is_full_auto = true;
+			break;
+		case OPT_BYPASS:
+			modes.is_bypass = true;
+			break;
+		case OPT_SKIP_GIT_CHECK: /* codex exec refuses to run outside a git repository; agentd never
+					    does */
+			break;
+		case OPT_LAST:
+			opts->is_resume_last = true;
+			break;
+		case OPT_ALL:
+			opts->is_resume_all = true;
+			break;
 		case 'h':
 			exec_usage(stdout);
 			return 1;
@@ -302,13 +425,10 @@ static int exec_parse_flags(int argc, char **argv, ExecOptions *opts, const char
 			return -EINVAL;
 		}
 	}
-	if (rc < 0)
+	if (rc < 0 || (rc = exec_take_positionals(argc - optind, argv + optind, opts, prompt_arg)) < 0 ||
+	    (rc = exec_apply_modes(opts, &modes)) < 0 ||
+	    (rc = exec_load_output_schema(opts, schema_path)) < 0)
 		return rc;
-	if (argc - optind > 1) {
-		fprintf(stderr, "agentd exec: one PROMPT only (quote it), not %d arguments\n", argc - optind);
-		return -EINVAL;
-	}
-	*prompt_arg = optind < argc ? argv[optind] : "-";
 	return exec_check_options(opts, cd);
 }
 
@@ -383,6 +503,7 @@ static int exec_take_prompt(ExecOptions *opts, const char *arg)
 
 static void exec_options_free(ExecOptions *opts)
 {
+	json_decref(opts->output_schema);
 	free(opts->cwd);
 	free(opts->prompt);
 }
@@ -1076,23 +1197,58 @@ static int exec_initialize(ExecSession *s)
 	return exec_send_notification(s, "initialized");
 }
 
-static int exec_start_thread(ExecSession *s)
+/*
+ * resume --last: the thread updated last, of this directory unless --all, from thread/list.
+ * Return: 0 with *@out (the caller frees it), or the failure.
+ */
+static int exec_find_last_thread(ExecSession *s, char **out)
 {
-	const ExecOptions *opts = s->opts;
 	json_t *result = NULL;
-	json_t *params = json_pack("{s:s,s:s}", "cwd", opts->cwd, "approvalPolicy", opts->approval);
-	if (!params || (opts->model && json_object_set_new(params, "model", json_string(opts->model)) < 0) ||
-	    (opts->sandbox && json_object_set_new(params, "sandbox", json_string(opts->sandbox)) < 0) ||
-	    (opts->is_ephemeral && json_object_set_new(params, "ephemeral", json_true()) < 0)) {
+	json_t *params =
+		json_pack("{s:i,s:s,s:s}", "limit", 1, "sortKey", "updated_at", "sortDirection", "desc");
+	if (!params ||
+	    (!s->opts->is_resume_all && json_object_set_new(params, "cwd", json_string(s->opts->cwd)) < 0)) {
 		json_decref(params);
 		return exec_fail(s, -ENOMEM, "out of memory");
 	}
-	int rc = exec_call(s, "thread/start", params, &result);
+	int rc = exec_call(s, "thread/list", params, &result);
+	if (rc < 0)
+		return rc;
+	*out = exec_strdup_or_null(exec_string(json_array_get(json_object_get(result, "data"), 0), "id"));
+	json_decref(result);
+	if (!*out)
+		return exec_fail(s, -ENOENT, "resume --last: no thread to resume%s%s",
+				 s->opts->is_resume_all ? "" : " in ",
+				 s->opts->is_resume_all ? "" : s->opts->cwd);
+	return 0;
+}
+
+/* thread/start, or thread/resume of the thread `resume` names, with the same settings. */
+static int exec_start_thread(ExecSession *s)
+{
+	const ExecOptions *opts = s->opts;
+	const char *method = opts->is_resume ? "thread/resume" : "thread/start";
+	char *resume_id = NULL;
+	json_t *result = NULL;
+	if (opts->is_resume_last && exec_find_last_thread(s, &resume_id) < 0)
+		return s->err;
+	const char *thread_id = resume_id ? resume_id : opts->resume_id;
+	json_t *params = json_pack("{s:s,s:s}", "cwd", opts->cwd, "approvalPolicy", opts->approval);
+	if (!params || (opts->model && json_object_set_new(params, "model", json_string(opts->model)) < 0) ||
+	    (opts->sandbox && json_object_set_new(params, "sandbox", json_string(opts->sandbox)) < 0) ||
+	    (opts->is_ephemeral && json_object_set_new(params, "ephemeral", json_true()) < 0) ||
+	    (thread_id && json_object_set_new(params, "threadId", json_string(thread_id)) < 0)) {
+		json_decref(params);
+		free(resume_id);
+		return exec_fail(s, -ENOMEM, "out of memory");
+	}
+	free(resume_id);
+	int rc = exec_call(s, method, params, &result);
 	if (rc < 0)
 		return rc;
 	s->thread_id = exec_strdup_or_null(exec_string(json_object_get(result, "thread"), "id"));
 	if (!s->thread_id)
-		rc = exec_fail(s, -EPROTO, "thread/start: agentd answered no thread id");
+		rc = exec_fail(s, -EPROTO, "%s: agentd answered no thread id", method);
 	else if (!opts->is_json)
 		exec_show_header(s, result);
 	json_decref(result);
@@ -1104,8 +1260,11 @@ static int exec_start_turn(ExecSession *s)
 	json_t *result = NULL;
 	json_t *params = json_pack("{s:s,s:[{s:s,s:s,s:[]}]}", "threadId", s->thread_id, "input", "type",
 				   "text", "text", s->opts->prompt, "text_elements");
-	if (!params)
+	if (!params ||
+	    (s->opts->output_schema && json_object_set(params, "outputSchema", s->opts->output_schema) < 0)) {
+		json_decref(params);
 		return exec_fail(s, -ENOMEM, "out of memory");
+	}
 	s->is_turn_requested = true;
 	int rc = exec_call(s, "turn/start", params, &result);
 	if (rc < 0)

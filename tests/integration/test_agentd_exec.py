@@ -461,3 +461,88 @@ def test_remote_refusals(agentd_factory, tmp_path, model):
         assert bad.returncode == 2, (args, bad.stderr)
         assert bad.stderr.startswith("agentd exec: "), bad.stderr
     assert model.count() == 0
+
+
+# --- codex exec's shortcuts, --output-schema, resume ---------------------------------------------
+
+
+def header_value(stderr, key):
+    found = re.search(rf"^{re.escape(key)}: (.*)$", stderr, re.M)
+    assert found, f"no {key!r} in the header:\n{stderr}"
+    return found.group(1)
+
+
+def test_output_schema_asks_the_model_for_structured_output(tmp_path, model):
+    schema = {"type": "object", "properties": {"verdict": {"type": "string"}}, "required": ["verdict"],
+              "additionalProperties": False}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    model.script(mm.text_answer('{"verdict":"ok"}'))
+    run = run_exec(tmp_path, model, "--output-schema", str(tmp_path / "schema.json"), "judge it")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == '{"verdict":"ok"}\n'
+    assert model.last_body()["text"]["format"] == {"type": "json_schema", "strict": True, "schema": schema,
+                                                   "name": "codex_output_schema"}
+    (tmp_path / "bad.json").write_text("[1, 2")
+    bad = run_exec(tmp_path, model, "--output-schema", str(tmp_path / "bad.json"), "judge it")
+    assert bad.returncode == 2 and "agentd exec: --output-schema" in bad.stderr
+    assert model.count() == 1  # refused before any agentd ran
+
+
+def test_full_auto_and_bypass_set_sandbox_and_approval(tmp_path, model):
+    model.script(exec_call("touch made-by-full-auto", "call_fa"), mm.text_answer("made"))
+    run = run_exec(tmp_path, model, "--full-auto", "--skip-git-repo-check", "make a file")
+    assert run.returncode == 0, run.stderr
+    assert header_value(run.stderr, "sandbox") == "workspace-write"
+    assert header_value(run.stderr, "approval") == "on-request"
+    assert (run.work / "made-by-full-auto").exists()
+    # an explicit -a wins over --full-auto's
+    model.script(mm.text_answer("ok"))
+    explicit = run_exec(tmp_path, model, "--full-auto", "-a", "never", "hi")
+    assert header_value(explicit.stderr, "approval") == "never"
+    model.script(mm.text_answer("ok"))
+    bypass = run_exec(tmp_path, model, "--dangerously-bypass-approvals-and-sandbox", "hi")
+    assert bypass.returncode == 0, bypass.stderr
+    assert header_value(bypass.stderr, "sandbox") == "danger-full-access"
+    assert header_value(bypass.stderr, "approval") == "never"
+    clash = run_exec(tmp_path, model, "--dangerously-bypass-approvals-and-sandbox", "-s", "read-only", "hi")
+    assert clash.returncode == 2 and "agentd exec: " in clash.stderr
+
+
+def test_resume_continues_a_thread(tmp_path, model):
+    model.script(mm.text_answer("first answer"))
+    first = run_exec(tmp_path, model, "remember the word plum")
+    assert first.returncode == 0, first.stderr
+    thread_id = header_value(first.stderr, "thread id")
+
+    model.script(mm.text_answer("it was plum"))
+    second = run_exec(tmp_path, model, "resume", "--last", "which word?")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == "it was plum\n"
+    assert header_value(second.stderr, "thread id") == thread_id
+    texts = model.last_request().user_texts()
+    assert "remember the word plum" in texts and texts[-1] == "which word?"
+    assert any(i.get("type") == "message" and i.get("role") == "assistant" for i in model.last_body()["input"])
+
+    model.script(mm.text_answer("third"))
+    third = run_exec(tmp_path, model, "resume", thread_id, "-")  # the prompt from stdin
+    assert third.returncode == 2  # an empty stdin
+    third = Exec(tmp_path, model, ["resume", thread_id, "-"], stdin="and again").finish()
+    assert third.returncode == 0, third.stderr
+    assert header_value(third.stderr, "thread id") == thread_id
+    assert model.last_request().user_texts()[-1] == "and again"
+
+
+def test_resume_refusals(tmp_path, model):
+    model.script(mm.text_answer("made one"))
+    assert run_exec(tmp_path, model, "-C", str(tmp_path), "start one").returncode == 0
+    # --last looks in this directory only (the thread above is of tmp_path, not of work/)
+    none_here = run_exec(tmp_path, model, "resume", "--last", "go on")
+    assert none_here.returncode == 1 and "no thread to resume in" in none_here.stderr
+    model.script(mm.text_answer("went on"))
+    anywhere = run_exec(tmp_path, model, "resume", "--last", "--all", "go on")
+    assert anywhere.returncode == 0 and anywhere.stdout == "went on\n", anywhere.stderr
+    unknown = run_exec(tmp_path, model, "resume", "0199a5b0-0000-7000-8000-000000000000", "go on")
+    assert unknown.returncode == 1 and "thread/resume" in unknown.stderr
+    for args in (["--last", "hi"], ["resume"], ["resume", "--all", "id", "hi"]):
+        bad = run_exec(tmp_path, model, *args)
+        assert bad.returncode == 2, (args, bad.stderr)
