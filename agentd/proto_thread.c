@@ -484,6 +484,12 @@ void proto_thread_resume(Conn *conn, json_t *id, json_t *params)
 			conn_reply_error(conn, id, RPC_INVALID_REQUEST, "%s", err);
 			return;
 		}
+		/* A thread resumed runs with today's configuration, as a new one would: its provider is the
+		 * configured one unless the request names one (the rollout's is only a record). */
+		if (!s.model_provider) {
+			const char *configured = config_string(conn->server, "model_provider");
+			replace_string(&thread->model_provider, configured ? configured : "openai");
+		}
 		char rollout_err[400];
 		if (rollout_open(path, &thread->rollout, rollout_err, sizeof(rollout_err)) < 0)
 			log_warn("thread %s: resumed without persistence: %s", thread_id, rollout_err);

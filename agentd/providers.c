@@ -429,6 +429,11 @@ static int top_string(const Config *cfg, const char *key, const char **out, char
 
 int provider_resolve(const Config *cfg, Provider **out, char *err, size_t err_len)
 {
+	return provider_resolve_id(cfg, NULL, out, err, err_len);
+}
+
+int provider_resolve_id(const Config *cfg, const char *id_wanted, Provider **out, char *err, size_t err_len)
+{
 	const char *model, *selected, *openai_base_url;
 	json_t *tables = json_object_get(cfg->root, "model_providers");
 	Provider *p = NULL;
@@ -439,6 +444,8 @@ int provider_resolve(const Config *cfg, Provider **out, char *err, size_t err_le
 	    (rc = top_string(cfg, "model_provider", &selected, err, err_len)) < 0 ||
 	    (rc = top_string(cfg, "openai_base_url", &openai_base_url, err, err_len)) < 0)
 		return rc;
+	if (id_wanted)
+		selected = id_wanted;
 	if (!selected)
 		selected = PROVIDER_OPENAI_ID;
 	if (tables && !json_is_object(tables))

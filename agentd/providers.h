@@ -73,6 +73,12 @@ typedef struct Provider {
  */
 int provider_resolve(const Config *cfg, Provider **out, char *err, size_t err_len);
 
+/**
+ * provider_resolve_id() - the same for provider @id (a thread's own) instead of the one
+ * `model_provider` selects; NULL selects that one. Every table is checked all the same.
+ */
+int provider_resolve_id(const Config *cfg, const char *id, Provider **out, char *err, size_t err_len);
+
 /** provider_free() - release @p and its strings. NULL is a no-op. */
 void provider_free(Provider *p);
 

@@ -1131,7 +1131,9 @@ static void turn_sample(Turn *turn)
 	turn_take_steered(turn);
 	if (!turn->provider) {
 		char err[300];
-		if (provider_resolve(&turn->thread->server->config, &turn->provider, err, sizeof(err)) < 0) {
+		/* The thread's provider: chosen by thread/start or thread/resume, else the configured one. */
+		if (provider_resolve_id(&turn->thread->server->config, turn->thread->model_provider, &turn->provider,
+					err, sizeof(err)) < 0) {
 			turn_fail(turn, err, json_string("other"), NULL);
 			return;
 		}

@@ -352,3 +352,61 @@ def test_output_schema_reaches_the_model_as_structured_output(agentd_factory, mo
         client.call("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": "x"}],
                                    "outputSchema": "not a schema"})
     assert bad.value.code == INVALID_REQUEST
+
+
+# --- a thread's own provider ---------------------------------------------------------------------
+
+def test_thread_model_provider_is_the_one_its_turns_use(agentd_factory, model, tmp_path):
+    with MockModel() as second:
+        config = model.config_toml() + (f'\n[model_providers.second]\nname = "Second"\nbase_url = "{second.base_url}"\n'
+                                        'wire_api = "responses"\nstream_max_retries = 0\n')
+        proc = agentd_factory(["stdio://"], config=config)
+        client = proc.stdio
+        other = start_thread(client, tmp_path, modelProvider="second")
+        default = start_thread(client, tmp_path)
+        second.script(mm.text_answer("from the second provider"))
+        _, _, done = run_turn(client, other, "which provider?")
+        assert done["items"][-1]["text"] == "from the second provider"
+        assert second.count() == 1 and model.count() == 0
+        model.script(mm.text_answer("from the configured one"))
+        _, _, done = run_turn(client, default, "and this one?")
+        assert done["items"][-1]["text"] == "from the configured one"
+        assert second.count() == 1 and model.count() == 1
+        listed = {t["id"]: t["modelProvider"] for t in client.call("thread/list", {"modelProviders": []})["data"]}
+        assert listed[other] == "second" and listed[default] == "mock_provider"
+        unknown = start_thread(client, tmp_path, modelProvider="nowhere")
+        _, _, failed = run_turn(client, unknown, "hello?")
+        assert failed["status"] == "failed"
+        assert failed["error"]["message"] == "unknown model_provider `nowhere`"
+
+
+def test_a_resumed_thread_runs_on_the_configured_provider_unless_told(agentd_factory, model, tmp_path):
+    """After a restart the rollout's provider is a record: the thread resumes on today's configured
+    provider, or on the one thread/resume names."""
+    from test_threads import start_on
+    with MockModel() as second:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "config.toml").write_text(model.config_toml() + (
+            f'\n[model_providers.second]\nname = "Second"\nbase_url = "{second.base_url}"\n'
+            'wire_api = "responses"\nstream_max_retries = 0\n'))
+        first = start_on(agentd_factory, home)
+        thread_id = start_thread(first.stdio, tmp_path, modelProvider="second")
+        second.script(mm.text_answer("one"))
+        run_turn(first.stdio, thread_id, "one")
+        assert first.stop() == 0
+
+        again = start_on(agentd_factory, home)
+        resumed = again.stdio.call("thread/resume", {"threadId": thread_id})
+        assert resumed["modelProvider"] == "mock_provider"
+        model.script(mm.text_answer("two"))
+        run_turn(again.stdio, thread_id, "two")
+        assert model.count() == 1 and second.count() == 1
+        assert again.stop() == 0
+
+        third = start_on(agentd_factory, home)
+        told = third.stdio.call("thread/resume", {"threadId": thread_id, "modelProvider": "second"})
+        assert told["modelProvider"] == "second"
+        second.script(mm.text_answer("three"))
+        run_turn(third.stdio, thread_id, "three")
+        assert second.count() == 2 and model.count() == 1
