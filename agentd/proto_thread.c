@@ -387,11 +387,39 @@ static void restore_event(Restore *r, json_t *payload)
 	}
 }
 
+/* A turn_context line (the reference's or ours): the settings of that turn, the thread's since. */
+static void restore_turn_context(Restore *r, json_t *payload)
+{
+	Thread *t = r->thread;
+	const char *approval = json_string_value(json_object_get(payload, "approval_policy"));
+	const char *mode = json_string_value(json_object_get(json_object_get(payload, "sandbox_policy"), "type"));
+	json_t *ours = json_object_get(payload, "agentd");
+	json_t *exact = json_object_get(ours, "sandbox");
+	json_t *effort = json_object_get(payload, "effort");
+	replace_string(&t->cwd, json_string_value(json_object_get(payload, "cwd")));
+	replace_string(&t->model, json_string_value(json_object_get(payload, "model")));
+	if (approval)
+		approval_policy_parse(approval, &t->approval);
+	json_t *policy = json_is_object(exact) ? json_incref(exact) : mode ? sandbox_policy_for_mode(mode) : NULL;
+	if (policy) {
+		json_decref(t->sandbox);
+		t->sandbox = policy;
+	}
+	if (effort) {
+		free(t->reasoning_effort);
+		t->reasoning_effort = json_is_string(effort) ? strdup(json_string_value(effort)) : NULL;
+	}
+	/* The reference's "summary" may be "none", which is no request value: only agentd's own counts. */
+	replace_string(&t->reasoning_summary, json_string_value(json_object_get(ours, "reasoning_summary")));
+}
+
 static int restore_line(void *ctx, const RolloutLine *line)
 {
 	Restore *r = ctx;
 	if (strcmp(line->type, "session_meta") == 0)
 		restore_meta(r, line->payload, line->timestamp);
+	else if (strcmp(line->type, "turn_context") == 0)
+		restore_turn_context(r, line->payload);
 	else if (strcmp(line->type, "response_item") == 0)
 		json_array_append(r->thread->history, line->payload);
 	else if (strcmp(line->type, "event_msg") == 0)

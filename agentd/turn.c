@@ -299,6 +299,37 @@ static void turn_record_user_input(Turn *turn, json_t *input)
 	free(text);
 }
 
+/* The SandboxPolicy type as the reference's rollouts spell it (kebab-case). */
+static const char *turn_sandbox_kebab(const json_t *policy)
+{
+	static const char *const names[][2] = { { "readOnly", "read-only" },
+						{ "workspaceWrite", "workspace-write" },
+						{ "dangerFullAccess", "danger-full-access" },
+						{ "externalSandbox", "external-sandbox" } };
+	const char *type = json_string_value(json_object_get(policy, "type"));
+	for (size_t i = 0; type && i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(type, names[i][0]) == 0)
+			return names[i][1];
+	}
+	return "read-only";
+}
+
+/*
+ * The settings this turn runs with, as the reference's turn_context line; the last one is what a
+ * resume after a restart restores, so turn/start's overrides outlive agentd. agentd's own exact
+ * sandbox policy rides along under "agentd".
+ */
+static json_t *turn_context_json(const Turn *turn)
+{
+	const Thread *thread = turn->thread;
+	return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:{s:s},s:{s:O,s:s?}}", "turn_id", turn->id, "cwd",
+			 thread->cwd, "approval_policy", approval_policy_name(thread->approval), "model", thread->model,
+			 "effort", thread->reasoning_effort, "summary",
+			 thread->reasoning_summary ? thread->reasoning_summary : "auto", "sandbox_policy", "type",
+			 turn_sandbox_kebab(thread->sandbox), "agentd", "sandbox", thread->sandbox,
+			 "reasoning_summary", thread->reasoning_summary);
+}
+
 /* status active, turn/started: what every turn begins with. */
 static void turn_announce(Turn *turn)
 {
@@ -308,6 +339,7 @@ static void turn_announce(Turn *turn)
 	thread_record(thread, "event_msg",
 		      json_pack("{s:s,s:s,s:I}", "type", "task_started", "turn_id", turn->id, "started_at",
 				(json_int_t)(turn->started_at_ms / 1000)));
+	thread_record(thread, "turn_context", turn_context_json(turn));
 	turn_notify_status(turn);
 	turn_notify(turn, "turn/started", json_pack("{s:s,s:o}", "threadId", thread->id, "turn", turn_json(turn, false)));
 }

@@ -410,3 +410,37 @@ def test_a_resumed_thread_runs_on_the_configured_provider_unless_told(agentd_fac
         second.script(mm.text_answer("three"))
         run_turn(third.stdio, thread_id, "three")
         assert second.count() == 2 and model.count() == 1
+
+
+def test_turn_start_overrides_outlive_a_restart(agentd_factory, model, tmp_path):
+    """turn/start's model, approval policy, sandbox and effort are the thread's from then on; each
+    turn records them (turn_context, as the reference) and a resume after a restart restores them."""
+    from test_threads import rollouts, start_on
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(model.config_toml())
+    first = start_on(agentd_factory, home)
+    thread_id = start_thread(first.stdio, tmp_path)
+    policy = {"type": "workspaceWrite", "writableRoots": [str(tmp_path)], "networkAccess": False,
+              "excludeTmpdirEnvVar": True, "excludeSlashTmp": True}
+    model.script(mm.text_answer("one"))
+    run_turn(first.stdio, thread_id, "one", model="gpt-override", approvalPolicy="untrusted", sandboxPolicy=policy,
+             effort="high")
+    assert model.last_body()["model"] == "gpt-override"
+    lines = [json.loads(line) for line in rollouts(home)[0].read_text().splitlines()]
+    contexts = [line["payload"] for line in lines if line["type"] == "turn_context"]
+    assert len(contexts) == 1
+    assert contexts[0]["model"] == "gpt-override" and contexts[0]["approval_policy"] == "untrusted"
+    assert contexts[0]["sandbox_policy"] == {"type": "workspace-write"} and contexts[0]["effort"] == "high"
+    assert first.stop() == 0
+
+    again = start_on(agentd_factory, home)
+    resumed = again.stdio.call("thread/resume", {"threadId": thread_id})
+    assert resumed["model"] == "gpt-override"
+    assert resumed["approvalPolicy"] == "untrusted"
+    assert resumed["sandbox"] == policy
+    assert resumed["reasoningEffort"] == "high"
+    model.script(mm.text_answer("two"))
+    run_turn(again.stdio, thread_id, "two")
+    body = model.last_body()
+    assert body["model"] == "gpt-override" and body["reasoning"]["effort"] == "high"
