@@ -99,8 +99,9 @@ EXPECTED_ERRORS = (
 )
 
 
-@pytest.mark.parametrize("auth,trusted", [("none", False), ("capability-token", False), ("none", True)],
-                         ids=["loopback", "capability-token", "trusted-project"])
+@pytest.mark.parametrize("auth,trusted", [("none", False), ("capability-token", False),
+                                          ("signed-bearer-token", False), ("none", True)],
+                         ids=["loopback", "capability-token", "signed-bearer-token", "trusted-project"])
 def test_stock_tui_runs_a_command_turn(agentd_factory, model, codex_bin, tui_sessions, tmp_path, auth, trusted):
     token = secrets.token_hex(6)
     command = f'echo "out-$((20+22))-{token}"'  # the output differs from the command line
@@ -118,6 +119,18 @@ def test_stock_tui_runs_a_command_turn(agentd_factory, model, codex_bin, tui_ses
         args += ["--ws-auth", "capability-token", "--ws-token-file", str(token_file)]
         tui_args = ["--remote-auth-token-env", "AGENTD_TUI_TOKEN"]
         tui_env = {"AGENTD_TUI_TOKEN": secret}
+    elif auth == "signed-bearer-token":
+        # A short-lived HS256 JWT handed to the TUI as its token (what a broker would mint).
+        from test_ws_auth import AUDIENCE, ISSUER, SECRET, make_jwt
+        jwt = make_jwt({"sub": "tui", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300})
+        register_secret(jwt)
+        secret_file = tmp_path / "ws-secret"
+        secret_file.write_bytes(SECRET + b"\n")
+        secret_file.chmod(0o600)
+        args += ["--ws-auth", "signed-bearer-token", "--ws-shared-secret-file", str(secret_file),
+                 "--ws-issuer", ISSUER, "--ws-audience", AUDIENCE]
+        tui_args = ["--remote-auth-token-env", "AGENTD_TUI_TOKEN"]
+        tui_env = {"AGENTD_TUI_TOKEN": jwt}
 
     # agentd's own HOME: the command runs in a login shell (bash -lc), which would read the
     # invoking user's profile otherwise.
@@ -416,3 +429,29 @@ def test_stock_tui_bang_command_runs_in_the_threads_sandbox(agentd_factory, mode
     shell = [t for t in mm.user_texts(last) if "<user_shell_command>" in t]
     assert shell and f"bang-42-{token}" in shell[-1], f"the next request lacks the command's output: {mm.user_texts(last)}"
     assert tui.dead() is None, "the TUI exited"
+
+
+def test_stock_tui_with_a_wrong_token_is_refused(agentd_factory, model, codex_bin, tui_sessions, tmp_path):
+    """A capability-token listener refuses the TUI's upgrade with a wrong token (401): the TUI says
+    so and exits; agentd serves on (a right token still gets in)."""
+    secret = f"tui-right-token-{secrets.token_hex(16)}"
+    register_secret(secret)
+    token_file = tmp_path / "ws-token"
+    token_file.write_text(secret)
+    token_file.chmod(0o600)
+    proc = agentd_factory(["ws://127.0.0.1:0"], args=["--ws-auth", "capability-token", "--ws-token-file",
+                                                      str(token_file)], config=model.config_toml())
+    project = proc.tmp_path.resolve()
+    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+    home.mkdir()
+    tui_codex_home.mkdir()
+    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
+    tui = tui_harness.TuiSession(codex_bin, url=f"ws://127.0.0.1:{proc.ws_port}", project=project, home=home,
+                                 codex_home=tui_codex_home, args=["--remote-auth-token-env", "AGENTD_TUI_TOKEN"],
+                                 env={"AGENTD_TUI_TOKEN": "not-the-token"})
+    tui_sessions.append(tui)
+    wait_until(lambda: tui.dead() is not None, STARTUP_TIMEOUT, what="the TUI to give up")
+    assert "401" in tui.capture(), tui.last_capture
+    assert model.count() == 0
+    client = proc.ws_client(extra_headers={"Authorization": f"Bearer {secret}"})
+    assert client.initialize(name="after-refusal")["userAgent"].startswith("after-refusal/")
