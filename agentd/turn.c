@@ -883,6 +883,38 @@ static uint64_t turn_backoff_ms(unsigned attempt, int64_t hint_ms)
 	return ms < TURN_RETRY_CAP_MS ? ms : TURN_RETRY_CAP_MS;
 }
 
+/* turn_sample() again after @delay_ms (at once when no timer can be had). */
+static void turn_sample_later(Turn *turn, uint64_t delay_ms)
+{
+	uv_timer_t *timer = malloc(sizeof(*timer));
+	if (!timer || uv_timer_init(turn->thread->server->loop, timer) < 0) {
+		free(timer);
+		turn_sample(turn);
+		return;
+	}
+	timer->data = turn;
+	turn->retry_timer = timer;
+	turn_hold(turn);
+	uv_timer_start(timer, turn_on_retry_timer, delay_ms, 0);
+}
+
+/*
+ * A request that got no usable answer (a 429 or 5xx, or no response at all) is sent again first
+ * without a word, up to request_max_retries times, as the reference's HTTP layer does; only when
+ * those are spent does the attempt fail and turn_retry() announce the next. False when spent.
+ */
+static bool turn_retry_request(Turn *turn, int64_t hint_ms)
+{
+	int64_t max = turn->provider ? turn->provider->request_max_retries : 0;
+	if (turn->request_attempt >= max) {
+		turn->request_attempt = 0; /* the next attempt has its own */
+		return false;
+	}
+	turn->request_attempt++;
+	turn_sample_later(turn, turn_backoff_ms(turn->request_attempt, hint_ms));
+	return true;
+}
+
 /* Discard what the failed attempt streamed (the retry streams it again), then try once more. */
 static bool turn_retry(Turn *turn, json_t *info, const char *details, int64_t hint_ms)
 {
@@ -905,16 +937,7 @@ static bool turn_retry(Turn *turn, json_t *info, const char *details, int64_t hi
 	turn_notify(turn, "error",
 		    json_pack("{s:o,s:b,s:s,s:s}", "error", turn_error_json(message, info, details), "willRetry", 1,
 			      "threadId", turn->thread->id, "turnId", turn->id));
-	uv_timer_t *timer = malloc(sizeof(*timer));
-	if (!timer || uv_timer_init(turn->thread->server->loop, timer) < 0) {
-		free(timer);
-		turn_sample(turn);
-		return true;
-	}
-	timer->data = turn;
-	turn->retry_timer = timer;
-	turn_hold(turn);
-	uv_timer_start(timer, turn_on_retry_timer, turn_backoff_ms(turn->attempt, hint_ms), 0);
+	turn_sample_later(turn, turn_backoff_ms(turn->attempt, hint_ms));
 	return true;
 }
 
@@ -946,6 +969,54 @@ static int64_t turn_retry_after_ms(const ModelHeaders *headers)
 	return seconds > (double)TURN_RETRY_CAP_MS / 1000.0 ? (int64_t)TURN_RETRY_CAP_MS : (int64_t)(seconds * 1000.0);
 }
 
+/* What the reference says of a 5xx whose body is an API error: the load, not the body. */
+#define TURN_HIGH_DEMAND_TEXT "We\u2019re currently experiencing high demand, which may cause temporary errors."
+
+/* The reason phrase of @status, as the reference's "unexpected status" text names it. */
+static const char *turn_status_reason(long status)
+{
+	switch (status) {
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "";
+	}
+}
+
+/*
+ * A 5xx: retried (silently first, then announced) and at last the turn's failure. With an API
+ * error body the reference speaks of high demand and reports no status in the retry's info;
+ * with anything else it quotes the status, the body and the URL.
+ */
+static void turn_on_server_error(Turn *turn, const ModelResult *r, json_t *err, const char *message)
+{
+	const char *code = json_string_value(json_object_get(err, "code"));
+	int64_t hint_ms = turn_retry_after_ms(r->headers);
+	if (turn_retry_request(turn, hint_ms))
+		return;
+	if (json_is_object(err)) {
+		if (turn_retry(turn, turn_stream_info("responseStreamDisconnected", 0), TURN_HIGH_DEMAND_TEXT, hint_ms))
+			return;
+		bool is_overloaded = code && (strcmp(code, "server_is_overloaded") == 0 || strcmp(code, "slow_down") == 0);
+		turn_fail(turn, TURN_HIGH_DEMAND_TEXT, json_string(is_overloaded ? "serverOverloaded" : "internalServerError"),
+			  NULL);
+		return;
+	}
+	char details[1200];
+	snprintf(details, sizeof(details), "unexpected status %ld %s: %s, url: %s", r->status,
+		 turn_status_reason(r->status), message, provider_responses_url(turn->provider, turn->auth_mode));
+	if (!turn_retry(turn, turn_stream_info("responseStreamDisconnected", r->status), details, hint_ms))
+		turn_fail(turn, details, json_string("internalServerError"), NULL);
+}
+
 static void turn_on_http_error(Turn *turn, const ModelResult *r)
 {
 	long status = r->status;
@@ -965,18 +1036,16 @@ static void turn_on_http_error(Turn *turn, const ModelResult *r)
 		char text[1024];
 		usage_limit_message(err, r->headers, time(NULL), text, sizeof(text));
 		turn_fail(turn, text, json_string("usageLimitExceeded"), NULL);
-	} else if ((status == 429 || status >= 500) &&
-		   turn_retry(turn, turn_stream_info("responseStreamDisconnected", status), message[0] ? message : "server error",
-			      turn_retry_after_ms(r->headers))) {
-		/* retrying */
+	} else if (status == 429) {
+		/* The reference gives up on a 429 at once (captured from 0.169, with and without Retry-After). */
+		turn_fail(turn, "exceeded retry limit, last status: 429 Too Many Requests",
+			  json_pack("{s:{s:i}}", "responseTooManyFailedAttempts", "httpStatusCode", 429), NULL);
+	} else if (status >= 500) {
+		turn_on_server_error(turn, r, err, message);
 	} else if (status == 400 && code && strcmp(code, "context_length_exceeded") == 0) {
 		turn_fail(turn, message, json_string("contextWindowExceeded"), NULL);
 	} else if (status == 401) {
 		turn_fail(turn, message[0] ? message : "unauthorized", json_string("unauthorized"), NULL);
-	} else if (status == 429) {
-		turn_fail(turn, message, json_string("rateLimitExceeded"), NULL);
-	} else if (status >= 500) {
-		turn_fail(turn, message, json_string("internalServerError"), NULL);
 	} else if (status == 400) {
 		turn_fail(turn, message, json_string("badRequest"), NULL);
 	} else {
@@ -1036,6 +1105,7 @@ static void turn_on_response_completed(Turn *turn)
 	}
 	json_array_clear(turn->attempt_output);
 	turn->attempt = 0;
+	turn->request_attempt = 0;
 	if (json_array_size(calls) > 0) {
 		turn->calls = calls;
 		turn->next_call = 0;
@@ -1079,6 +1149,12 @@ static void turn_on_done(void *ctx, const ModelResult *r)
 			snprintf(details, sizeof(details), "stream disconnected before completion: %s", strerror(-decoded));
 		else
 			snprintf(details, sizeof(details), "stream closed before response.completed");
+		/* No response at all (refused, unreachable, reset before a status) is the request's to retry. */
+		bool is_request_failure = r->error != 0 && r->status == 0;
+		if (is_request_failure && turn_retry_request(turn, -1)) {
+			turn_release(turn);
+			return;
+		}
 		if (!turn_retry(turn, turn_stream_info("responseStreamDisconnected", r->status), details, -1))
 			turn_fail(turn, details, turn_stream_info("responseStreamDisconnected", r->status), NULL);
 	}

@@ -65,7 +65,8 @@ struct Turn {
 	size_t streamed_len, streamed_capacity;
 	char streamed_id[128];
 	json_t *attempt_output; /* the done output items of this response */
-	unsigned attempt;	/* retries made for this request */
+	unsigned attempt;	/* announced retries made for this request (stream_max_retries) */
+	unsigned request_attempt; /* silent retries of this attempt's HTTP request (request_max_retries) */
 	uv_timer_t *retry_timer;
 	RespErrorKind failure_kind;
 	int64_t failure_retry_after_ms;

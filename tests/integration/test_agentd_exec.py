@@ -216,7 +216,8 @@ def test_prompt_given_twice_is_refused(tmp_path, model):
 
 
 @pytest.mark.parametrize("behaviour,message", [
-    (mm.status(500, {"error": {"message": "We are overloaded."}}), "We are overloaded."),
+    (mm.status(500, {"error": {"message": "We are overloaded."}}), "currently experiencing high demand"),
+    (mm.status(502, "bad gateway"), "unexpected status 502 Bad Gateway: bad gateway"),
     (mm.bad_request("The prompt is not allowed here."), "The prompt is not allowed here."),
     (mm.failed("server_error", "The model fell over."), "The model fell over."),
 ])
@@ -236,7 +237,7 @@ def test_model_error_in_json_mode_still_prints_only_notifications(tmp_path, mode
     messages = json_lines(run.stdout)
     assert messages[-1]["method"] == "turn/completed" and messages[-1]["params"]["turn"]["status"] == "failed"
     assert any(m["method"] == "error" for m in messages)
-    assert "We are overloaded." in run.stderr
+    assert "currently experiencing high demand" in run.stderr
 
 
 def test_sandbox_denial_is_declined_and_exits_3(tmp_path, model):

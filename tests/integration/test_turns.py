@@ -431,18 +431,51 @@ def error_notes(messages):
     return [m["params"] for m in messages if m.get("method") == "error"]
 
 
-def test_429_then_success_is_retried_with_will_retry(agentd_factory, model, tmp_path):
+HIGH_DEMAND = "We\u2019re currently experiencing high demand, which may cause temporary errors."
+
+
+def test_429_fails_at_once_as_the_reference(agentd_factory, model, tmp_path):
+    """codex app-server 0.169 makes one request on a (non usage-limit) 429 and fails the turn, even
+    with request and stream retries configured and a Retry-After (captured against this mock)."""
     model.script(mm.status(429, {"error": {"type": "rate_limit_exceeded", "message": "slow down"}},
                            headers={"retry-after": "0.05"}),
+                 mm.text_answer("never asked for"))
+    _, client = start_agentd(agentd_factory, model, stream_max_retries=2, request_max_retries=2)
+    thread_id = start_thread(client, tmp_path)
+    _, seen, completed = run_turn(client, thread_id, "hi")
+    assert completed["status"] == "failed"
+    assert completed["error"]["message"] == "exceeded retry limit, last status: 429 Too Many Requests"
+    assert completed["error"]["codexErrorInfo"] == {"responseTooManyFailedAttempts": {"httpStatusCode": 429}}
+    assert [n["willRetry"] for n in error_notes(seen)] == [False]
+    assert model.count() == 1
+
+
+def test_a_5xx_is_retried_silently_first(agentd_factory, model, tmp_path):
+    """request_max_retries: the request is sent again without a word (the reference's HTTP layer)."""
+    model.script(mm.server_error(), mm.text_answer("recovered"))
+    _, client = start_agentd(agentd_factory, model, stream_max_retries=2, request_max_retries=2)
+    thread_id = start_thread(client, tmp_path)
+    _, seen, completed = run_turn(client, thread_id, "hi")
+    assert completed["status"] == "completed"
+    assert error_notes(seen) == []
+    assert model.count() == 2
+
+
+def test_spent_request_retries_are_announced_as_a_reconnect(agentd_factory, model, tmp_path):
+    """Three 502s with request_max_retries 2 spend the first attempt (3 requests); the next one is
+    announced and succeeds: 4 requests, one Reconnecting, as the reference."""
+    model.script(mm.status(502, "bad gateway"), mm.status(502, "bad gateway"), mm.status(502, "bad gateway"),
                  mm.text_answer("recovered"))
     _, client = start_agentd(agentd_factory, model, stream_max_retries=2, request_max_retries=2)
     thread_id = start_thread(client, tmp_path)
     _, seen, completed = run_turn(client, thread_id, "hi")
     assert completed["status"] == "completed"
-    retries = error_notes(seen)
-    assert retries and retries[0]["willRetry"] is True and retries[0]["error"]["message"] == "Reconnecting... 1/2"
-    assert retries[0]["error"]["codexErrorInfo"] == {"responseStreamDisconnected": {"httpStatusCode": 429}}
-    assert len(model.wait_requests(2)) == 2
+    (note,) = error_notes(seen)
+    assert note["willRetry"] is True and note["error"]["message"] == "Reconnecting... 1/2"
+    assert note["error"]["codexErrorInfo"] == {"responseStreamDisconnected": {"httpStatusCode": 502}}
+    assert note["error"]["additionalDetails"] == ("unexpected status 502 Bad Gateway: bad gateway, url: "
+                                                  f"{model.base_url}/responses")
+    assert model.count() == 4
 
 
 def test_cut_stream_is_retried(agentd_factory, model, tmp_path):
@@ -467,7 +500,10 @@ def test_retries_exhausted_fail_the_turn(agentd_factory, model, tmp_path):
     assert completed["status"] == "failed"
     notes = error_notes(seen)
     assert [n["willRetry"] for n in notes] == [True, True, False]
-    assert completed["error"]["message"] == "We are overloaded."
+    # the reference's words for an API error body, and no status in the retries' info (s10c)
+    assert [n["error"]["additionalDetails"] for n in notes[:2]] == [HIGH_DEMAND, HIGH_DEMAND]
+    assert notes[0]["error"]["codexErrorInfo"] == {"responseStreamDisconnected": {"httpStatusCode": None}}
+    assert completed["error"]["message"] == HIGH_DEMAND
     assert completed["error"]["codexErrorInfo"] == "internalServerError"
     statuses = [m["params"]["status"] for m in seen if m.get("method") == "thread/status/changed"]
     assert statuses[-1] == {"type": "systemError"}
