@@ -899,7 +899,7 @@ static void turn_sample_later(Turn *turn, uint64_t delay_ms)
 }
 
 /*
- * A request that got no usable answer (a 429 or 5xx, or no response at all) is sent again first
+ * A request that got no usable answer (a 5xx, or no response at all) is sent again first
  * without a word, up to request_max_retries times, as the reference's HTTP layer does; only when
  * those are spent does the attempt fail and turn_retry() announce the next. False when spent.
  */
