@@ -91,6 +91,41 @@ def _dispatch(command, final_text, title_text):
     return answer
 
 
+class Rig:
+    """agentd (on a loopback ws:// port, or @listen) with a HOME of its own — the command runs in a
+    login shell (bash -lc), which would read the invoking user's profile otherwise — and the TUI's
+    HOME and CODEX_HOME. The TUI sends thread/start with cwd null: the thread's cwd is agentd's, so
+    the project is agentd's working directory, and the TUI runs there too. With @tap the TUI goes
+    through a recording relay (.tap); tui() starts one TUI session on it."""
+
+    def __init__(self, agentd_factory, model, codex_bin, tui_sessions, tmp_path, *, listen="ws://127.0.0.1:0",
+                 args=(), approval_policy="never", trusted=False, tap=True):
+        agentd_home = tmp_path / "agentd-home"
+        agentd_home.mkdir()
+        self.proc = agentd_factory([listen], args=list(args), env={"HOME": str(agentd_home)},
+                                   config=model.config_toml(approval_policy=approval_policy, sandbox_mode="read-only"))
+        self.project = self.proc.tmp_path.resolve()
+        self.home, self.codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
+        self.home.mkdir()
+        self.codex_home.mkdir()
+        (self.codex_home / "config.toml").write_text(tui_harness.tui_config(self.project, trusted=trusted))
+        self.codex_bin, self.sessions, self.tap = codex_bin, tui_sessions, None
+        if not listen.startswith("ws://"):
+            self.url = listen
+        elif tap:
+            self.tap = tui_harness.WsTap(self.proc.ws_port)
+            tui_sessions.append(self.tap)
+            self.url = self.tap.url
+        else:
+            self.url = f"ws://127.0.0.1:{self.proc.ws_port}"
+
+    def tui(self, args=(), env=None):
+        session = tui_harness.TuiSession(self.codex_bin, url=self.url, project=self.project, home=self.home,
+                                         codex_home=self.codex_home, args=args, env=env)
+        self.sessions.append(session)
+        return session
+
+
 # Errors agentd may answer because the reference answers them too (tui-session.md): the TUI asks
 # for the last turn of every listed thread, the fresh one and the ephemeral title thread included.
 EXPECTED_ERRORS = (
@@ -132,26 +167,9 @@ def test_stock_tui_runs_a_command_turn(agentd_factory, model, codex_bin, tui_ses
         tui_args = ["--remote-auth-token-env", "AGENTD_TUI_TOKEN"]
         tui_env = {"AGENTD_TUI_TOKEN": jwt}
 
-    # agentd's own HOME: the command runs in a login shell (bash -lc), which would read the
-    # invoking user's profile otherwise.
-    agentd_home = tmp_path / "agentd-home"
-    agentd_home.mkdir()
-    proc = agentd_factory(["ws://127.0.0.1:0"], args=args, env={"HOME": str(agentd_home)},
-                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
-    # The TUI sends thread/start with cwd null: the thread's cwd is agentd's, so the project is
-    # agentd's working directory, and the TUI runs there too.
-    project = proc.tmp_path.resolve()
-    home = tmp_path / "tui-home"
-    tui_codex_home = tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project, trusted=trusted))
-
-    tap = tui_harness.WsTap(proc.ws_port)
-    tui_sessions.append(tap)
-    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home,
-                                 args=tui_args, env=tui_env)
-    tui_sessions.append(tui)
+    rig = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path, args=args, trusted=trusted)
+    tap = rig.tap
+    tui = rig.tui(args=tui_args, env=tui_env)
 
     started = time.monotonic()
     tui.wait_for(lambda t: tui.composer_ready(t) and mm.DEFAULT_MODEL in t, timeout=STARTUP_TIMEOUT,
@@ -190,19 +208,8 @@ def test_stock_tui_approves_a_command(agentd_factory, model, codex_bin, tui_sess
     output = f"approved-42-{token}"
     final_text = f"Approved and done {token}"
     model.set_default(_dispatch(command, final_text, '{"title":"Approve a command"}'))
-    agentd_home = tmp_path / "agentd-home"
-    agentd_home.mkdir()
-    proc = agentd_factory(["ws://127.0.0.1:0"], args=["-d"], env={"HOME": str(agentd_home)},
-                          config=model.config_toml(approval_policy="untrusted", sandbox_mode="read-only"))
-    project = proc.tmp_path.resolve()
-    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
-    tap = tui_harness.WsTap(proc.ws_port)
-    tui_sessions.append(tap)
-    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
-    tui_sessions.append(tui)
+    rig = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path, args=["-d"], approval_policy="untrusted")
+    tap, tui = rig.tap, rig.tui()
     tui.wait_for(lambda t: tui.composer_ready(t) and mm.DEFAULT_MODEL in t, timeout=STARTUP_TIMEOUT,
                  what="the composer")
     tui.submit(f"run the approved check {token}")
@@ -230,20 +237,9 @@ def test_stock_tui_over_a_unix_socket(agentd_factory, model, codex_bin, tui_sess
     output = f"unix-2-{token}"
     final_text = f"Over the socket {token}"
     model.set_default(_dispatch(command, final_text, '{"title":"Use the socket"}'))
-    agentd_home = tmp_path / "agentd-home"
-    agentd_home.mkdir()
     sock = tmp_path / "a.sock"
     assert len(str(sock)) < 100, sock  # sun_path
-    proc = agentd_factory([f"unix://{sock}"], env={"HOME": str(agentd_home)},
-                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
-    project = proc.tmp_path.resolve()
-    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
-    tui = tui_harness.TuiSession(codex_bin, url=f"unix://{sock}", project=project, home=home,
-                                 codex_home=tui_codex_home)
-    tui_sessions.append(tui)
+    tui = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path, listen=f"unix://{sock}").tui()
     tui.wait_for(lambda t: tui.composer_ready(t) and mm.DEFAULT_MODEL in t, timeout=STARTUP_TIMEOUT,
                  what="the composer")
     tui.submit(f"run it over the socket {token}")
@@ -261,19 +257,8 @@ def test_stock_tui_resumes_the_last_session(agentd_factory, model, codex_bin, tu
     command = f'echo "first-$((2+3))-{token}"'
     first_answer = f"First session done {token}"
     model.set_default(_dispatch(command, first_answer, '{"title":"First session"}'))
-    agentd_home = tmp_path / "agentd-home"
-    agentd_home.mkdir()
-    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
-                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
-    project = proc.tmp_path.resolve()
-    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
-    tap = tui_harness.WsTap(proc.ws_port)
-    tui_sessions.append(tap)
-    first = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
-    tui_sessions.append(first)
+    rig = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path)
+    tap, first = rig.tap, rig.tui()
     first.wait_for(lambda t: first.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
     first.submit(f"first prompt {token}")
     first.wait_for(lambda t: first_answer in t, timeout=TURN_TIMEOUT, what="the first answer")
@@ -284,9 +269,7 @@ def test_stock_tui_resumes_the_last_session(agentd_factory, model, codex_bin, tu
 
     second_answer = f"Second session done {token}"
     model.set_default(lambda request: mm.text_answer(second_answer))
-    second = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home,
-                                    args=["resume", "--last"])
-    tui_sessions.append(second)
+    second = rig.tui(args=["resume", "--last"])
     second.wait_for(lambda t: second.composer_ready(t) and first_answer in t, timeout=STARTUP_TIMEOUT,
                     what="the resumed session with its earlier answer")
     resumed = [m for d, m in tap.messages() if d == "C>" and m.get("method") == "thread/resume"]
@@ -316,18 +299,8 @@ def test_stock_tui_shows_a_patch_the_model_applies(agentd_factory, model, codex_
         return mm.response(mm.out_apply_patch(patch, call_id=CALL_ID))
 
     model.set_default(answer)
-    agentd_home = tmp_path / "agentd-home"
-    agentd_home.mkdir()
-    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
-                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
-    project = proc.tmp_path.resolve()
-    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project, trusted=True))
-    tui = tui_harness.TuiSession(codex_bin, url=f"ws://127.0.0.1:{proc.ws_port}", project=project, home=home,
-                                 codex_home=tui_codex_home)
-    tui_sessions.append(tui)
+    rig = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path, trusted=True, tap=False)
+    project, tui = rig.project, rig.tui()
     tui.wait_for(lambda t: tui.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
     tui.submit(f"write the notes {token}")
     tui.wait_for(lambda t: final_text in t and name in t, timeout=TURN_TIMEOUT,
@@ -357,19 +330,8 @@ def test_stock_tui_interrupts_a_turn(agentd_factory, model, codex_bin, tui_sessi
         return mm.text_answer(after)
 
     model.set_default(answer)
-    agentd_home = tmp_path / "agentd-home"
-    agentd_home.mkdir()
-    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
-                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
-    project = proc.tmp_path.resolve()
-    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
-    tap = tui_harness.WsTap(proc.ws_port)
-    tui_sessions.append(tap)
-    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
-    tui_sessions.append(tui)
+    rig = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path)
+    tap, tui = rig.tap, rig.tui()
     tui.wait_for(lambda t: tui.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
     tui.submit(f"start something long {token}")
     model.wait_hanging(1, timeout=TURN_TIMEOUT)
@@ -397,19 +359,8 @@ def test_stock_tui_bang_command_runs_in_the_threads_sandbox(agentd_factory, mode
     final_text = f"Saw your command {token}"
     model.set_default(lambda request: mm.text_answer('{"title":"Bang"}') if any(
         TITLE_MARKER in t for t in mm.user_texts(request)) else mm.text_answer(final_text))
-    agentd_home = tmp_path / "agentd-home"
-    agentd_home.mkdir()
-    proc = agentd_factory(["ws://127.0.0.1:0"], env={"HOME": str(agentd_home)},
-                          config=model.config_toml(approval_policy="never", sandbox_mode="read-only"))
-    project = proc.tmp_path.resolve()
-    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
-    tap = tui_harness.WsTap(proc.ws_port)
-    tui_sessions.append(tap)
-    tui = tui_harness.TuiSession(codex_bin, url=tap.url, project=project, home=home, codex_home=tui_codex_home)
-    tui_sessions.append(tui)
+    rig = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path)
+    project, tap, tui = rig.project, rig.tap, rig.tui()
     tui.wait_for(lambda t: tui.composer_ready(t), timeout=STARTUP_TIMEOUT, what="the composer")
     marker = project / f"bang-{token}"
     # `!` first, alone: it switches the composer to shell mode, which then takes the command
@@ -439,17 +390,10 @@ def test_stock_tui_with_a_wrong_token_is_refused(agentd_factory, model, codex_bi
     token_file = tmp_path / "ws-token"
     token_file.write_text(secret)
     token_file.chmod(0o600)
-    proc = agentd_factory(["ws://127.0.0.1:0"], args=["--ws-auth", "capability-token", "--ws-token-file",
-                                                      str(token_file)], config=model.config_toml())
-    project = proc.tmp_path.resolve()
-    home, tui_codex_home = tmp_path / "tui-home", tmp_path / "tui-codex-home"
-    home.mkdir()
-    tui_codex_home.mkdir()
-    (tui_codex_home / "config.toml").write_text(tui_harness.tui_config(project))
-    tui = tui_harness.TuiSession(codex_bin, url=f"ws://127.0.0.1:{proc.ws_port}", project=project, home=home,
-                                 codex_home=tui_codex_home, args=["--remote-auth-token-env", "AGENTD_TUI_TOKEN"],
-                                 env={"AGENTD_TUI_TOKEN": "not-the-token"})
-    tui_sessions.append(tui)
+    rig = Rig(agentd_factory, model, codex_bin, tui_sessions, tmp_path, tap=False,
+              args=["--ws-auth", "capability-token", "--ws-token-file", str(token_file)])
+    proc = rig.proc
+    tui = rig.tui(args=["--remote-auth-token-env", "AGENTD_TUI_TOKEN"], env={"AGENTD_TUI_TOKEN": "not-the-token"})
     wait_until(lambda: tui.dead() is not None, STARTUP_TIMEOUT, what="the TUI to give up")
     assert "401" in tui.capture(), tui.last_capture
     assert model.count() == 0
