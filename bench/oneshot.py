@@ -51,7 +51,7 @@ TOP = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import mock_model as mm  # noqa: E402
-from turn import cache_dir, pct, ref_locate, ref_version  # noqa: E402  (the reference's finder)
+from turn import cache_dir, pct, reap_orphans, ref_locate, ref_version  # noqa: E402  (the reference's finder)
 
 TARGET_WALL_SHARE = 1.0         # of the reference's wall p50
 WARMUP_RUNS = 2
@@ -172,17 +172,6 @@ def kill_tree():
                 pass
         reap_orphans()
         time.sleep(0.01)
-
-
-def reap_orphans():
-    """Reap what has exited among this process's children."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 # ---- one run -----------------------------------------------------------------------------------

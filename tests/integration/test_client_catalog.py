@@ -444,3 +444,20 @@ def test_turn_start_overrides_outlive_a_restart(agentd_factory, model, tmp_path)
     run_turn(again.stdio, thread_id, "two")
     body = model.last_body()
     assert body["model"] == "gpt-override" and body["reasoning"]["effort"] == "high"
+
+
+def test_config_read_of_a_broken_file_and_a_broken_catalog(agentd_factory, model, tmp_path):
+    """A config.toml broken after start-up is an error for config/read (the running config stays);
+    a catalog file that is not one leaves model/list with the configured model."""
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text('{"models": "not a list"}')
+    proc, client = start_agentd(agentd_factory, model, model="gpt-kept", top_level=f'model_catalog_json = "{catalog}"')
+    assert [m["id"] for m in client.call("model/list", {})["data"]] == ["gpt-kept"]
+    catalog.write_text("{ not json")
+    assert [m["id"] for m in client.call("model/list", {})["data"]] == ["gpt-kept"]
+    path = proc.codex_home / "config.toml"
+    path.write_text(path.read_text() + "\n[broken\n")
+    with pytest.raises(RpcError) as bad:
+        client.call("config/read", {"includeLayers": True})
+    assert bad.value.code == -32603 and str(path) in bad.value.message and "invalid TOML" in bad.value.message
+    assert client.call("configRequirements/read")["requirements"] is None  # the connection serves on
